@@ -1,0 +1,63 @@
+# litforge: every command a user needs. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+POETRY := $(shell [ -x .tools/poetry/bin/poetry ] && echo .tools/poetry/bin/poetry || command -v poetry)
+PROJECTS := $(sort $(notdir $(patsubst %/,%,$(dir $(wildcard projects/*/pyproject.toml)))))
+TEST_DIRS := packages/core/tests $(addsuffix /tests,$(addprefix projects/,$(PROJECTS))) tests
+# Extra arguments for training, e.g. make train-cifar10 ARGS="--trainer.max_epochs=5"
+ARGS ?=
+DATA ?=
+
+.PHONY: help init test quality style clean new-project bench _venv
+
+help: ## list the targets
+	@echo "litforge: make <target>"
+	@grep -hE '^[a-zA-Z0-9_%-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | awk -F'\t' '{printf "  %-18s %s\n", $$1, $$2}'
+	@echo "projects: $(PROJECTS)"
+
+init: ## set everything up: poetry, .venv from poetry.lock, pre-commit hooks (Python >= 3.11)
+	@PYTHON=$(PYTHON) bash scripts/init.sh
+
+_venv:
+	@[ -x $(PY) ] || { echo "error: no .venv here; run 'make init' first" >&2; exit 1; }
+
+test: _venv ## run every package's and project's tests and tests/
+	$(PY) -m pytest -n 2 -q $(TEST_DIRS)
+
+test-%: _venv ## run the tests whose names match a pattern: make test-extremes
+	$(PY) -m pytest -q $(TEST_DIRS) -k "$*"
+
+test-pdb-%: _venv ## the same, stopping in the debugger at the first failure
+	$(PY) -m pytest -q $(TEST_DIRS) -k "$*" --pdb -p no:xdist
+
+quality: _venv ## ruff check, ruff format --check, mypy, and poetry.lock in sync
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	@POETRY_PYPI_MIRROR_URL=$$(bash scripts/pip-index.sh) $(POETRY) check --lock >/dev/null || { echo "error: poetry.lock is out of date with pyproject.toml; run 'poetry lock'" >&2; exit 1; }
+	@echo "quality: all checks passed"
+
+style: _venv ## format and fix what can be fixed automatically
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+train-%: _venv ## train a project: make train-cifar10 [DATA=path/to/images] [ARGS="..."]
+	@if [ ! -f projects/$*/pyproject.toml ]; then echo "error: no project '$*'; projects: $(PROJECTS)" >&2; exit 2; fi
+	$(PY) -m $$(basename $$(dirname $$(ls projects/$*/src/*/__main__.py))) fit $(if $(DATA),--data.root=$(DATA)) $(ARGS)
+
+new-project: _venv ## create projects/NAME from the template and run its tests: make new-project NAME=foo
+	@[ -n "$(NAME)" ] || { echo "error: give a name: make new-project NAME=foo" >&2; exit 2; }
+	$(PY) scripts/new_project.py $(NAME)
+	POETRY_PYPI_MIRROR_URL=$$(bash scripts/pip-index.sh) $(POETRY) lock
+	POETRY_PYPI_MIRROR_URL=$$(bash scripts/pip-index.sh) $(POETRY) sync --no-interaction --compile
+	$(PY) -m pytest -q projects/$(NAME)/tests
+
+bench: _venv ## benchmarks: Trainer vs raw loop, device augmentation vs DataLoader, time to accuracy [DATA=...]
+	$(PY) -m cifar10_demo.bench $(if $(DATA),--data $(DATA)) $(ARGS)
+
+clean: ## remove caches and build outputs (keeps .venv, runs/ and data caches)
+	rm -rf .mypy_cache .ruff_cache .pytest_cache build dist
+	find . -name __pycache__ -type d -prune -not -path './.venv/*' -exec rm -rf {} +

@@ -1,0 +1,15 @@
+"""Optional callbacks: removing any of them changes nothing else."""
+
+from litforge.callbacks.confusion import ConfusionMatrix
+from litforge.callbacks.extremes import Extremes
+from litforge.callbacks.safety import NonFiniteLossError, SaveOnInterrupt, StopOnNonFinite
+from litforge.callbacks.uncertainty import Uncertainty
+
+__all__ = [
+    "ConfusionMatrix",
+    "Extremes",
+    "NonFiniteLossError",
+    "SaveOnInterrupt",
+    "StopOnNonFinite",
+    "Uncertainty",
+]

@@ -1,0 +1,68 @@
+"""Callbacks that keep a run's work safe: stop on a non-finite loss, checkpoint on interrupt."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import Callback
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN or infinite loss."""
+
+
+class StopOnNonFinite(Callback):
+    """Checks the training loss every ``every_n_steps`` steps (a host sync, hence not every step)
+    and at each epoch end; a NaN or inf stops training with a NonFiniteLossError. The checkpoint
+    written before it is kept: ``SaveOnInterrupt`` does not save over it for this error."""
+
+    def __init__(self, every_n_steps: int = 25) -> None:
+        self.every_n_steps = max(1, every_n_steps)
+        self._last: torch.Tensor | None = None
+
+    def on_train_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        if loss is None:
+            return
+        self._last = loss.detach()
+        if (trainer.global_step % self.every_n_steps) == 0:
+            self._check(trainer)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._check(trainer)
+
+    def _check(self, trainer: pl.Trainer) -> None:
+        if self._last is not None and not bool(torch.isfinite(self._last)):
+            raise NonFiniteLossError(
+                f"the training loss is {float(self._last)} at step {trainer.global_step} "
+                f"(epoch {trainer.current_epoch}); training stopped. The last good checkpoint "
+                "is kept; lower the learning rate or check the data, then resume from it."
+            )
+
+
+class SaveOnInterrupt(Callback):
+    """On SIGTERM, Ctrl-C or a crash, saves ``<dirpath>/last.ckpt`` so that the documented resume
+    command continues the run (mid-epoch, with the step count). Not for a non-finite loss: the
+    weights are bad then, and the last good checkpoint must stay."""
+
+    def __init__(self, dirpath: str | Path) -> None:
+        self.dirpath = Path(dirpath)
+
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        if isinstance(exception, NonFiniteLossError) or trainer.state.fn != "fit":
+            return
+        path = self.dirpath / "last.ckpt"
+        trainer.save_checkpoint(path)
+        pl.utilities.rank_zero_info(f"Interrupted ({type(exception).__name__}): saved {path}")

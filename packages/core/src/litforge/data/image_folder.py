@@ -1,0 +1,306 @@
+"""Read ``<root>/<split>/<class>/*.{png,jpg,jpeg}`` into :class:`ImageArrays`, with a disk cache.
+
+The first read decodes every image with PIL; the decoded arrays are then saved as one ``.npz``
+file in a cache folder, keyed by the folder's path, the split and every file's (relative path,
+size, mtime), so that a later read of an unchanged folder only loads that file and any change to
+the folder decodes it afresh. The source folder is only read, never written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from litforge.data.arrays import ImageArrays
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+CACHE_ENV_VAR = "LITFORGE_CACHE"
+# Decoding tiny images (CIFAR's 32x32) is bound by Python overhead under the GIL, and threads
+# only slow it down; PIL releases the GIL while decoding, so threads pay off for larger images.
+_THREAD_MIN_PIXELS = 96 * 96
+_MAX_THREADS = 4
+_CHUNK = 256
+# Bump when the cache layout or the decoding changes, so old cache files are not reused.
+_CACHE_VERSION = 1
+_CACHE_KEY = "split"
+
+
+class ImageFolderError(ValueError):
+    """An image folder whose content cannot be read into arrays; the message names the path."""
+
+
+@dataclass(frozen=True)
+class _Listing:
+    """The image files of one split, sorted by class then name, with labels and stat data."""
+
+    root: Path
+    split_dir: Path
+    class_names: tuple[str, ...]
+    files: tuple[str, ...]
+    labels: tuple[int, ...]
+    # One "<class>/<file>\0<size>\0<mtime_ns>" line per file: what the cache key hashes.
+    signature: tuple[str, ...]
+
+
+def read_image_folder(
+    root: str | Path,
+    split: str,
+    *,
+    size: tuple[int, int] | None = None,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+) -> ImageArrays:
+    """Read ``<root>/<split>/<class>/*.{png,jpg,jpeg}`` as RGB uint8 images, N x 3 x H x W.
+
+    Class names are the sorted sub-folder names of ``<root>/<split>`` and labels index them; the
+    files of a class are sorted by name. ``size`` is the (height, width) every image must have
+    (default: the size of the first image). ``cache_dir`` defaults to :func:`default_cache_dir`.
+    Missing folders raise :class:`FileNotFoundError`, bad content :class:`ImageFolderError`.
+    """
+    listing = _list_split(Path(root), split)
+    cache_path = _cache_path(listing, cache_dir)
+    cached = _load_cache(cache_path, len(listing.files), listing.class_names)
+    if cached is not None and (size is None or tuple(cached.images.shape[2:]) == size):
+        return cached
+    arrays = _decode_listing(listing, size, progress)
+    _save_cache(arrays, cache_path)
+    return arrays
+
+
+def default_cache_dir() -> Path:
+    """``$LITFORGE_CACHE/image_folder`` if that variable is set, else ``~/.cache/litforge/...``."""
+    base = os.environ.get(CACHE_ENV_VAR)
+    root = Path(base).expanduser() if base else Path.home() / ".cache" / "litforge"
+    return root / "image_folder"
+
+
+def save_arrays_npz(path: str | Path, arrays: Mapping[str, ImageArrays]) -> None:
+    """Save named arrays (e.g. ``{"train": ..., "test": ...}``) as one uncompressed ``.npz``.
+
+    The file is written atomically: to a temp file in the same folder, then renamed.
+    """
+    fields: dict[str, Any] = {}
+    for name, item in arrays.items():
+        fields[f"{name}.images"] = item.images.numpy()
+        fields[f"{name}.labels"] = item.labels.numpy()
+        fields[f"{name}.class_names"] = np.array(item.class_names, dtype=str)
+    with _atomic_write(Path(path)) as f:
+        np.savez(f, **fields)
+
+
+def load_arrays_npz(path: str | Path) -> dict[str, ImageArrays]:
+    """Load the named arrays saved by :func:`save_arrays_npz`."""
+    with np.load(path, allow_pickle=False) as npz:
+        names = [key.removesuffix(".images") for key in npz.files if key.endswith(".images")]
+        return {
+            name: ImageArrays(
+                torch.from_numpy(npz[f"{name}.images"]),
+                torch.from_numpy(npz[f"{name}.labels"]),
+                tuple(str(c) for c in npz[f"{name}.class_names"]),
+            )
+            for name in names
+        }
+
+
+def _list_split(root: Path, split: str) -> _Listing:
+    """Find the class folders and image files of ``<root>/<split>``, with clear errors."""
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder root {root} does not exist (or is not a folder)")
+    split_dir = root / split
+    if not split_dir.is_dir():
+        raise FileNotFoundError(f"split folder {split_dir} does not exist (or is not a folder)")
+    class_dirs = sorted(
+        (p for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith(".")),
+        key=lambda p: p.name,
+    )
+    if not class_dirs:
+        raise ImageFolderError(f"split folder {split_dir} has no class sub-folders")
+    files: list[str] = []
+    labels: list[int] = []
+    signature: list[str] = []
+    for label, class_dir in enumerate(class_dirs):
+        images = _scan_images(class_dir)
+        if not images:
+            raise ImageFolderError(
+                f"class folder {class_dir} has no images ({', '.join(IMAGE_SUFFIXES)})"
+            )
+        prefix = class_dir.name + "/"
+        for entry in images:
+            stat = entry.stat()
+            files.append(entry.path)
+            signature.append(f"{prefix}{entry.name}\0{stat.st_size}\0{stat.st_mtime_ns}")
+        labels.extend([label] * len(images))
+    class_names = tuple(p.name for p in class_dirs)
+    return _Listing(root, split_dir, class_names, tuple(files), tuple(labels), tuple(signature))
+
+
+def _scan_images(class_dir: Path) -> list[os.DirEntry[str]]:
+    """The image files directly in ``class_dir``, sorted by name (``os.scandir`` is fast)."""
+    with os.scandir(class_dir) as entries:
+        images = [
+            entry
+            for entry in entries
+            if entry.name.lower().endswith(IMAGE_SUFFIXES)
+            and not entry.name.startswith(".")
+            and entry.is_file()
+        ]
+    return sorted(images, key=lambda entry: entry.name)
+
+
+def _cache_path(listing: _Listing, cache_dir: str | Path | None) -> Path:
+    """The cache file for ``listing``: ``<stem>-<hash of its files>.npz``."""
+    folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    return folder / f"{_cache_stem(listing)}-{_files_hash(listing)}.npz"
+
+
+def _cache_stem(listing: _Listing) -> str:
+    """``<root name>-<split>-<hash of the resolved root and split>``: one per folder and split."""
+    root = listing.root.resolve()
+    where = hashlib.sha256(f"v{_CACHE_VERSION}\0{root}\0{listing.split_dir.name}".encode())
+    stem = f"{root.name}-{listing.split_dir.name}"
+    stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in stem)
+    return f"{stem}-{where.hexdigest()[:12]}"
+
+
+def _files_hash(listing: _Listing) -> str:
+    """A hash of every file's (relative path, size, mtime_ns) line, in order."""
+    return hashlib.sha256("\n".join(listing.signature).encode()).hexdigest()[:24]
+
+
+def _save_cache(arrays: ImageArrays, path: Path) -> None:
+    """Save ``arrays`` at ``path`` and drop older caches of the folder; warn if it cannot."""
+    try:
+        save_arrays_npz(path, {_CACHE_KEY: arrays})
+        _remove_stale_caches(path)
+    except OSError as error:
+        warnings.warn(f"could not write the image cache {path}: {error}", stacklevel=3)
+
+
+def _remove_stale_caches(path: Path) -> None:
+    """Delete the older cache files of the same folder and split as ``path`` (other hashes)."""
+    stem = path.name.rsplit("-", 1)[0]
+    for old in path.parent.glob(f"{stem}-*.npz"):
+        if old != path:
+            old.unlink(missing_ok=True)
+
+
+def _load_cache(path: Path, n_images: int, class_names: Sequence[str]) -> ImageArrays | None:
+    """The cached arrays at ``path``, or None if there are none or they are unreadable or stale."""
+    if not path.is_file():
+        return None
+    try:
+        arrays = load_arrays_npz(path)[_CACHE_KEY]
+    except (OSError, ValueError, KeyError):
+        return None
+    if len(arrays) != n_images or arrays.class_names != tuple(class_names):
+        return None
+    return arrays
+
+
+def _decode_listing(listing: _Listing, size: tuple[int, int] | None, progress: bool) -> ImageArrays:
+    """Decode every file of ``listing`` into one preallocated N x 3 x H x W uint8 array."""
+    first = _decode(listing.files[0])
+    height, width = size if size is not None else first.shape[:2]
+    out = np.empty((len(listing.files), 3, height, width), dtype=np.uint8)
+
+    def decode_range(start: int, stop: int) -> int:
+        for i in range(start, stop):
+            pixels = first if i == 0 else _decode(listing.files[i])
+            _check_size(listing.files[i], pixels, (height, width), listing.files[0], size)
+            out[i] = pixels.transpose(2, 0, 1)
+        return stop - start
+
+    n_threads = _n_threads(height * width)
+    with tqdm(
+        total=len(listing.files),
+        desc=f"decoding {listing.split_dir}",
+        unit="img",
+        disable=not progress,
+    ) as bar:
+        _run_chunks(decode_range, len(listing.files), n_threads, bar.update)
+    labels = torch.tensor(listing.labels, dtype=torch.int64)
+    return ImageArrays(torch.from_numpy(out), labels, listing.class_names)
+
+
+def _decode(path: str) -> np.ndarray:
+    """Decode one image file as an RGB H x W x 3 uint8 array."""
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+        raise ImageFolderError(f"cannot decode image {path}: {error}") from error
+
+
+def _check_size(
+    path: str,
+    pixels: np.ndarray,
+    expected: tuple[int, int],
+    first_path: str,
+    size: tuple[int, int] | None,
+) -> None:
+    """Raise if ``pixels`` is not ``expected`` (height, width), naming the file and both sizes."""
+    actual = (pixels.shape[0], pixels.shape[1])
+    if actual == expected:
+        return
+    reference = "the requested size" if size is not None else f"the first image {first_path}"
+    raise ImageFolderError(
+        f"image {path} has size {actual[0]}x{actual[1]} (height x width), but "
+        f"{reference} is {expected[0]}x{expected[1]}"
+    )
+
+
+def _n_threads(pixels_per_image: int) -> int:
+    """How many decoding threads to use: 1 for small images, else up to 4 (one per CPU)."""
+    if pixels_per_image < _THREAD_MIN_PIXELS:
+        return 1
+    return max(1, min(_MAX_THREADS, os.cpu_count() or 1))
+
+
+def _run_chunks(
+    work: Callable[[int, int], int], n: int, n_threads: int, done: Callable[[int], object]
+) -> None:
+    """Run ``work(start, stop)`` over ``range(n)`` in chunks, on ``n_threads`` threads if > 1."""
+    chunks = [(start, min(start + _CHUNK, n)) for start in range(0, n, _CHUNK)]
+    if n_threads <= 1:
+        for start, stop in chunks:
+            done(work(start, stop))
+        return
+    with ThreadPoolExecutor(n_threads, thread_name_prefix="image-folder") as pool:
+        futures = [pool.submit(work, start, stop) for start, stop in chunks]
+        try:
+            for future in futures:
+                done(future.result())
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+
+
+@contextmanager
+def _atomic_write(path: Path) -> Iterator[IO[bytes]]:
+    """Yield a temp file next to ``path``; rename it to ``path`` only if the block succeeds."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp_name, 0o644)  # mkstemp makes it 0600
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,60 @@
+"""TorchMetrics that take structs: ``metric.update(example, prediction)``.
+
+``StructMetric`` wraps any TorchMetrics metric and says which fields feed it, so a
+``MetricCollection`` of them is updated with the batch as the model saw it.
+"""
+
+from __future__ import annotations
+
+import torchmetrics
+from torch import Tensor
+from torchmetrics import Metric, MetricCollection
+
+from litforge.structs import Example, Prediction
+
+
+class StructMetric(Metric):
+    """``inner.update(prediction.<pred_field>, example.<target_field>)``; compute/reset pass through."""
+
+    full_state_update = False
+
+    def __init__(
+        self, inner: Metric, pred_field: str = "logits", target_field: str = "label"
+    ) -> None:
+        super().__init__()
+        self.inner = inner
+        self.pred_field = pred_field
+        self.target_field = target_field
+
+    def update(self, example: Example, prediction: Prediction) -> None:
+        try:
+            preds = getattr(prediction, self.pred_field)
+            target = getattr(example, self.target_field)
+        except AttributeError as err:
+            raise AttributeError(
+                f"{type(self.inner).__name__} reads prediction.{self.pred_field} and "
+                f"example.{self.target_field}: {err}"
+            ) from err
+        self.inner.update(preds, target)
+
+    def compute(self) -> Tensor:
+        return self.inner.compute()
+
+    def reset(self) -> None:
+        self.inner.reset()
+        super().reset()
+
+
+def classification_metrics(num_classes: int) -> MetricCollection:
+    """Accuracy, macro accuracy and (for more than 5 classes) top-5 accuracy, from logits."""
+    metrics: dict[str, Metric | MetricCollection] = {
+        "accuracy": StructMetric(torchmetrics.Accuracy(task="multiclass", num_classes=num_classes)),
+        "accuracy_macro": StructMetric(
+            torchmetrics.Accuracy(task="multiclass", num_classes=num_classes, average="macro")
+        ),
+    }
+    if num_classes > 5:
+        metrics["accuracy_top5"] = StructMetric(
+            torchmetrics.Accuracy(task="multiclass", num_classes=num_classes, top_k=5)
+        )
+    return MetricCollection(metrics, compute_groups=False)

@@ -1,0 +1,160 @@
+"""BaseModel: the train / val / test / predict steps, written once for every task.
+
+A task implements two methods:
+
+    forward(example) -> Prediction
+    compute_loss(example, prediction) -> Loss
+
+and optionally ``build_metrics()`` (a MetricCollection of ``StructMetric``) and ``param_groups()``.
+Every loss term and the total are logged as ``<stage>/<dataset>/loss/<term>``, every metric as
+``<stage>/<dataset>/<metric>`` (e.g. ``val/cifar10/accuracy``); dataset names come from the data
+module (``dataset_names(stage)``), so several validation or test sets stay apart.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
+from torch import nn
+from torchmetrics import MetricCollection
+
+from litforge.structs import Example, Loss, Prediction
+
+STAGES = ("train", "val", "test")
+
+
+def _default_optimizer(params: Any) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(params, lr=1e-3)
+
+
+class BaseModel(pl.LightningModule):
+    """Args:
+    optimizer: a callable taking the parameter groups (from YAML: ``class_path: torch.optim.SGD``).
+    lr_scheduler: a callable taking the optimizer, stepped every ``lr_scheduler_interval``.
+    """
+
+    def __init__(
+        self,
+        optimizer: OptimizerCallable = _default_optimizer,
+        lr_scheduler: LRSchedulerCallable | None = None,
+        lr_scheduler_interval: str = "step",
+    ) -> None:
+        super().__init__()
+        if lr_scheduler_interval not in ("step", "epoch"):
+            raise ValueError(
+                f"lr_scheduler_interval must be 'step' or 'epoch', got {lr_scheduler_interval!r}"
+            )
+        self.optimizer_factory = optimizer
+        self.lr_scheduler_factory = lr_scheduler
+        self.lr_scheduler_interval = lr_scheduler_interval
+        self.metrics = nn.ModuleDict()
+        self._dataset_names: dict[str, list[str]] = {}
+
+    # ----------------------------------------------------------------- what a task implements
+    def forward(self, example: Example) -> Prediction:  # type: ignore[override]
+        raise NotImplementedError(f"{type(self).__name__} must implement forward(example)")
+
+    def compute_loss(self, example: Example, prediction: Prediction) -> Loss:
+        raise NotImplementedError(f"{type(self).__name__} must implement compute_loss")
+
+    def build_metrics(self) -> MetricCollection | None:
+        """A fresh metric collection; cloned per stage and per dataset. None: no metrics."""
+        return None
+
+    def param_groups(self) -> Any:
+        """What the optimizer receives: parameters or a list of groups with their own lr."""
+        return self.parameters()
+
+    # ----------------------------------------------------------------- names and metrics
+    def dataset_names(self, stage: str) -> list[str]:
+        """Names of the datasets of a stage, from the data module; 'data' when it has none."""
+        if stage in self._dataset_names:
+            return self._dataset_names[stage]
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer else None
+        names: list[str] | None = None
+        if datamodule is not None and hasattr(datamodule, "dataset_names"):
+            names = list(datamodule.dataset_names(stage))
+        elif datamodule is not None and getattr(datamodule, "name", None):
+            names = [datamodule.name]
+        self._dataset_names[stage] = names or ["data"]
+        return self._dataset_names[stage]
+
+    def metric_prefix(self, stage: str, dataloader_idx: int = 0) -> str:
+        names = self.dataset_names(stage)
+        name = names[dataloader_idx] if dataloader_idx < len(names) else f"data{dataloader_idx}"
+        return f"{stage}/{name}/"
+
+    def setup(self, stage: str) -> None:
+        self._dataset_names.clear()
+        template = self.build_metrics()
+        if template is None:
+            return
+        for s in STAGES:
+            for i in range(len(self.dataset_names(s))):
+                key = f"{s}_{i}"
+                if key not in self.metrics:
+                    self.metrics[key] = template.clone(prefix=self.metric_prefix(s, i))
+
+    # ----------------------------------------------------------------- the steps, once
+    def _shared_step(self, stage: str, batch: Example, dataloader_idx: int = 0) -> dict[str, Any]:
+        prediction = self(batch)
+        loss = self.compute_loss(batch, prediction)
+        prefix = self.metric_prefix(stage, dataloader_idx)
+        on_step = stage == "train"
+        for term, value in loss.items().items():
+            self.log(
+                f"{prefix}loss/{term}",
+                value.detach(),
+                on_step=on_step,
+                on_epoch=True,
+                batch_size=len(batch),
+                add_dataloader_idx=False,
+                sync_dist=not on_step,
+            )
+        metrics = self.metrics[f"{stage}_{dataloader_idx}"] if self.metrics else None
+        if isinstance(metrics, MetricCollection):
+            metrics.update(batch, prediction)
+            self.log_dict(metrics, on_step=False, on_epoch=True, add_dataloader_idx=False)
+        return {"loss": loss.total, "prediction": prediction.detach()}
+
+    def training_step(self, batch: Example, batch_idx: int) -> dict[str, Any]:  # type: ignore[override]
+        return self._shared_step("train", batch)
+
+    def validation_step(  # type: ignore[override]
+        self, batch: Example, batch_idx: int, dataloader_idx: int = 0
+    ) -> dict[str, Any]:
+        return self._shared_step("val", batch, dataloader_idx)
+
+    def test_step(  # type: ignore[override]
+        self, batch: Example, batch_idx: int, dataloader_idx: int = 0
+    ) -> dict[str, Any]:
+        return self._shared_step("test", batch, dataloader_idx)
+
+    def predict_step(  # type: ignore[override]
+        self, batch: Example, batch_idx: int, dataloader_idx: int = 0
+    ) -> Prediction:
+        return self(batch).detach()
+
+    # ----------------------------------------------------------------- optimisation
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(self.param_groups())
+        if self.lr_scheduler_factory is None:
+            return optimizer
+        scheduler = self.lr_scheduler_factory(optimizer)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": self.lr_scheduler_interval},
+        }
+
+    def transfer_batch_to_device(
+        self, batch: Any, device: torch.device, dataloader_idx: int
+    ) -> Any:
+        # Batches from a DeviceLoader are already there: skip the copy.
+        if isinstance(batch, Example) and all(
+            t.device == device for t in batch._tensor_fields().values()
+        ):
+            return batch
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)

@@ -1,0 +1,136 @@
+"""What flows through a model: typed, batched dataclasses.
+
+An ``Example`` is what the data gives, a ``Prediction`` what the model returns, a ``Loss`` what
+``compute_loss`` returns. All are batches: every tensor field has the batch on its first dim.
+A task overrides a struct by subclassing it and adding fields.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from typing import Any, Self
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+@dataclasses.dataclass
+class Struct:
+    """A batch of named tensors. Non-tensor fields (class names, ...) are shared by the batch."""
+
+    def _tensor_fields(self) -> dict[str, Tensor]:
+        return {
+            f.name: v
+            for f in dataclasses.fields(self)
+            if isinstance(v := getattr(self, f.name), Tensor)
+        }
+
+    def __len__(self) -> int:
+        for value in self._tensor_fields().values():
+            if value.dim() > 0:
+                return value.shape[0]
+        raise TypeError(f"{type(self).__name__} holds no batched tensor")
+
+    def _map(self, fn: Any) -> Self:
+        return dataclasses.replace(self, **{k: fn(v) for k, v in self._tensor_fields().items()})
+
+    def __getitem__(self, index: int | slice | Tensor | Sequence[int]) -> Self:
+        """Index or slice the batch; an int keeps a batch of one."""
+        if isinstance(index, int):
+            index = slice(index, index + 1 if index != -1 else None)
+        return self._map(lambda t: t[index] if t.dim() > 0 else t)
+
+    def to(self, *args: Any, **kwargs: Any) -> Self:
+        return self._map(lambda t: t.to(*args, **kwargs))
+
+    def detach(self) -> Self:
+        return self._map(lambda t: t.detach())
+
+    def cpu(self) -> Self:
+        return self.to("cpu")
+
+    @classmethod
+    def collate(cls, items: Sequence[Self]) -> Self:
+        """Joins structs (single items or batches) into one batch along the first dim."""
+        if not items:
+            raise ValueError(f"cannot collate an empty list of {cls.__name__}")
+        first = items[0]
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(first):
+            v = getattr(first, f.name)
+            if isinstance(v, Tensor):
+                parts = [getattr(it, f.name) for it in items]
+                values[f.name] = torch.cat([p if p.dim() > 0 else p[None] for p in parts])
+            else:
+                values[f.name] = v
+        return type(first)(**values)
+
+
+@dataclasses.dataclass
+class Example(Struct):
+    """Base for what the data yields. ``index`` is each item's position in its dataset: it keeps
+    diagnostics exact when a distributed sampler repeats items."""
+
+    index: Tensor
+
+
+@dataclasses.dataclass
+class Prediction(Struct):
+    """Base for what the model returns."""
+
+
+@dataclasses.dataclass
+class Loss(Struct):
+    """Named loss terms and their total. ``total`` is what is optimised."""
+
+    total: Tensor
+    terms: dict[str, Tensor] = dataclasses.field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return 1
+
+    def items(self) -> dict[str, Tensor]:
+        """Every term and the total, for logging."""
+        return {**self.terms, "total": self.total}
+
+    def detach(self) -> Self:
+        return dataclasses.replace(
+            self, total=self.total.detach(), terms={k: v.detach() for k, v in self.terms.items()}
+        )
+
+
+@dataclasses.dataclass
+class ClassificationExample(Example):
+    """An image (float, normalised, N x C x H x W) with its class label."""
+
+    image: Tensor
+    label: Tensor
+
+
+@dataclasses.dataclass
+class ClassificationPrediction(Prediction):
+    """Class logits; everything else derives from them."""
+
+    logits: Tensor
+
+    @property
+    def probs(self) -> Tensor:
+        return self.logits.float().softmax(dim=-1)
+
+    @property
+    def pred(self) -> Tensor:
+        return self.logits.argmax(dim=-1)
+
+    @property
+    def entropy(self) -> Tensor:
+        """Categorical entropy of the softmax, divided by log C: 0 = certain, 1 = uniform."""
+        logp = F.log_softmax(self.logits.float(), dim=-1)
+        ent = -(logp.exp() * logp).sum(dim=-1)
+        return ent / math.log(self.logits.shape[-1])
+
+    def p_true(self, label: Tensor) -> Tensor:
+        """Probability given to the true class."""
+        return self.probs.gather(-1, label.long()[:, None])[:, 0]

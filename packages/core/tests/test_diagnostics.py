@@ -1,0 +1,136 @@
+"""Real Trainer runs of the synthetic task; the diagnostics are checked against brute force."""
+
+import json
+
+import pytest
+import torch
+
+from litforge import testing
+from litforge.callbacks import ConfusionMatrix, Extremes
+from litforge.callbacks.uncertainty import error_by_entropy, expected_calibration_error
+from litforge.structs import ClassificationExample
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("runs")
+    return testing.train(
+        testing.main, tmp, "fit", "--trainer.max_epochs=2", loggers="[csv,tensorboard,wandb]"
+    )
+
+
+def predictions(model, arrays, datamodule):
+    """Brute force: the model's p(true) and prediction for every example of a set."""
+    model.eval()
+    x = (arrays.images.float() / 255 - datamodule.mean.view(1, -1, 1, 1)) / datamodule.std.view(
+        1, -1, 1, 1
+    )
+    example = ClassificationExample(torch.arange(len(arrays)), x, arrays.labels)
+    with torch.no_grad():
+        pred = model(example)
+    return 1 - pred.p_true(arrays.labels), pred.pred
+
+
+def brute_force(errors: torch.Tensor, k: int, highest: bool) -> list[int]:
+    ranked = sorted(range(len(errors)), key=lambda i: (-errors[i] if highest else errors[i], i))
+    return ranked[:k]
+
+
+def callback(cli, cls):
+    return next(c for c in cli.trainer.callbacks if isinstance(c, cls))
+
+
+def test_extremes_match_brute_force(run):
+    dm = run.datamodule
+    errors, _ = predictions(run.model, dm.test, dm)
+    extremes = callback(run, Extremes)
+    for name, highest in (("highest_error", True), ("lowest_error", False)):
+        shown = extremes.last_selection[("test", "synthetic", name)]
+        assert shown["index"].tolist() == brute_force(errors.tolist(), 4, highest)
+        assert torch.allclose(shown["error"], errors[shown["index"]], atol=1e-5)
+        png = (
+            run.run_dir
+            / "media"
+            / "test"
+            / "synthetic"
+            / "extremes"
+            / name
+            / f"{run.trainer.global_step}.png"
+        )
+        assert png.is_file() and png.stat().st_size > 1000
+        assert json.loads(png.with_suffix(".json").read_text())["index"] == shown["index"].tolist()
+
+
+def test_confusion_matrix_matches_counts(run):
+    dm = run.datamodule
+    _, pred = predictions(run.model, dm.test, dm)
+    expected = torch.zeros(4, 4, dtype=torch.long)
+    for t, p in zip(dm.test.labels.tolist(), pred.tolist()):
+        expected[t, p] += 1
+    matrix = callback(run, ConfusionMatrix).last_matrix[("test", "synthetic")]
+    assert torch.equal(matrix, expected)
+    assert int(matrix.sum()) == len(dm.test)
+
+
+def test_uncertainty_bins_by_hand():
+    entropy = torch.tensor([0.05, 0.15, 0.15, 0.55, 0.95, 1.0])
+    correct = torch.tensor([1, 1, 0, 0, 0, 1])
+    count, rate = error_by_entropy(entropy, correct, n_bins=5)
+    # bins [0,.2) [.2,.4) [.4,.6) [.6,.8) [.8,1]: 3, 0, 1, 0, 2 examples
+    assert count.tolist() == [3, 0, 1, 0, 2]
+    assert rate[0].item() == pytest.approx(1 / 3)
+    assert torch.isnan(rate[1]) and torch.isnan(rate[3])
+    assert rate[2].item() == 1.0 and rate[4].item() == 0.5
+    conf = torch.tensor([0.9, 0.9, 0.3, 0.3])
+    ok = torch.tensor([1, 0, 0, 0])
+    # bin of 0.9: acc 0.5, conf 0.9 -> 0.4 * 2/4; bin of 0.3: acc 0, conf 0.3 -> 0.3 * 2/4
+    assert expected_calibration_error(conf, ok, 10).item() == pytest.approx(0.35)
+
+
+def test_ece_and_metrics_logged_with_stage_and_dataset_names(run):
+    results = json.loads((run.run_dir / "results.json").read_text())
+    for key in ("test/synthetic/accuracy", "test/synthetic/ece", "test/synthetic/loss/total"):
+        assert key in results, results.keys()
+    assert results["test/synthetic/accuracy"] > 0.9
+    assert 0 <= results["test/synthetic/ece"] <= 1
+    header = (run.run_dir / "csv" / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {
+        "val/synthetic/accuracy",
+        "train/synthetic/loss/total_step",
+        "val/synthetic/ece",
+    } <= set(header)
+
+
+def test_media_in_png_tensorboard_and_wandb(run):
+    keys = testing.media_files(run.run_dir)
+    for stage in ("val", "test"):
+        for what in (
+            "extremes/highest_error",
+            "extremes/lowest_error",
+            "uncertainty",
+            "confusion_matrix",
+        ):
+            assert f"{stage}/synthetic/{what}" in keys, sorted(keys)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run.run_dir / "tensorboard"), size_guidance={"images": 0})
+    acc.Reload()
+    tags = set(acc.Tags()["images"])
+    assert {"test/synthetic/uncertainty", "test/synthetic/confusion_matrix"} <= tags, tags
+    assert any(t.startswith("test/synthetic/extremes/highest_error") for t in tags), tags
+    wandb_runs = list((run.run_dir / "wandb").glob("offline-run-*"))
+    assert len(wandb_runs) == 1
+    images = {
+        p.parent.name + "/" + p.name.split("_")[0]
+        for p in (wandb_runs[0] / "files" / "media" / "images").rglob("*.png")
+    }
+    assert any("confusion" in p for p in images) and any("uncertainty" in p for p in images), images
+    assert any("highest" in p for p in images), images
+
+
+def test_gather_dedup_drops_padding_duplicates():
+    from litforge.callbacks.base import dedup
+
+    data = {"index": torch.tensor([3, 1, 3, 2, 1]), "v": torch.tensor([10, 11, 12, 13, 14])}
+    out = dedup(data)
+    assert out["index"].tolist() == [3, 1, 2] and out["v"].tolist() == [10, 11, 13]
