@@ -48,7 +48,7 @@ train-%: _venv ## train a project: make train-cifar10 [DATA=path/to/images] [ARG
 	@if [ ! -f projects/$*/pyproject.toml ]; then echo "error: no project '$*'; projects: $(PROJECTS)" >&2; exit 2; fi
 	$(PY) -m $$(basename $$(dirname $$(ls projects/$*/src/*/__main__.py))) fit $(if $(DATA),--data.root=$(DATA)) $(ARGS)
 
-new-project: _venv ## create projects/NAME from the template and run its tests: make new-project NAME=foo
+new-project: _venv ## new task from projects/template (copy, rename, register, install, test): make new-project NAME=foo
 	@[ -n "$(NAME)" ] || { echo "error: give a name: make new-project NAME=foo" >&2; exit 2; }
 	$(PY) scripts/new_project.py $(NAME)
 	POETRY_PYPI_MIRROR_URL=$$(bash scripts/pip-index.sh) $(POETRY) lock

@@ -27,7 +27,7 @@ from urllib.parse import urlparse
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar, TQDMProgressBar
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger, WandbLogger
 from pytorch_lightning.utilities import rank_zero_info
@@ -35,6 +35,7 @@ from pytorch_lightning.utilities import rank_zero_info
 from litforge.callbacks.safety import SaveOnInterrupt
 
 LoggerName = Literal["wandb", "tensorboard", "csv"]
+PROGRESS_REFRESH = 10  # steps between progress bar redraws
 RUN_DIR_ENV = "LITFORGE_RUN_DIR"  # lets DDP child processes find the parent's run directory
 
 
@@ -97,20 +98,30 @@ class LitforgeCLI(LightningCLI):
         datamodule_class: Any = None,
         *,
         project: str,
-        default_config: str | Path | None = None,
+        default_config: str | Path | list[str | Path] | None = None,
         **kwargs: Any,
     ) -> None:
         self.project = project
         self.started = time.perf_counter()
-        defaults = [str(default_config)] if default_config else []
-        parser_kwargs = {
-            sub: {"default_config_files": defaults, "default_env": False}
-            for sub in ("fit", "validate", "test", "predict")
-        }
+        if default_config is None:
+            default_config = []
+        elif not isinstance(default_config, list):
+            default_config = [default_config]
+        defaults = [str(c) for c in default_config]
+        parser_kwargs: dict[str, Any] = {"default_config_files": defaults}
+        if kwargs.get("run", True):  # with subcommands, each subcommand's parser takes them
+            parser_kwargs = {sub: parser_kwargs for sub in ("fit", "validate", "test", "predict")}
         kwargs.setdefault("parser_kwargs", parser_kwargs)
         kwargs.setdefault("save_config_callback", RunConfigSaver)
         kwargs.setdefault("seed_everything_default", 0)
-        super().__init__(model_class, datamodule_class, **kwargs)
+        # The run folder is handed to DDP child processes through the environment; a child
+        # starts with it set, the parent removes it when done so a later run gets its own.
+        owns_env = RUN_DIR_ENV not in os.environ
+        try:
+            super().__init__(model_class, datamodule_class, **kwargs)
+        finally:
+            if owns_env:
+                os.environ.pop(RUN_DIR_ENV, None)
 
     # ------------------------------------------------------------------ arguments
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
@@ -163,6 +174,12 @@ class LitforgeCLI(LightningCLI):
                 ModelCheckpoint(dirpath=ckpt_dir, save_top_k=0, save_last=True),
                 SaveOnInterrupt(ckpt_dir),
             ]
+        given = [*callbacks, *(config.get("callbacks") or [])]
+        if config.get("enable_progress_bar") is not False and not any(
+            isinstance(c, ProgressBar) for c in given
+        ):
+            # Lightning's default redraws every step, a host sync that costs GPU time.
+            callbacks = [*callbacks, TQDMProgressBar(refresh_rate=PROGRESS_REFRESH)]
         return super()._instantiate_trainer(config, callbacks)
 
     def _loggers(self, run: Any) -> list[Logger]:
@@ -267,7 +284,7 @@ def cli_main(
     datamodule_class: Any,
     *,
     project: str,
-    default_config: str | Path,
+    default_config: str | Path | list[str | Path],
     args: list[str] | None = None,
     **kwargs: Any,
 ) -> LitforgeCLI:

@@ -1,0 +1,55 @@
+"""Lookahead with a growing pull (airbench's variant): an averaged copy of all float state.
+
+Every ``every`` steps the averaged copy moves towards the live weights, ``avg = d * avg + (1 - d)
+* live`` with ``d = base ** every * (t / T) ** power`` (t: the step, T: all steps of the run), and
+the live weights are set to it. At the end of training the model becomes the averaged copy.
+Unlike an EMA kept on the side, the average is copied back: it steers the run. Its state is
+checkpointed, so a resumed run continues it exactly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import Callback
+
+
+class Lookahead(Callback):
+    def __init__(self, every: int = 5, base: float = 0.95, power: float = 3.0) -> None:
+        if every < 1:
+            raise ValueError(f"every must be >= 1, got {every}")
+        self.every, self.base, self.power = every, base, power
+        self.average: dict[str, torch.Tensor] = {}
+
+    def _float_state(self, pl_module: pl.LightningModule) -> dict[str, torch.Tensor]:
+        return {k: v for k, v in pl_module.state_dict(keep_vars=True).items() if v.dtype.is_floating_point}
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self.average:
+            self.average = {k: v.detach().clone() for k, v in self._float_state(pl_module).items()}
+        else:  # restored from a checkpoint: put it on the model's device
+            self.average = {k: v.to(pl_module.device) for k, v in self.average.items()}
+
+    @torch.no_grad()
+    def _blend(self, pl_module: pl.LightningModule, decay: float) -> None:
+        for key, live in self._float_state(pl_module).items():
+            avg = self.average[key]
+            avg.lerp_(live.detach(), 1 - decay)
+            live.data.copy_(avg)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        step, total = trainer.global_step, max(1, int(trainer.estimated_stepping_batches))
+        if step % self.every == 0:
+            self._blend(pl_module, self.base**self.every * (step / total) ** self.power)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.global_step >= trainer.estimated_stepping_batches:
+            self._blend(pl_module, 1.0)  # the final model is the averaged copy
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"average": {k: v.detach().cpu() for k, v in self.average.items()}}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.average = dict(state_dict["average"])

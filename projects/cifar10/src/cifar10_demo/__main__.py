@@ -1,0 +1,3 @@
+from cifar10_demo.cli import main
+
+main()

@@ -1,0 +1,212 @@
+"""A fast CIFAR-10 network and recipe of the airbench family (Jordan, arXiv 2404.00498),
+written for litforge: the steps, metrics and diagnostics come from BaseModel.
+
+Network: a frozen 2x2 patch-whitening conv (3 -> 24 channels, its bias trained for the first
+epochs), three blocks conv3x3 -> maxpool2 -> BN -> GELU -> conv3x3 -> BN -> GELU (no residuals,
+identity-initialised filters), a global max pool and a bias-free linear head whose logits are
+scaled by 1/9. BatchNorm weights are frozen at 1; its biases learn at 64x the learning rate.
+Optimiser: Nesterov SGD on the label-smoothed cross-entropy; warm-up then linear decay.
+Test-time augmentation: the mean of logits over flips and 1-pixel shifts.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchmetrics import MetricCollection
+
+from litforge.metrics import classification_metrics
+from litforge.model import BaseModel
+from litforge.structs import ClassificationExample, ClassificationPrediction, Loss
+
+TTA = Literal["none", "flip", "flip_translate"]
+
+
+class BatchNorm(nn.BatchNorm2d):
+    """BatchNorm with its scale frozen at 1 (only the shift learns)."""
+
+    def __init__(self, channels: int, momentum: float, eps: float = 1e-12) -> None:
+        super().__init__(channels, eps=eps, momentum=momentum)
+        self.weight.requires_grad = False
+
+
+class ConvBlock(nn.Sequential):
+    def __init__(self, c_in: int, c_out: int, bn_momentum: float) -> None:
+        super().__init__(
+            nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+            nn.MaxPool2d(2),
+            BatchNorm(c_out, bn_momentum),
+            nn.GELU(),
+            nn.Conv2d(c_out, c_out, 3, padding=1, bias=False),
+            BatchNorm(c_out, bn_momentum),
+            nn.GELU(),
+        )
+
+
+class Net(nn.Module):
+    def __init__(self, widths: tuple[int, int, int], whiten_width: int, bn_momentum: float, num_classes: int, logit_scale: float) -> None:
+        super().__init__()
+        self.whiten = nn.Conv2d(3, whiten_width, 2, padding=0, bias=True)
+        self.whiten.weight.requires_grad = False
+        blocks, c_in = [], whiten_width
+        for w in widths:
+            blocks.append(ConvBlock(c_in, w, bn_momentum))
+            c_in = w
+        self.blocks = nn.Sequential(*blocks)
+        self.head = nn.Linear(c_in, num_classes, bias=False)
+        self.logit_scale = logit_scale
+        for m in self.blocks.modules():
+            if isinstance(m, nn.Conv2d):  # identity on the first in-channels: a residual-like start
+                w = m.weight.data
+                torch.nn.init.dirac_(w[: w.shape[1]])
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = F.gelu(self.whiten(x))
+        x = self.blocks(x)
+        x = F.adaptive_max_pool2d(x, 1).flatten(1)
+        return self.head(x) * self.logit_scale
+
+    @torch.no_grad()
+    def init_whitening(self, images: Tensor, eps: float = 5e-4) -> None:
+        """Filters = eigenvectors of the covariance of 2x2 patches, scaled by 1/sqrt(eigenvalue
+        + eps), and their negations."""
+        c, h, w = self.whiten.weight.shape[1:]
+        patches = images.float().unfold(2, h, 1).unfold(3, w, 1)  # N C H' W' h w
+        patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(-1, c * h * w)
+        cov = patches.T @ patches / len(patches)
+        eigenvalues, eigenvectors = torch.linalg.eigh(cov)
+        filters = (eigenvectors.T / torch.sqrt(eigenvalues + eps)[:, None]).reshape(-1, c, h, w)
+        n = self.whiten.weight.shape[0] // 2
+        filters = filters.flip(0)[:n]  # the largest eigenvalues first
+        self.whiten.weight.copy_(torch.cat([filters, -filters]))
+
+
+class Cifar10Model(BaseModel):
+    """Args:
+    widths: channels of the three blocks.
+    label_smoothing: of the cross-entropy.
+    lr, weight_decay: per 1024 examples, airbench's convention (scaled to the batch here).
+    momentum: Nesterov momentum.
+    bias_lr_scale: BatchNorm biases learn this much faster (same absolute decay).
+    warmup: fraction of steps where the lr rises linearly from ``lr_start`` to 1.
+    lr_end: the lr multiplier at the last step.
+    whiten_bias_epochs: epochs after which the whitening bias is frozen.
+    tta: test-time augmentation of validation, test and predict.
+    channels_last, compile: speed options.
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 10,
+        widths: tuple[int, int, int] = (64, 256, 256),
+        whiten_width: int = 24,
+        bn_momentum: float = 0.4,
+        logit_scale: float = 1 / 9,
+        label_smoothing: float = 0.2,
+        lr: float = 11.5,
+        weight_decay: float = 0.0153,
+        momentum: float = 0.85,
+        bias_lr_scale: float = 64.0,
+        warmup: float = 0.23,
+        lr_start: float = 0.2,
+        lr_end: float = 0.07,
+        whiten_bias_epochs: float = 3.0,
+        tta: TTA = "flip_translate",
+        channels_last: bool = True,
+        compile: bool = False,
+    ) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.net = Net(widths, whiten_width, bn_momentum, num_classes, logit_scale)
+        self.label_smoothing = label_smoothing
+        self.lr, self.weight_decay, self.momentum = lr, weight_decay, momentum
+        self.bias_lr_scale = bias_lr_scale
+        self.warmup, self.lr_start, self.lr_end = warmup, lr_start, lr_end
+        self.whiten_bias_epochs = whiten_bias_epochs
+        self.tta = tta
+        self.channels_last = channels_last
+        self.compile = compile
+        self.register_buffer("whitened", torch.tensor(False))
+        if channels_last:
+            self.net.to(memory_format=torch.channels_last)
+
+    def configure_model(self) -> None:
+        if self.compile and not isinstance(self.net, torch._dynamo.eval_frame.OptimizedModule):
+            self.net = torch.compile(self.net)  # type: ignore[assignment]
+
+    # ---------------------------------------------------------------- forward and loss
+    def logits(self, x: Tensor) -> Tensor:
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.net(x)
+
+    def forward(self, example: ClassificationExample) -> ClassificationPrediction:  # type: ignore[override]
+        x = example.image
+        if self.training or self.tta == "none":
+            return ClassificationPrediction(self.logits(x))
+        logits = 0.5 * (self.logits(x) + self.logits(x.flip(-1)))
+        if self.tta == "flip_translate":
+            padded = F.pad(x, (1, 1, 1, 1), mode="reflect")
+            h, w = x.shape[-2:]
+            shifted = [padded[..., :h, :w], padded[..., 2 : h + 2, 2 : w + 2]]
+            translated = sum(0.5 * (self.logits(s) + self.logits(s.flip(-1))) for s in shifted) / 2
+            logits = 0.5 * logits + 0.5 * translated
+        return ClassificationPrediction(logits.float())
+
+    def compute_loss(self, example: ClassificationExample, prediction: ClassificationPrediction) -> Loss:  # type: ignore[override]
+        ce = F.cross_entropy(prediction.logits.float(), example.label, label_smoothing=self.label_smoothing)
+        return Loss(total=ce, terms={"cross_entropy": ce})
+
+    def build_metrics(self) -> MetricCollection:
+        return classification_metrics(self.num_classes)
+
+    # ---------------------------------------------------------------- the recipe's hooks
+    def on_fit_start(self) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if not bool(self.whitened) and hasattr(datamodule, "normalized_train_sample"):
+            self.net.init_whitening(datamodule.normalized_train_sample(5000))
+            self.whitened.fill_(True)
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        steps_per_epoch = max(1, self.trainer.num_training_batches)
+        train_bias = self.trainer.global_step < self.whiten_bias_epochs * steps_per_epoch
+        self.net.whiten.bias.requires_grad_(train_bias)
+
+    def configure_optimizers(self) -> Any:
+        batch = getattr(getattr(self.trainer, "datamodule", None), "batch_size", 1024)
+        # airbench's units: lr per 1024 examples of a summed loss, divided by 1 + 1/(1-momentum).
+        # A mean loss over `batch` examples takes `batch` times that lr.
+        kilostep = 1024 * (1 + 1 / (1 - self.momentum))
+        lr = self.lr / kilostep * batch
+        decay = self.weight_decay * batch / kilostep  # the absolute decay per step
+        bn_biases = [p for n, p in self.net.named_parameters() if "blocks" in n and p.ndim == 1]
+        ids = {id(p) for p in bn_biases}
+        others = [p for p in self.net.parameters() if id(p) not in ids and p.requires_grad]
+        bias_lr = lr * self.bias_lr_scale
+        optimizer = torch.optim.SGD(
+            [
+                {"params": [p for p in bn_biases if p.requires_grad], "lr": bias_lr, "weight_decay": decay / bias_lr},
+                {"params": others, "lr": lr, "weight_decay": decay / lr},
+            ],
+            momentum=self.momentum,
+            nesterov=True,
+        )
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warm = max(1, int(self.warmup * total))
+
+        def multiplier(step: int) -> float:
+            if step < warm:
+                return self.lr_start + (1 - self.lr_start) * step / warm
+            return 1 + (self.lr_end - 1) * (step - warm) / max(1, total - warm)
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, multiplier)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+

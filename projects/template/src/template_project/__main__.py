@@ -1,0 +1,4 @@
+from template_project.cli import main
+
+if __name__ == "__main__":
+    main()
