@@ -24,11 +24,15 @@ init: ## set everything up: poetry, .venv from poetry.lock, pre-commit hooks (Py
 _venv:
 	@[ -x $(PY) ] || { echo "error: no .venv here; run 'make init' first" >&2; exit 1; }
 
+# Two test processes with one thread each: two processes of two threads on two cores would
+# oversubscribe the CPU, which slows torch's kernels many times over.
+TEST_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+
 test: _venv ## run every package's and project's tests and tests/
-	$(PY) -m pytest -n 2 -q $(TEST_DIRS)
+	$(TEST_ENV) $(PY) -m pytest -n 2 --dist loadfile -q $(TEST_DIRS)
 
 test-%: _venv ## run the tests whose names match a pattern: make test-extremes
-	$(PY) -m pytest -q $(TEST_DIRS) -k "$*"
+	$(TEST_ENV) $(PY) -m pytest -q $(TEST_DIRS) -k "$*"
 
 test-pdb-%: _venv ## the same, stopping in the debugger at the first failure
 	$(PY) -m pytest -q $(TEST_DIRS) -k "$*" --pdb -p no:xdist

@@ -17,16 +17,30 @@ TINY = ["--model.widths=[16,32,32]", "--trainer.precision=32-true"]
 
 def test_short_run_on_real_images_beats_chance_and_leaves_diagnostics(jpeg_subset, tmp_path):
     cli = testing.train(
-        main, tmp_path, "fit", f"--data.root={jpeg_subset}", "--data.batch_size=100",
-        "--data.eval_batch_size=500", "--trainer.max_epochs=6", "--model.widths=[32,64,64]",
-        "--trainer.precision=32-true", loggers="[csv,wandb]",
+        main,
+        tmp_path,
+        "fit",
+        f"--data.root={jpeg_subset}",
+        "--data.batch_size=100",
+        "--data.eval_batch_size=500",
+        "--trainer.max_epochs=4",
+        "--model.widths=[16,32,64]",
+        "--trainer.precision=32-true",
+        loggers="[csv,wandb]",
     )
     results = json.loads((cli.run_dir / "results.json").read_text())
     assert results["test/cifar10/accuracy"] > 0.3, results  # chance is 0.1
     media = testing.media_files(cli.run_dir)
-    for what in ("extremes/highest_error", "extremes/lowest_error", "uncertainty", "confusion_matrix"):
+    for what in (
+        "extremes/highest_error",
+        "extremes/lowest_error",
+        "uncertainty",
+        "confusion_matrix",
+    ):
         assert f"test/cifar10/{what}" in media, sorted(media)
-    shown = json.loads(next((cli.run_dir / "media/test/cifar10/extremes/highest_error").glob("*.json")).read_text())
+    shown = json.loads(
+        next((cli.run_dir / "media/test/cifar10/extremes/highest_error").glob("*.json")).read_text()
+    )
     assert len(shown["index"]) == 16
     wandb_run = next((cli.run_dir / "wandb").glob("offline-run-*"))
     images = [p.name for p in (wandb_run / "files" / "media" / "images").rglob("*.png")]
@@ -86,6 +100,6 @@ def test_missing_data_folder_and_no_download_fail_fast_with_both_ways(tmp_path):
 
 def test_limit_is_class_balanced(jpeg_subset):
     data = Cifar10Data(root=str(jpeg_subset), limit=100)
-    train, test = data.load()
+    train, _ = data.load()
     assert len(train) == 100 and torch.bincount(train.labels).tolist() == [10] * 10
     assert train.images.shape[1:] == (3, 32, 32)

@@ -171,7 +171,12 @@ class LitforgeCLI(LightningCLI):
             ckpt_dir = self.run_dir / "checkpoints"
             callbacks = [
                 *callbacks,
-                ModelCheckpoint(dirpath=ckpt_dir, save_top_k=0, save_last=True),
+                # last.ckpt at every epoch end (or validation end), overwritten in place. Not
+                # save_top_k=0 with save_last=True: Lightning 2.6 then writes last.ckpt only
+                # when training ends, and a resumed run would write last-v1.ckpt beside it.
+                ModelCheckpoint(
+                    dirpath=ckpt_dir, filename="last", save_top_k=1, enable_version_counter=False
+                ),
                 SaveOnInterrupt(ckpt_dir),
             ]
         given = [*callbacks, *(config.get("callbacks") or [])]

@@ -148,13 +148,3 @@ class BaseModel(pl.LightningModule):
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": self.lr_scheduler_interval},
         }
-
-    def transfer_batch_to_device(
-        self, batch: Any, device: torch.device, dataloader_idx: int
-    ) -> Any:
-        # Batches from a DeviceLoader are already there: skip the copy.
-        if isinstance(batch, Example) and all(
-            t.device == device for t in batch._tensor_fields().values()
-        ):
-            return batch
-        return super().transfer_batch_to_device(batch, device, dataloader_idx)

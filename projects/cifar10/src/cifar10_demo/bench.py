@@ -13,6 +13,7 @@ Results are printed as a table and saved under ``bench-results/<time>/`` (CSV an
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import time
 from datetime import datetime
@@ -25,11 +26,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pytorch_lightning as pl
 import torch
-import torch.nn.functional as F
-
-from litforge.data import DeviceLoader
 
 from cifar10_demo.cli import main
+from litforge.data import DeviceLoader
 
 
 def build(data: str | None, extra: list[str]) -> Any:
@@ -50,7 +49,9 @@ class StepTimer(pl.Callback):
     def __init__(self, warmup: int) -> None:
         self.warmup, self.start, self.images, self.end = warmup, 0.0, 0, 0.0
 
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: Any, batch: Any, batch_idx: int
+    ) -> None:
         if trainer.global_step == self.warmup:
             sync(pl_module.device)
             self.start = time.perf_counter()
@@ -66,17 +67,24 @@ def bench_trainer_vs_raw(cli: Any, steps: int, warmup: int) -> dict[str, float]:
     datamodule, precision = cli.datamodule, cli.trainer.precision
     timer = StepTimer(warmup)
     trainer = pl.Trainer(
-        accelerator=cli.trainer.accelerator, devices=1, precision=precision, max_steps=warmup + steps,
-        logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, num_sanity_val_steps=0, callbacks=[timer],
+        accelerator=cli.trainer.accelerator,
+        devices=1,
+        precision=precision,
+        max_steps=warmup + steps,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        callbacks=[timer],
     )
-    model = type(cli.model)(**cli.config_init["model"].as_dict()) if hasattr(cli.config_init["model"], "as_dict") else cli.model
+    model = copy.deepcopy(cli.model)
     trainer.fit(model, datamodule=datamodule)
     lightning = timer.images / (timer.end - timer.start)
 
     # The raw loop: the same model class, data loader, optimiser, schedule and autocast.
     device = trainer.strategy.root_device
-    raw = type(model)(**dict(cli.config_init["model"])) if isinstance(cli.config_init["model"], dict) else model
+    raw = copy.deepcopy(cli.model)  # a fresh copy: the same start as the Trainer's
     raw.to(device)
     raw._trainer = trainer  # configure_optimizers reads the schedule length and batch size
     opt_config = raw.configure_optimizers()
@@ -126,8 +134,16 @@ def bench_augmentation(cli: Any, n_images: int) -> dict[str, float]:
 
     dm = cli.datamodule
     images, labels = dm.train.images[:n_images], dm.train.labels[:n_images]
-    loader = DeviceLoader(images, labels, batch_size=dm.batch_size, mean=dm.mean, std=dm.std,
-                          shuffle=True, translate=dm.translate, flip="random")
+    loader = DeviceLoader(
+        images,
+        labels,
+        batch_size=dm.batch_size,
+        mean=dm.mean,
+        std=dm.std,
+        shuffle=True,
+        translate=dm.translate,
+        flip="random",
+    )
     next(iter(loader))
     sync(images.device)
     start = time.perf_counter()
@@ -135,22 +151,29 @@ def bench_augmentation(cli: Any, n_images: int) -> dict[str, float]:
     sync(images.device)
     device_rate = seen / (time.perf_counter() - start)
 
-    transform = transforms.Compose([
-        transforms.RandomCrop(32, padding=dm.translate, padding_mode="reflect"),
-        transforms.RandomHorizontalFlip(),
-        transforms.ToTensor(),
-        transforms.Normalize(dm.mean.tolist(), dm.std.tolist()),
-    ])
+    transform = transforms.Compose(
+        [
+            transforms.RandomCrop(32, padding=dm.translate, padding_mode="reflect"),
+            transforms.RandomHorizontalFlip(),
+            transforms.ToTensor(),
+            transforms.Normalize(dm.mean.tolist(), dm.std.tolist()),
+        ]
+    )
     dataset = PILDataset(images.cpu(), labels.cpu(), transform)
-    dl = torch.utils.data.DataLoader(dataset, batch_size=dm.batch_size, shuffle=True, num_workers=2,
-                                     persistent_workers=False)
+    dl = torch.utils.data.DataLoader(
+        dataset, batch_size=dm.batch_size, shuffle=True, num_workers=2, persistent_workers=False
+    )
     start = time.perf_counter()
     seen = 0
     for x, _ in dl:  # includes the workers' start, as a training epoch would
         seen += len(x.to(images.device))
     sync(images.device)
     loader_rate = seen / (time.perf_counter() - start)
-    return {"device_img_s": device_rate, "dataloader_img_s": loader_rate, "ratio": device_rate / loader_rate}
+    return {
+        "device_img_s": device_rate,
+        "dataloader_img_s": loader_rate,
+        "ratio": device_rate / loader_rate,
+    }
 
 
 # ------------------------------------------------------------------------------- c
@@ -169,27 +192,44 @@ class TimeToAccuracy(pl.Callback):
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
         sync(pl_module.device)
         self.train_time += time.perf_counter() - self.t0
-        dm = trainer.datamodule
+        dm = trainer.datamodule  # type: ignore[attr-defined]
         was_training = pl_module.training
         pl_module.eval()
         correct = 0
-        with torch.autocast(pl_module.device.type, dtype=torch.bfloat16, enabled="bf16" in str(trainer.precision)):
+        with torch.autocast(
+            pl_module.device.type, dtype=torch.bfloat16, enabled="bf16" in str(trainer.precision)
+        ):
             for batch in dm.test_dataloader():
                 correct += int((pl_module.logits(batch.image).argmax(-1) == batch.label).sum())
         pl_module.train(was_training)
         accuracy = correct / len(dm.test)
-        self.rows.append({"epoch": trainer.current_epoch + 1, "train_seconds": self.train_time, "test_accuracy": accuracy})
-        print(f"  epoch {trainer.current_epoch + 1}: {self.train_time:.1f} s, test accuracy {accuracy:.4f} (one view)", flush=True)
+        self.rows.append(
+            {
+                "epoch": trainer.current_epoch + 1,
+                "train_seconds": self.train_time,
+                "test_accuracy": accuracy,
+            }
+        )
+        print(
+            f"  epoch {trainer.current_epoch + 1}: {self.train_time:.1f} s, test accuracy {accuracy:.4f} (one view)",
+            flush=True,
+        )
 
 
-def bench_time_to_accuracy(data: str | None, extra: list[str]) -> tuple[list[dict[str, float]], dict[str, float]]:
+def bench_time_to_accuracy(
+    data: str | None, extra: list[str]
+) -> tuple[list[dict[str, float]], dict[str, float]]:
     start = time.perf_counter()
     cli = build(data, extra)
     tta = TimeToAccuracy()
     cli.trainer.callbacks.append(tta)
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)
-    final = {k: float(v) for k, v in cli.trainer.callback_metrics.items() if k.startswith("test/") and v.numel() == 1}
+    final = {
+        k: float(v)
+        for k, v in cli.trainer.callback_metrics.items()
+        if k.startswith("test/") and v.numel() == 1
+    }
     final["total_wall_seconds"] = time.perf_counter() - start
     final["train_seconds"] = tta.train_time
     return tta.rows, final
@@ -197,14 +237,18 @@ def bench_time_to_accuracy(data: str | None, extra: list[str]) -> tuple[list[dic
 
 # ------------------------------------------------------------------------------- main
 def main_bench(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", help="a local image-folder copy (default: the official download)")
     parser.add_argument("--only", default="a,b,c", help="which benchmarks, e.g. a,b")
     parser.add_argument("--steps", type=int, default=20, help="timed steps for (a)")
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--aug-images", type=int, default=10000, help="images for (b)")
     parser.add_argument("--out", default="bench-results")
-    parser.add_argument("extra", nargs="*", help="config overrides for the run, e.g. --trainer.max_epochs=2")
+    parser.add_argument(
+        "extra", nargs="*", help="config overrides for the run, e.g. --trainer.max_epochs=2"
+    )
     args, unknown = parser.parse_known_args(argv)
     extra = [*args.extra, *unknown]
     out = Path(args.out) / datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -232,10 +276,25 @@ def main_bench(argv: list[str] | None = None) -> None:
             writer.writeheader()
             writer.writerows(rows)
         fig, ax = plt.subplots(figsize=(5.5, 4))
-        ax.plot([r["train_seconds"] for r in rows], [r["test_accuracy"] for r in rows], "o-", label="one view, per epoch")
+        ax.plot(
+            [r["train_seconds"] for r in rows],
+            [r["test_accuracy"] for r in rows],
+            "o-",
+            label="one view, per epoch",
+        )
         if "test/cifar10/accuracy" in final:
-            ax.plot([final["train_seconds"]], [final["test/cifar10/accuracy"]], "r*", ms=12, label="final, with TTA")
-        ax.set(xlabel="training wall time (s)", ylabel="test accuracy", title=f"CIFAR-10 time to accuracy ({device})")
+            ax.plot(
+                [final["train_seconds"]],
+                [final["test/cifar10/accuracy"]],
+                "r*",
+                ms=12,
+                label="final, with TTA",
+            )
+        ax.set(
+            xlabel="training wall time (s)",
+            ylabel="test accuracy",
+            title=f"CIFAR-10 time to accuracy ({device})",
+        )
         ax.grid(alpha=0.3)
         ax.legend()
         fig.tight_layout()
@@ -243,9 +302,9 @@ def main_bench(argv: list[str] | None = None) -> None:
         for k, v in final.items():
             table.append(("c", k, v))
     with open(out / "results.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["benchmark", "measure", "value"])
-        writer.writerows(table)
+        table_writer = csv.writer(f)
+        table_writer.writerow(["benchmark", "measure", "value"])
+        table_writer.writerows(table)
     print(f"\n{'bench':<6}{'measure':<32}{'value':>14}   ({device})")
     for bench, measure, value in table:
         print(f"{bench:<6}{measure:<32}{value:>14.4f}")

@@ -13,10 +13,9 @@ from typing import Any
 
 import torch
 
-from litforge.cli import LitforgeCLI, cli_main
-
 from cifar10_demo.data import Cifar10Data
 from cifar10_demo.model import Cifar10Model
+from litforge.cli import LitforgeCLI, cli_main
 
 CONFIGS = Path(__file__).parent / "configs"
 DEFAULT = CONFIGS / "default.yaml"
@@ -29,6 +28,10 @@ def default_configs() -> list[str | Path]:
 
 def main(args: list[str] | None = None, **kwargs: Any) -> LitforgeCLI:
     return cli_main(
-        Cifar10Model, Cifar10Data, project="cifar10", default_config=default_configs(), args=args,
+        Cifar10Model,
+        Cifar10Data,
+        project="cifar10",
+        default_config=default_configs(),
+        args=args,
         **kwargs,
     )

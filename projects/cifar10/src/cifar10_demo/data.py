@@ -14,11 +14,10 @@ from pathlib import Path
 
 import torch
 
+from cifar10_demo.download import CIFAR10_MD5, CIFAR10_URL, DownloadError, load_cifar10
 from litforge.data import ImageArrays, ImageDataModule
 from litforge.data.device import FlipMode
 from litforge.data.image_folder import default_cache_dir, read_image_folder
-
-from cifar10_demo.download import CIFAR10_MD5, CIFAR10_URL, DownloadError, load_cifar10
 
 
 class DataUnavailableError(RuntimeError):
@@ -74,7 +73,9 @@ class Cifar10Data(ImageDataModule):
         try:
             return load_cifar10(self.root, url=self.url, md5=CIFAR10_MD5)
         except (DownloadError, urllib.error.URLError, TimeoutError, ConnectionError) as err:
-            raise DataUnavailableError(self._help(f"could not download CIFAR-10 from {self.url}: {err}")) from err
+            raise DataUnavailableError(
+                self._help(f"could not download CIFAR-10 from {self.url}: {err}")
+            ) from err
 
     @staticmethod
     def _help(problem: str) -> str:

@@ -47,7 +47,14 @@ class ConvBlock(nn.Sequential):
 
 
 class Net(nn.Module):
-    def __init__(self, widths: tuple[int, int, int], whiten_width: int, bn_momentum: float, num_classes: int, logit_scale: float) -> None:
+    def __init__(
+        self,
+        widths: tuple[int, int, int],
+        whiten_width: int,
+        bn_momentum: float,
+        num_classes: int,
+        logit_scale: float,
+    ) -> None:
         super().__init__()
         self.whiten = nn.Conv2d(3, whiten_width, 2, padding=0, bias=True)
         self.whiten.weight.requires_grad = False
@@ -60,8 +67,8 @@ class Net(nn.Module):
         self.logit_scale = logit_scale
         for m in self.blocks.modules():
             if isinstance(m, nn.Conv2d):  # identity on the first in-channels: a residual-like start
-                w = m.weight.data
-                torch.nn.init.dirac_(w[: w.shape[1]])
+                filters = m.weight.data
+                torch.nn.init.dirac_(filters[: filters.shape[1]])
 
     def forward(self, x: Tensor) -> Tensor:
         x = F.gelu(self.whiten(x))
@@ -156,8 +163,12 @@ class Cifar10Model(BaseModel):
             logits = 0.5 * logits + 0.5 * translated
         return ClassificationPrediction(logits.float())
 
-    def compute_loss(self, example: ClassificationExample, prediction: ClassificationPrediction) -> Loss:  # type: ignore[override]
-        ce = F.cross_entropy(prediction.logits.float(), example.label, label_smoothing=self.label_smoothing)
+    def compute_loss(
+        self, example: ClassificationExample, prediction: ClassificationPrediction
+    ) -> Loss:  # type: ignore[override]
+        ce = F.cross_entropy(
+            prediction.logits.float(), example.label, label_smoothing=self.label_smoothing
+        )
         return Loss(total=ce, terms={"cross_entropy": ce})
 
     def build_metrics(self) -> MetricCollection:
@@ -165,7 +176,7 @@ class Cifar10Model(BaseModel):
 
     # ---------------------------------------------------------------- the recipe's hooks
     def on_fit_start(self) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None)
+        datamodule: Any = getattr(self.trainer, "datamodule", None)
         if not bool(self.whitened) and hasattr(datamodule, "normalized_train_sample"):
             self.net.init_whitening(datamodule.normalized_train_sample(5000))
             self.whitened.fill_(True)
@@ -173,7 +184,7 @@ class Cifar10Model(BaseModel):
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         steps_per_epoch = max(1, self.trainer.num_training_batches)
         train_bias = self.trainer.global_step < self.whiten_bias_epochs * steps_per_epoch
-        self.net.whiten.bias.requires_grad_(train_bias)
+        self.net.whiten.bias.requires_grad_(train_bias)  # type: ignore[union-attr]
 
     def configure_optimizers(self) -> Any:
         batch = getattr(getattr(self.trainer, "datamodule", None), "batch_size", 1024)
@@ -188,7 +199,11 @@ class Cifar10Model(BaseModel):
         bias_lr = lr * self.bias_lr_scale
         optimizer = torch.optim.SGD(
             [
-                {"params": [p for p in bn_biases if p.requires_grad], "lr": bias_lr, "weight_decay": decay / bias_lr},
+                {
+                    "params": [p for p in bn_biases if p.requires_grad],
+                    "lr": bias_lr,
+                    "weight_decay": decay / bias_lr,
+                },
                 {"params": others, "lr": lr, "weight_decay": decay / lr},
             ],
             momentum=self.momentum,
@@ -203,10 +218,11 @@ class Cifar10Model(BaseModel):
             return 1 + (self.lr_end - 1) * (step - warm) / max(1, total - warm)
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, multiplier)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
 
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
-
-

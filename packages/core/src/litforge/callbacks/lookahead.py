@@ -24,7 +24,11 @@ class Lookahead(Callback):
         self.average: dict[str, torch.Tensor] = {}
 
     def _float_state(self, pl_module: pl.LightningModule) -> dict[str, torch.Tensor]:
-        return {k: v for k, v in pl_module.state_dict(keep_vars=True).items() if v.dtype.is_floating_point}
+        return {
+            k: v
+            for k, v in pl_module.state_dict(keep_vars=True).items()
+            if v.dtype.is_floating_point
+        }
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not self.average:
@@ -39,7 +43,14 @@ class Lookahead(Callback):
             avg.lerp_(live.detach(), 1 - decay)
             live.data.copy_(avg)
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
         step, total = trainer.global_step, max(1, int(trainer.estimated_stepping_batches))
         if step % self.every == 0:
             self._blend(pl_module, self.base**self.every * (step / total) ** self.power)

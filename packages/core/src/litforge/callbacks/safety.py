@@ -15,9 +15,11 @@ class NonFiniteLossError(RuntimeError):
 
 
 class StopOnNonFinite(Callback):
-    """Checks the training loss every ``every_n_steps`` steps (a host sync, hence not every step)
-    and at each epoch end; a NaN or inf stops training with a NonFiniteLossError. The checkpoint
-    written before it is kept: ``SaveOnInterrupt`` does not save over it for this error."""
+    """Checks the training loss every ``every_n_steps`` steps (a host sync, hence not every step),
+    before each validation during fit and at each epoch end; a NaN or inf stops training with a
+    NonFiniteLossError. Checking before validation matters: the diagnostics would otherwise meet
+    NaN predictions, and a checkpoint written at the end of that validation would hold the bad
+    weights. The checkpoint written before is kept: ``SaveOnInterrupt`` does not save over it."""
 
     def __init__(self, every_n_steps: int = 25) -> None:
         self.every_n_steps = max(1, every_n_steps)
@@ -38,6 +40,10 @@ class StopOnNonFinite(Callback):
         if (trainer.global_step % self.every_n_steps) == 0:
             self._check(trainer)
 
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.state.fn == "fit" and not trainer.sanity_checking:
+            self._check(trainer)
+
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._check(trainer)
 
@@ -52,8 +58,9 @@ class StopOnNonFinite(Callback):
 
 class SaveOnInterrupt(Callback):
     """On SIGTERM, Ctrl-C or a crash, saves ``<dirpath>/last.ckpt`` so that the documented resume
-    command continues the run (mid-epoch, with the step count). Not for a non-finite loss: the
-    weights are bad then, and the last good checkpoint must stay."""
+    command continues the run (mid-epoch, with the step count). Not for a non-finite loss, nor
+    when the weights hold a NaN or inf (an interruption after a NaN step that was not yet
+    noticed): the weights are bad then, and the last good checkpoint must stay."""
 
     def __init__(self, dirpath: str | Path) -> None:
         self.dirpath = Path(dirpath)
@@ -64,5 +71,11 @@ class SaveOnInterrupt(Callback):
         if isinstance(exception, NonFiniteLossError) or trainer.state.fn != "fit":
             return
         path = self.dirpath / "last.ckpt"
+        if not all(bool(torch.isfinite(v).all()) for v in pl_module.state_dict().values()):
+            pl.utilities.rank_zero_warn(
+                f"Interrupted ({type(exception).__name__}) with non-finite weights: {path} "
+                "was not overwritten; it holds the last good checkpoint"
+            )
+            return
         trainer.save_checkpoint(path)
         pl.utilities.rank_zero_info(f"Interrupted ({type(exception).__name__}): saved {path}")

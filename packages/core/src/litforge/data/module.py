@@ -122,7 +122,10 @@ class ImageDataModule(pl.LightningDataModule):
     def normalized_train_sample(self, n: int) -> Tensor:
         """The first ``n`` training images, normalised as the model sees them (no augmentation)."""
         assert self.train is not None, "call setup() first"
-        return (self.train.images[:n].float().div(255) - self.mean.to(self.train.images.device).view(1, -1, 1, 1)) / self.std.to(self.train.images.device).view(1, -1, 1, 1)
+        return (
+            self.train.images[:n].float().div(255)
+            - self.mean.to(self.train.images.device).view(1, -1, 1, 1)
+        ) / self.std.to(self.train.images.device).view(1, -1, 1, 1)
 
     def to_display(self, images: Tensor) -> Tensor:
         """Normalised images back to uint8 pixels."""

@@ -1,0 +1,118 @@
+"""Test-only callbacks for test_reliability.py and test_ddp.py.
+
+They are given to the real CLI by class path (``--trainer.callbacks+=...``), so they must be
+importable both in the pytest process (the tests put this folder on ``sys.path``) and in a
+``python -m litforge.testing`` subprocess and its DDP children (``PYTHONPATH``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks import Callback
+
+from litforge.callbacks import ConfusionMatrix
+
+WAIT_S = 60.0  # the longest a probe waits for a signal before failing the run
+
+
+class RecordStart(Callback):
+    """Appends ``{"step": .., "epoch": ..}`` to the JSON-lines file ``path`` at every fit start."""
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.is_global_zero:
+            row = {"step": trainer.global_step, "epoch": trainer.current_epoch}
+            with self.path.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+
+
+class PauseForSignal(Callback):
+    """After training step ``step``: writes ``marker`` and waits (at most WAIT_S) for a signal.
+
+    ``send``: 'SIGTERM' or 'SIGINT' to signal this very process (else the test sends one).
+    Lightning's SIGTERM handler only sets a flag, so the wait ends when it is set; a SIGINT
+    raises KeyboardInterrupt out of ``time.sleep``.
+    """
+
+    def __init__(self, step: int, marker: str, send: str | None = None) -> None:
+        self.step, self.marker, self.send = step, Path(marker), send
+
+    def on_train_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        if trainer.global_step != self.step:
+            return
+        self.marker.write_text(str(trainer.global_step))
+        if self.send:
+            os.kill(os.getpid(), getattr(signal, self.send))
+        deadline = time.monotonic() + WAIT_S
+        while time.monotonic() < deadline:
+            if trainer.received_sigterm:
+                return
+            time.sleep(0.01)
+        raise RuntimeError(f"PauseForSignal: no signal within {WAIT_S} s")
+
+
+class PoisonBatch(Callback):
+    """Fills the images of the batch of training step ``step`` with NaN: the loss becomes NaN
+    and so, after the optimizer step, do the weights."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        if trainer.global_step == self.step:
+            batch.image.fill_(float("nan"))
+
+
+class CrashAt(Callback):
+    """Raises RuntimeError('probe crash at step N') after training step ``step``."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        if trainer.global_step == self.step:
+            raise RuntimeError(f"probe crash at step {self.step}")
+
+
+class DumpTestState(Callback):
+    """At test end, every rank writes ``<folder>/rank<r>.json``: its run folder and the test
+    confusion matrix that the ConfusionMatrix callback computed (gathered over all ranks)."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = Path(folder)
+
+    def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        confusion = next(c for c in trainer.callbacks if isinstance(c, ConfusionMatrix))  # type: ignore[attr-defined]
+        state = {
+            "rank": trainer.global_rank,
+            "world_size": trainer.world_size,
+            "default_root_dir": str(trainer.default_root_dir),
+            "confusion": {"/".join(k): v.tolist() for k, v in confusion.last_matrix.items()},
+        }
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / f"rank{trainer.global_rank}.json").write_text(json.dumps(state))
