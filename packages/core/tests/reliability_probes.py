@@ -107,7 +107,8 @@ class DumpTestState(Callback):
         self.folder = Path(folder)
 
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        confusion = next(c for c in trainer.callbacks if isinstance(c, ConfusionMatrix))  # type: ignore[attr-defined]
+        callbacks: list[Callback] = trainer.callbacks  # type: ignore[attr-defined]
+        confusion = next(c for c in callbacks if isinstance(c, ConfusionMatrix))
         state = {
             "rank": trainer.global_rank,
             "world_size": trainer.world_size,

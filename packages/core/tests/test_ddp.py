@@ -29,15 +29,18 @@ from litforge.structs import ClassificationExample
 
 TESTS = Path(__file__).resolve().parent
 TIMEOUT_S = 120  # a hung collective fails the test instead of hanging it
-EPOCHS, STEPS = 3, 6  # 192 training images: 6 steps of 32 (one process) or 2 x 16 (two)
+EPOCHS, STEPS = 2, 6  # 192 training images: 6 steps of 32 (one process) or 2 x 16 (two)
 COMMON = [
     "--run.loggers=[csv]", *testing.QUIET, f"--trainer.max_epochs={EPOCHS}",
     "--data.translate=0", "--trainer.accelerator=cpu",
 ]  # fmt: skip
-# Tolerances, two processes against one (see the module docstring): the weights agree to float
-# rounding, a few 1e-6 after 18 steps; losses to 1e-4. Accuracy is a count over 64 images, so a
-# borderline image may flip with such rounding: one image, 1/64, is allowed.
-WEIGHT_ATOL, LOSS_ATOL, ACCURACY_ATOL = 1e-4, 1e-4, 1 / 64 + 1e-6
+# Tolerances, two processes against one (see the module docstring). Only float summation order
+# differs: measured here, the weights differ by 7e-8 after the 12 steps and the test loss by
+# 1e-8; 1e-5 leaves room for another CPU's kernels. Accuracy is a count over 64 images: a
+# borderline image may flip with such rounding, so one image (1/64) is allowed; the ECE moves by
+# at most 2/64 when one image changes confidence bin.
+WEIGHT_ATOL, LOSS_ATOL = 1e-5, 1e-5
+ACCURACY_ATOL, ECE_ATOL = 1 / 64 + 1e-6, 2 / 64 + 1e-6
 
 
 def run_ddp(tmp: Path) -> tuple[Path, float]:
@@ -105,7 +108,7 @@ def test_two_processes_train_like_one(runs: dict[str, Any]) -> None:
     one_test = json.loads((single.run_dir / "results.json").read_text())
     assert ddp_test.keys() == one_test.keys()
     for key, value in one_test.items():
-        atol = ACCURACY_ATOL if "accuracy" in key else LOSS_ATOL
+        atol = ACCURACY_ATOL if "accuracy" in key else ECE_ATOL if "ece" in key else LOSS_ATOL
         assert abs(ddp_test[key] - value) <= atol, (key, ddp_test[key], value)
     assert one_test["test/synthetic/accuracy"] > 0.9
 
@@ -167,7 +170,7 @@ def test_extremes_and_confusion_match_brute_force_over_the_whole_test_set(
         assert torch.allclose(torch.tensor(shown["error"]), errors[ranked[:k]], atol=1e-5)
         assert shown["label"] == labels[shown["index"]].tolist()
         # the very images, where no near-tie at the k-th place makes the order a matter of rounding
-        if abs(float(errors[ranked[k - 1]] - errors[ranked[k]])) > 1e-4:
+        if abs(float(errors[ranked[k - 1]] - errors[ranked[k]])) > 1e-5:
             assert shown["index"] == ranked[:k], (name, shown["index"], ranked[:k])
     expected = torch.zeros(4, 4, dtype=torch.long)
     for t, p in zip(labels.tolist(), pred.tolist()):

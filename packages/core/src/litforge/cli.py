@@ -13,11 +13,13 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import netrc
 import os
 import secrets
+import signal
 import sys
 import time
 from datetime import datetime
@@ -30,7 +32,10 @@ import torch
 from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar, TQDMProgressBar
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger, WandbLogger
+from pytorch_lightning.loggers.csv_logs import ExperimentWriter
+from pytorch_lightning.loggers.logger import rank_zero_experiment
 from pytorch_lightning.utilities import rank_zero_info
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from litforge.callbacks.safety import SaveOnInterrupt
 
@@ -49,6 +54,27 @@ class RunConfigSaver(SaveConfigCallback):
     def save_config(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         path = Path(trainer.default_root_dir) / "config.yaml"
         self.parser.save(self.config, str(path), skip_none=False, overwrite=True)
+
+
+class _ContinuingWriter(ExperimentWriter):
+    """Appends to an existing metrics.csv; Lightning's writer deletes it when it starts."""
+
+    def _check_log_dir_exists(self) -> None:
+        if self._fs.isfile(self.metrics_file_path):
+            with self._fs.open(self.metrics_file_path, "r", newline="") as f:
+                self.metrics_keys = next(csv.reader(f), [])
+
+
+class ResumedCSVLogger(CSVLogger):
+    """The CSV logger of a resumed run: its metrics.csv keeps the rows from before the stop."""
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _ContinuingWriter(log_dir=self.log_dir)
+        return self._experiment  # type: ignore[return-value]
 
 
 def wandb_has_credentials() -> bool:
@@ -119,6 +145,10 @@ class LitforgeCLI(LightningCLI):
         owns_env = RUN_DIR_ENV not in os.environ
         try:
             super().__init__(model_class, datamodule_class, **kwargs)
+        except SIGTERMException as stop:
+            # Lightning stops on SIGTERM with SystemExit(None): exit status 0, and a scheduler
+            # or a shell `&&` would take the interrupted run for a finished one.
+            raise SystemExit(128 + signal.SIGTERM) from stop
         finally:
             if owns_env:
                 os.environ.pop(RUN_DIR_ENV, None)
@@ -161,7 +191,7 @@ class LitforgeCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
         config = self.config[self.subcommand] if self.subcommand else self.config
-        loggers = self._loggers(config.run)
+        loggers = self._loggers(config.run, resuming=bool(config.get("ckpt_path")))
         trainer = super().instantiate_trainer(logger=loggers or False, **kwargs)
         self._announce(trainer)
         return trainer
@@ -187,13 +217,14 @@ class LitforgeCLI(LightningCLI):
             callbacks = [*callbacks, TQDMProgressBar(refresh_rate=PROGRESS_REFRESH)]
         return super()._instantiate_trainer(config, callbacks)
 
-    def _loggers(self, run: Any) -> list[Logger]:
+    def _loggers(self, run: Any, resuming: bool = False) -> list[Logger]:
         loggers: list[Logger] = []
         names = list(dict.fromkeys(run.loggers))
         # CSV and TensorBoard first: trainer.log_dir then points into the run folder.
         for name in sorted(names, key=lambda n: n == "wandb"):
             if name == "csv":
-                loggers.append(CSVLogger(self.run_dir, name="csv", version=""))
+                csv_logger = ResumedCSVLogger if resuming else CSVLogger
+                loggers.append(csv_logger(self.run_dir, name="csv", version=""))
             elif name == "tensorboard":
                 loggers.append(TensorBoardLogger(self.run_dir, name="tensorboard", version=""))
             elif name == "wandb":
@@ -223,6 +254,15 @@ class LitforgeCLI(LightningCLI):
         spec = getattr(main, "__spec__", None)
         name = spec.name if spec is not None else self.project
         return name.removesuffix(".__main__")
+
+    def _prepare_subcommand_kwargs(self, subcommand: str) -> dict[str, Any]:
+        kwargs = super()._prepare_subcommand_kwargs(subcommand)
+        # A checkpoint holds tensors and plain containers only: resume with torch's safe loader.
+        # Lightning passes None through, which TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD can turn into a
+        # full unpickling; --weights_only=false still opts out.
+        if "weights_only" in kwargs and kwargs["weights_only"] is None:
+            kwargs["weights_only"] = True
+        return kwargs
 
     # ------------------------------------------------------------------ after the work
     def after_fit(self) -> None:

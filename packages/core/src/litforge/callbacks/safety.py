@@ -60,22 +60,37 @@ class SaveOnInterrupt(Callback):
     """On SIGTERM, Ctrl-C or a crash, saves ``<dirpath>/last.ckpt`` so that the documented resume
     command continues the run (mid-epoch, with the step count). Not for a non-finite loss, nor
     when the weights hold a NaN or inf (an interruption after a NaN step that was not yet
-    noticed): the weights are bad then, and the last good checkpoint must stay."""
+    noticed): the weights are bad then, and the last good checkpoint must stay. Nor before this
+    fit took a step (a resume that fails while setting up): there is nothing new to save, and a
+    checkpoint written then could replace the one being resumed with untrained weights."""
 
     def __init__(self, dirpath: str | Path) -> None:
         self.dirpath = Path(dirpath)
+        self._start_step: int | None = None  # the global step when this fit began training
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._start_step = trainer.global_step
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._start_step = None  # a later fit with this trainer starts afresh
 
     def on_exception(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
     ) -> None:
+        start, self._start_step = self._start_step, None
         if isinstance(exception, NonFiniteLossError) or trainer.state.fn != "fit":
             return
         path = self.dirpath / "last.ckpt"
+        if start is None or trainer.global_step == start:
+            pl.utilities.rank_zero_info(
+                f"Interrupted ({type(exception).__name__}) before a training step: nothing saved"
+            )
+            return
         if not all(bool(torch.isfinite(v).all()) for v in pl_module.state_dict().values()):
             pl.utilities.rank_zero_warn(
                 f"Interrupted ({type(exception).__name__}) with non-finite weights: {path} "
                 "was not overwritten; it holds the last good checkpoint"
             )
             return
-        trainer.save_checkpoint(path)
+        trainer.save_checkpoint(path, weights_only=False)  # the full state, to resume from
         pl.utilities.rank_zero_info(f"Interrupted ({type(exception).__name__}): saved {path}")
