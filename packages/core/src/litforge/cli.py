@@ -38,6 +38,7 @@ from pytorch_lightning.utilities import rank_zero_info
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from litforge.callbacks.safety import SaveOnInterrupt
+from litforge.errors import LitforgeError
 
 LoggerName = Literal["wandb", "tensorboard", "csv"]
 PROGRESS_REFRESH = 10  # steps between progress bar redraws
@@ -134,9 +135,11 @@ class LitforgeCLI(LightningCLI):
         elif not isinstance(default_config, list):
             default_config = [default_config]
         defaults = [str(c) for c in default_config]
-        parser_kwargs: dict[str, Any] = {"default_config_files": defaults}
+        # allow_abbrev=False: a misspelled key must fail, not match a longer one by its prefix.
+        parser_kwargs: dict[str, Any] = {"default_config_files": defaults, "allow_abbrev": False}
         if kwargs.get("run", True):  # with subcommands, each subcommand's parser takes them
-            parser_kwargs = {sub: parser_kwargs for sub in ("fit", "validate", "test", "predict")}
+            subcommands = ("fit", "validate", "test", "predict")
+            parser_kwargs = {"allow_abbrev": False, **{sub: parser_kwargs for sub in subcommands}}
         kwargs.setdefault("parser_kwargs", parser_kwargs)
         kwargs.setdefault("save_config_callback", RunConfigSaver)
         kwargs.setdefault("seed_everything_default", 0)
@@ -322,6 +325,16 @@ class LitforgeCLI(LightningCLI):
                     lines.append(f"  W&B offline run; upload it with: wandb sync {run_path}")
         lines.append("=" * 72)
         print("\n".join(lines), flush=True)
+
+
+def run(main: Any) -> None:
+    """Runs a project's ``main()`` as a command: a LitforgeError (bad data, a non-finite loss,
+    ...) is printed as one clear message, without a traceback, and exits with status 1."""
+    try:
+        main()
+    except LitforgeError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 def cli_main(

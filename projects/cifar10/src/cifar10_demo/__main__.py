@@ -1,3 +1,5 @@
 from cifar10_demo.cli import main
+from litforge.cli import run
 
-main()
+if __name__ == "__main__":
+    run(main)

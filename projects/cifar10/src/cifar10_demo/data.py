@@ -18,9 +18,10 @@ from cifar10_demo.download import CIFAR10_MD5, CIFAR10_URL, DownloadError, load_
 from litforge.data import ImageArrays, ImageDataModule
 from litforge.data.device import FlipMode
 from litforge.data.image_folder import default_cache_dir, read_image_folder
+from litforge.errors import LitforgeError
 
 
-class DataUnavailableError(RuntimeError):
+class DataUnavailableError(LitforgeError, RuntimeError):
     """Neither a local copy nor the download is available."""
 
 
@@ -46,7 +47,7 @@ class Cifar10Data(ImageDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__(batch_size, eval_batch_size, val_size, translate, flip, seed)
-        self.root = Path(root).expanduser() if root else default_cache_dir() / "cifar10"
+        self.root = Path(root).expanduser() if root else default_cache_dir().parent / "cifar10"
         self.url = url
         self.limit = limit
         if root and not self.root.exists():

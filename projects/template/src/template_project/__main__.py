@@ -1,4 +1,5 @@
+from litforge.cli import run
 from template_project.cli import main
 
 if __name__ == "__main__":
-    main()
+    run(main)

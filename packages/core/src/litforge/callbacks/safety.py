@@ -9,8 +9,10 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback
 
+from litforge.errors import LitforgeError
 
-class NonFiniteLossError(RuntimeError):
+
+class NonFiniteLossError(LitforgeError, RuntimeError):
     """Training produced a NaN or infinite loss."""
 
 

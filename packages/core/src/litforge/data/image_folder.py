@@ -25,6 +25,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from litforge.data.arrays import ImageArrays
+from litforge.errors import LitforgeError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 CACHE_ENV_VAR = "LITFORGE_CACHE"
@@ -38,7 +39,7 @@ _CACHE_VERSION = 1
 _CACHE_KEY = "split"
 
 
-class ImageFolderError(ValueError):
+class ImageFolderError(LitforgeError, ValueError):
     """An image folder whose content cannot be read into arrays; the message names the path."""
 
 
