@@ -134,3 +134,18 @@ def test_gather_dedup_drops_padding_duplicates():
     data = {"index": torch.tensor([3, 1, 3, 2, 1]), "v": torch.tensor([10, 11, 12, 13, 14])}
     out = dedup(data)
     assert out["index"].tolist() == [3, 1, 2] and out["v"].tolist() == [10, 11, 13]
+
+
+def test_predict_saves_every_prediction_and_test_reads_the_checkpoint(run, tmp_path):
+    ckpt = run.run_dir / "checkpoints" / "last.ckpt"
+    cli = testing.train(testing.main, tmp_path, "predict", f"--ckpt_path={ckpt}")
+    saved = torch.load(cli.run_dir / "predictions.pt", weights_only=True)
+    n = len(run.datamodule.test)
+    assert saved["logits"].shape == (n, 4) and saved["pred"].shape == (n,)
+    assert torch.allclose(saved["probs"].sum(-1), torch.ones(n), atol=1e-5)
+    _, pred = predictions(run.model, run.datamodule.test, run.datamodule)
+    assert torch.equal(saved["pred"], pred)
+    tested = testing.train(testing.main, tmp_path, "test", f"--ckpt_path={ckpt}")
+    results = json.loads((tested.run_dir / "results.json").read_text())
+    expected = json.loads((run.run_dir / "results.json").read_text())
+    assert results["test/synthetic/accuracy"] == expected["test/synthetic/accuracy"]

@@ -39,6 +39,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from litforge.callbacks.safety import SaveOnInterrupt
 from litforge.errors import LitforgeError
+from litforge.structs import Struct
 
 LoggerName = Literal["wandb", "tensorboard", "csv"]
 PROGRESS_REFRESH = 10  # steps between progress bar redraws
@@ -288,6 +289,32 @@ class LitforgeCLI(LightningCLI):
 
     def after_validate(self) -> None:
         self._summary()
+
+    def predict(self, model: Any, datamodule: Any = None, **kwargs: Any) -> None:
+        """Runs prediction and saves every tensor field of the predictions, joined over all
+        batches, to ``<run dir>/predictions.pt`` (load with ``torch.load(..., weights_only=True)``)."""
+        kwargs["return_predictions"] = True
+        batches = self.trainer.predict(model, datamodule=datamodule, **kwargs) or []
+        if batches and isinstance(batches[0], list):  # several dataloaders: keep the first
+            batches = batches[0]
+        if not self.trainer.is_global_zero or not batches:
+            return
+        joined = type(batches[0]).collate(batches) if isinstance(batches[0], Struct) else None
+        if joined is None:
+            return
+        fields = dict(joined._tensor_fields())
+        for name in ("probs", "pred", "entropy"):  # derived fields of classification predictions
+            value = getattr(joined, name, None)
+            if isinstance(value, torch.Tensor):
+                fields[name] = value
+        path = self.run_dir / "predictions.pt"
+        torch.save({k: v.cpu() for k, v in fields.items()}, path)
+        self.prediction_path = path
+
+    def after_predict(self) -> None:
+        path = getattr(self, "prediction_path", None)
+        if path is not None and self.trainer.is_global_zero:
+            print(f"predictions: {path}", flush=True)
 
     def _write_results(self) -> None:
         if not self.trainer.is_global_zero:
