@@ -214,6 +214,9 @@ def test_wandb_key_reaches_no_file_and_no_output(interrupted: dict[str, Any]) ->
 # ---------------------------------------------------------------------- Ctrl-C, crash
 def test_ctrl_c_leaves_a_checkpoint(tmp_path: Path) -> None:
     handler = signal.getsignal(signal.SIGINT)
+    # As in a terminal: a shell that started this process in the background (CI may) leaves
+    # SIGINT ignored, and Python then installs no KeyboardInterrupt handler.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         with pytest.raises(SystemExit) as exit_:  # Lightning exits with 1 after Ctrl-C
             fit(
