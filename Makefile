@@ -41,6 +41,7 @@ quality: _venv ## ruff check, ruff format --check, mypy, and poetry.lock in sync
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	@[ -n "$(POETRY)" ] || { echo "error: poetry not found; run 'make init'" >&2; exit 1; }
 	@POETRY_PYPI_MIRROR_URL=$$(bash scripts/pip-index.sh) $(POETRY) check --lock >/dev/null || { echo "error: poetry.lock is out of date with pyproject.toml; run 'poetry lock'" >&2; exit 1; }
 	@echo "quality: all checks passed"
 

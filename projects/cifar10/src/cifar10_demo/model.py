@@ -138,7 +138,7 @@ class Cifar10Model(BaseModel):
         self.compile = compile
         self.register_buffer("whitened", torch.tensor(False))
         if channels_last:
-            self.net.to(memory_format=torch.channels_last)
+            self.net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
     def configure_model(self) -> None:
         if self.compile and not isinstance(self.net, torch._dynamo.eval_frame.OptimizedModule):
