@@ -18,6 +18,7 @@ import csv
 import time
 from datetime import datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import matplotlib
@@ -63,34 +64,19 @@ class StepTimer(pl.Callback):
         self.end = time.perf_counter()
 
 
-def bench_trainer_vs_raw(cli: Any, steps: int, warmup: int) -> dict[str, float]:
-    datamodule, precision = cli.datamodule, cli.trainer.precision
-    timer = StepTimer(warmup)
-    trainer = pl.Trainer(
-        accelerator=cli.trainer.accelerator,
-        devices=1,
-        precision=precision,
-        max_steps=warmup + steps,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        callbacks=[timer],
+def raw_loop_rate(cli: Any, precision: str, steps: int, warmup: int) -> float:
+    """images/s of a plain PyTorch loop: the same model class, data loader, optimiser, schedule
+    and autocast as the Trainer run, nothing else."""
+    device = cli.datamodule.train.images.device
+    raw = copy.deepcopy(cli.model).to(device)  # a fresh copy: the same start as the Trainer's
+    # configure_optimizers reads the schedule length and the batch size from its trainer
+    raw._trainer = SimpleNamespace(
+        estimated_stepping_batches=warmup + steps, datamodule=cli.datamodule
     )
-    model = copy.deepcopy(cli.model)
-    trainer.fit(model, datamodule=datamodule)
-    lightning = timer.images / (timer.end - timer.start)
-
-    # The raw loop: the same model class, data loader, optimiser, schedule and autocast.
-    device = trainer.strategy.root_device
-    raw = copy.deepcopy(cli.model)  # a fresh copy: the same start as the Trainer's
-    raw.to(device)
-    raw._trainer = trainer  # configure_optimizers reads the schedule length and batch size
     opt_config = raw.configure_optimizers()
     optimizer, scheduler = opt_config["optimizer"], opt_config["lr_scheduler"]["scheduler"]
-    loader = datamodule.train_dataloader()
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled="bf16" in str(precision))
+    loader = cli.datamodule.train_dataloader()
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled="bf16" in precision)
     raw.train()
     images, step, start = 0, 0, 0.0
     while step < warmup + steps:
@@ -110,8 +96,45 @@ def bench_trainer_vs_raw(cli: Any, steps: int, warmup: int) -> dict[str, float]:
             if step >= warmup + steps:
                 break
     sync(device)
-    plain = images / (time.perf_counter() - start)
-    return {"trainer_img_s": lightning, "raw_img_s": plain, "ratio": lightning / plain}
+    return images / (time.perf_counter() - start)
+
+
+def trainer_rate(cli: Any, steps: int, warmup: int) -> float:
+    """images/s of the same training through the Lightning Trainer (timed after ``warmup``)."""
+    timer = StepTimer(warmup)
+    trainer = pl.Trainer(
+        accelerator=cli.trainer.accelerator,
+        devices=1,
+        precision=cli.trainer.precision,
+        max_steps=warmup + steps,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        callbacks=[timer],
+    )
+    trainer.fit(copy.deepcopy(cli.model), datamodule=cli.datamodule)
+    return timer.images / (timer.end - timer.start)
+
+
+def bench_trainer_vs_raw(cli: Any, steps: int, warmup: int, rounds: int = 3) -> dict[str, float]:
+    """Raw loop and Trainer in alternating rounds (raw, Trainer, raw, Trainer, ...): the speed
+    of a shared machine drifts, and alternating spreads the drift over both sides. The ratio is
+    the median of the per-round ratios."""
+    precision = str(cli.trainer.precision)
+    raw, lightning, ratios = [], [], []
+    for _ in range(rounds):
+        raw.append(raw_loop_rate(cli, precision, steps, warmup))
+        lightning.append(trainer_rate(cli, steps, warmup))
+        ratios.append(lightning[-1] / raw[-1])
+    return {
+        "trainer_img_s": sum(lightning) / rounds,
+        "raw_img_s": sum(raw) / rounds,
+        "ratio_median_of_rounds": sorted(ratios)[rounds // 2],
+        "ratio_min_round": min(ratios),
+        "ratio_max_round": max(ratios),
+    }
 
 
 # ------------------------------------------------------------------------------- b
@@ -244,6 +267,7 @@ def main_bench(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", default="a,b,c", help="which benchmarks, e.g. a,b")
     parser.add_argument("--steps", type=int, default=20, help="timed steps for (a)")
     parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds for (a)")
     parser.add_argument("--aug-images", type=int, default=10000, help="images for (b)")
     parser.add_argument("--out", default="bench-results")
     parser.add_argument(
@@ -262,7 +286,7 @@ def main_bench(argv: list[str] | None = None) -> None:
         cli.datamodule.setup("fit")
         if "a" in only:
             print("a. Trainer vs raw loop ...", flush=True)
-            for k, v in bench_trainer_vs_raw(cli, args.steps, args.warmup).items():
+            for k, v in bench_trainer_vs_raw(cli, args.steps, args.warmup, args.rounds).items():
                 table.append(("a", k, v))
         if "b" in only:
             print("b. device augmentation vs DataLoader(PIL, 2 workers) ...", flush=True)
