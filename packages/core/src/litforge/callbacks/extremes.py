@@ -51,8 +51,18 @@ class Extremes(EpochCallback):
             "index": example.index,
             "label": example.label,
             "pred": probs.argmax(-1),
-            "image": display_images(trainer, example.image.detach()),
+            "position": torch.arange(len(example.index), device=example.index.device),
         }
+        # Only this batch's own k highest and k lowest can reach the epoch's extremes: turn
+        # just those (at most 2k) into pixels, not the whole batch.
+        batch = dedup(batch)
+        keep = torch.cat(
+            [select(batch, self.k, True)["position"], select(batch, self.k, False)["position"]]
+        )
+        keep = torch.unique(keep)
+        rows = {k: v[torch.isin(batch["position"], keep)] for k, v in batch.items()}
+        rows["image"] = display_images(trainer, example.image.detach()[rows.pop("position")])
+        batch = rows
         state = self.state.get(key)
         new_state = {}
         for side, highest in (("high", True), ("low", False)):
