@@ -11,7 +11,7 @@ TEST_DIRS := packages/core/tests $(addsuffix /tests,$(addprefix projects/,$(PROJ
 ARGS ?=
 DATA ?=
 
-.PHONY: help init test quality style clean new-project bench _venv
+.PHONY: help init lock test quality style clean new-project bench _venv
 
 help: ## list the targets
 	@echo "litforge: make <target>"
@@ -20,6 +20,9 @@ help: ## list the targets
 
 init: ## set everything up: poetry, .venv from poetry.lock, pre-commit hooks (Python >= 3.11)
 	@PYTHON=$(PYTHON) bash scripts/init.sh
+
+lock: ## after editing dependencies in any pyproject.toml: poetry lock, then .venv from the new lock
+	@PYTHON=$(PYTHON) bash scripts/init.sh --lock
 
 _venv:
 	@[ -x $(PY) ] || { echo "error: no .venv here; run 'make init' first" >&2; exit 1; }
@@ -37,12 +40,11 @@ test-%: _venv ## run the tests whose names match a pattern: make test-extremes
 test-pdb-%: _venv ## the same, stopping in the debugger at the first failure
 	$(PY) -m pytest -q $(TEST_DIRS) -k "$*" --pdb -p no:xdist
 
-quality: _venv ## ruff check, ruff format --check, mypy, and poetry.lock in sync
+quality: _venv ## ruff check, ruff format --check, mypy, and poetry.lock in sync with every pyproject.toml
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
-	@[ -n "$(POETRY)" ] || { echo "error: poetry not found; run 'make init'" >&2; exit 1; }
-	@POETRY_PYPI_MIRROR_URL=$$(bash scripts/pip-index.sh) $(POETRY) check --lock >/dev/null || { echo "error: poetry.lock is out of date with pyproject.toml; run 'poetry lock'" >&2; exit 1; }
+	@POETRY="$(POETRY)" bash scripts/check-lock.sh
 	@echo "quality: all checks passed"
 
 style: _venv ## format and fix what can be fixed automatically
@@ -56,8 +58,7 @@ train-%: _venv ## train a project: make train-cifar10 [DATA=path/to/images] [ARG
 new-project: _venv ## new task from projects/template (copy, rename, register, install, test): make new-project NAME=foo
 	@[ -n "$(NAME)" ] || { echo "error: give a name: make new-project NAME=foo" >&2; exit 2; }
 	$(PY) scripts/new_project.py $(NAME)
-	POETRY_PYPI_MIRROR_URL=$$(bash scripts/pip-index.sh) $(POETRY) lock
-	POETRY_PYPI_MIRROR_URL=$$(bash scripts/pip-index.sh) $(POETRY) sync --no-interaction --compile
+	@PYTHON=$(PYTHON) bash scripts/init.sh --lock
 	$(PY) -m pytest -q projects/$(NAME)/tests
 
 bench: _venv ## benchmarks: Trainer vs raw loop, device augmentation vs DataLoader, time to accuracy [DATA=...]

@@ -3,118 +3,50 @@
     python -m <project> fit|validate|test|predict [--config extra.yaml] [--key=value ...]
 
 - the project's default config is applied first; ``--print_config`` shows the resolved one;
-- each run lives in ``runs/<project>/<time>-<id>/``: config.yaml, checkpoints/, media/, logger
-  files, and results.json with the final test metrics;
-- loggers are chosen by ``--run.loggers`` (wandb, tensorboard, csv); W&B runs offline when no
-  credentials exist and prints the ``wandb sync`` command at the end;
+- values the model shares with the data are linked, not repeated: every name in the data
+  module's ``provides`` (``num_classes``, ``in_channels``, ``num_features``, ...) that the model's
+  constructor also takes is set from the data module, and ``data.batch_size`` reaches a model
+  that takes ``batch_size`` (``--help`` lists the links);
+- the data module is checked against the ``TaskData`` contract right after it is built;
+- each run lives in its own folder (``litforge.rundir``) with its loggers (``litforge.loggers``),
+  results.json, predictions.pt and a summary (``litforge.outputs``);
 - an interrupted run (SIGTERM, Ctrl-C, crash) leaves checkpoints/last.ckpt, and the resume
   command printed at start continues the same run directory, W&B run and step count.
 """
 
 from __future__ import annotations
 
-import csv
-import json
-import math
-import netrc
+import inspect
 import os
-import secrets
 import signal
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
-from urllib.parse import urlparse
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar, TQDMProgressBar
-from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
-from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger, WandbLogger
-from pytorch_lightning.loggers.csv_logs import ExperimentWriter
-from pytorch_lightning.loggers.logger import rank_zero_experiment
+from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.utilities import rank_zero_info
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from litforge.callbacks.safety import SaveOnInterrupt
+from litforge.contracts import check_data
 from litforge.errors import LitforgeError
-from litforge.structs import Struct
+from litforge.loggers import LoggerName, make_loggers
+from litforge.outputs import print_summary, save_predictions, write_results
+from litforge.rundir import RUN_DIR_ENV, RunConfigSaver, check_writable, new_run_dir
 
-LoggerName = Literal["wandb", "tensorboard", "csv"]
 PROGRESS_REFRESH = 10  # steps between progress bar redraws
-RUN_DIR_ENV = "LITFORGE_RUN_DIR"  # lets DDP child processes find the parent's run directory
 
 
-class RunConfigSaver(SaveConfigCallback):
-    """Writes the resolved config to ``<run dir>/config.yaml`` (rank 0, overwriting on resume)."""
-
-    def __init__(self, parser: LightningArgumentParser, config: Any, **kwargs: Any) -> None:
-        kwargs["save_to_log_dir"] = False
-        super().__init__(parser, config, **kwargs)
-
-    def save_config(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        path = Path(trainer.default_root_dir) / "config.yaml"
-        self.parser.save(self.config, str(path), skip_none=False, overwrite=True)
-
-
-class _ContinuingWriter(ExperimentWriter):
-    """Appends to an existing metrics.csv; Lightning's writer deletes it when it starts."""
-
-    def _check_log_dir_exists(self) -> None:
-        if self._fs.isfile(self.metrics_file_path):
-            with self._fs.open(self.metrics_file_path, "r", newline="") as f:
-                self.metrics_keys = next(csv.reader(f), [])
-
-
-class ResumedCSVLogger(CSVLogger):
-    """The CSV logger of a resumed run: its metrics.csv keeps the rows from before the stop."""
-
-    @property
-    @rank_zero_experiment
-    def experiment(self) -> ExperimentWriter:
-        if self._experiment is None:
-            self._fs.makedirs(self.root_dir, exist_ok=True)
-            self._experiment = _ContinuingWriter(log_dir=self.log_dir)
-        return self._experiment  # type: ignore[return-value]
-
-
-def wandb_has_credentials() -> bool:
-    """True when W&B could log in: an API key in the environment or in ~/.netrc for its host."""
-    if os.environ.get("WANDB_API_KEY"):
-        return True
-    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname or ""
-    try:
-        return netrc.netrc(os.environ.get("NETRC")).authenticators(host) is not None
-    except (FileNotFoundError, netrc.NetrcParseError, OSError):
-        return False
-
-
-def wandb_offline() -> bool:
-    """Offline unless W&B credentials exist; WANDB_MODE, when set, decides."""
-    mode = os.environ.get("WANDB_MODE")
-    if mode:
-        return mode in ("offline", "dryrun", "disabled")
-    return not wandb_has_credentials()
-
-
-def new_run_dir(root: Path, project: str) -> Path:
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    return root / project / f"{stamp}-{secrets.token_hex(3)}"
-
-
-def check_writable(path: Path) -> None:
-    """Creates ``path`` and proves it writable, or fails with a message that names it."""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".write-test-{os.getpid()}"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as err:
-        raise SystemExit(
-            f"error: the run folder {path} is not writable ({err.strerror}); "
-            "choose another with --run.root or --run.dir"
-        ) from err
+def init_parameters(cls: Any) -> set[str]:
+    """The named parameters of a class's constructor (not *args / **kwargs)."""
+    if cls is None:
+        return set()
+    params = inspect.signature(cls.__init__).parameters.values()
+    return {p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)} - {"self"}
 
 
 class LitforgeCLI(LightningCLI):
@@ -131,6 +63,7 @@ class LitforgeCLI(LightningCLI):
     ) -> None:
         self.project = project
         self.started = time.perf_counter()
+        self._extra: list[str] = []  # lines the summary adds (the predictions' path)
         if default_config is None:
             default_config = []
         elif not isinstance(default_config, list):
@@ -180,6 +113,22 @@ class LitforgeCLI(LightningCLI):
             default=True,
             help="after fit, test the final model and write results.json",
         )
+        self.link_shared_values(parser)
+
+    def link_shared_values(self, parser: LightningArgumentParser) -> None:
+        """Links data -> model for every value both sides name alike (see the module doc)."""
+        model_args = init_parameters(self.model_class)
+        data_args = init_parameters(self.datamodule_class)
+        provided = getattr(self.datamodule_class, "provides", ())
+        for name in provided:
+            if name in model_args:
+                parser.link_arguments(f"data.{name}", f"model.{name}", apply_on="instantiate")
+        if (
+            "batch_size" in model_args
+            and "batch_size" in data_args
+            and "batch_size" not in provided
+        ):
+            parser.link_arguments("data.batch_size", "model.batch_size", apply_on="parse")
 
     # ------------------------------------------------------------------ run directory
     def before_instantiate_classes(self) -> None:
@@ -193,9 +142,16 @@ class LitforgeCLI(LightningCLI):
         self.run_dir = run_dir
         config.trainer.default_root_dir = str(run_dir)
 
+    def instantiate_classes(self) -> None:
+        super().instantiate_classes()
+        if self.datamodule is not None:
+            check_data(self.datamodule)
+
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
         config = self.config[self.subcommand] if self.subcommand else self.config
-        loggers = self._loggers(config.run, resuming=bool(config.get("ckpt_path")))
+        run = config.run
+        resuming = bool(config.get("ckpt_path"))
+        loggers = make_loggers(run.loggers, self.run_dir, self.project, run.wandb_project, resuming)
         trainer = super().instantiate_trainer(logger=loggers or False, **kwargs)
         self._announce(trainer)
         return trainer
@@ -220,29 +176,6 @@ class LitforgeCLI(LightningCLI):
             # Lightning's default redraws every step, a host sync that costs GPU time.
             callbacks = [*callbacks, TQDMProgressBar(refresh_rate=PROGRESS_REFRESH)]
         return super()._instantiate_trainer(config, callbacks)
-
-    def _loggers(self, run: Any, resuming: bool = False) -> list[Logger]:
-        loggers: list[Logger] = []
-        names = list(dict.fromkeys(run.loggers))
-        # CSV and TensorBoard first: trainer.log_dir then points into the run folder.
-        for name in sorted(names, key=lambda n: n == "wandb"):
-            if name == "csv":
-                csv_logger = ResumedCSVLogger if resuming else CSVLogger
-                loggers.append(csv_logger(self.run_dir, name="csv", version=""))
-            elif name == "tensorboard":
-                loggers.append(TensorBoardLogger(self.run_dir, name="tensorboard", version=""))
-            elif name == "wandb":
-                loggers.append(
-                    WandbLogger(
-                        save_dir=str(self.run_dir),
-                        project=run.wandb_project or self.project,
-                        name=self.run_dir.name,
-                        id=self.run_dir.name.replace(".", "-"),
-                        offline=wandb_offline(),
-                        resume="allow",
-                    )
-                )
-        return loggers
 
     def _announce(self, trainer: pl.Trainer) -> None:
         if self.subcommand != "fit":
@@ -271,87 +204,40 @@ class LitforgeCLI(LightningCLI):
     # ------------------------------------------------------------------ after the work
     def after_fit(self) -> None:
         config = self.config[self.subcommand]
-        interrupted = self.trainer.state.status != "finished"
+        finished = self.trainer.state.status == "finished"
         if (
             config.run.test_after_fit
-            and not interrupted
-            and not getattr(self.trainer, "fast_dev_run", False)
+            and finished
+            and not self.trainer.fast_dev_run  # type: ignore[attr-defined]
             and self.datamodule is not None
-            and getattr(self.datamodule, "test", None) is not None
+            and check_data(self.datamodule).has_split("test")
         ):
             self.trainer.test(self.model, datamodule=self.datamodule, verbose=False)
-            self._write_results()
+            write_results(self.trainer, self.run_dir)
         self._summary()
 
     def after_test(self) -> None:
-        self._write_results()
+        write_results(self.trainer, self.run_dir)
         self._summary()
 
     def after_validate(self) -> None:
         self._summary()
 
     def predict(self, model: Any, datamodule: Any = None, **kwargs: Any) -> None:
-        """Runs prediction and saves every tensor field of the predictions, joined over all
-        batches, to ``<run dir>/predictions.pt`` (load with ``torch.load(..., weights_only=True)``)."""
+        """Runs prediction and saves every tensor the task's Prediction declares, joined over
+        all batches, to ``<run dir>/predictions.pt``."""
         kwargs["return_predictions"] = True
         batches = self.trainer.predict(model, datamodule=datamodule, **kwargs) or []
-        if batches and isinstance(batches[0], list):  # several dataloaders: keep the first
-            batches = batches[0]
-        if not self.trainer.is_global_zero or not batches:
-            return
-        joined = type(batches[0]).collate(batches) if isinstance(batches[0], Struct) else None
-        if joined is None:
-            return
-        fields = dict(joined._tensor_fields())
-        for name in ("probs", "pred", "entropy"):  # derived fields of classification predictions
-            value = getattr(joined, name, None)
-            if isinstance(value, torch.Tensor):
-                fields[name] = value
-        path = self.run_dir / "predictions.pt"
-        torch.save({k: v.cpu() for k, v in fields.items()}, path)
-        self.prediction_path = path
+        path = save_predictions(batches, self.run_dir) if self.trainer.is_global_zero else None
+        self._extra = [f"predictions: {path}"] if path else []
 
     def after_predict(self) -> None:
-        path = getattr(self, "prediction_path", None)
-        if path is not None and self.trainer.is_global_zero:
-            print(f"predictions: {path}", flush=True)
-
-    def _write_results(self) -> None:
-        if not self.trainer.is_global_zero:
-            return
-        results = {
-            k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith("test/")
-        }
-        path = self.run_dir / "results.json"
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
-        tmp.replace(path)
+        self._summary()
 
     def _summary(self) -> None:
-        if not self.trainer.is_global_zero:
-            return
-        metrics = {
-            k: float(v)
-            for k, v in sorted(self.trainer.callback_metrics.items())
-            if v.numel() == 1 and "/loss/" not in k and not math.isnan(float(v))
-        }
-        lines = [
-            f"{'=' * 72}",
-            f"{self.project}: {self.subcommand} done in {time.perf_counter() - self.started:.1f} s",
-        ]
-        lines += [f"  {k:<40} {v:.4f}" for k, v in metrics.items()]
-        lines.append(f"  run folder: {self.run_dir}")
-        for logger in self.trainer.loggers:
-            if isinstance(logger, WandbLogger) and logger._experiment is not None:
-                import wandb
-
-                run_path = Path(logger.experiment.dir).parent
-                offline = wandb_offline()
-                wandb.finish()
-                if offline:
-                    lines.append(f"  W&B offline run; upload it with: wandb sync {run_path}")
-        lines.append("=" * 72)
-        print("\n".join(lines), flush=True)
+        elapsed = time.perf_counter() - self.started
+        title = f"{self.project}: {self.subcommand} done in {elapsed:.1f} s"
+        print_summary(self.trainer, title, self.run_dir, self._extra)
 
 
 def run(main: Any) -> None:

@@ -45,6 +45,30 @@ class StructMetric(Metric):
         super().reset()
 
 
+def regression_metrics(pred_field: str = "value", target_field: str = "target") -> MetricCollection:
+    """Mean squared error, mean absolute error and R^2 (averaged over the targets)."""
+    metrics: dict[str, Metric | MetricCollection] = {
+        "mse": StructMetric(torchmetrics.MeanSquaredError(), pred_field, target_field),
+        "mae": StructMetric(torchmetrics.MeanAbsoluteError(), pred_field, target_field),
+        "r2": StructMetric(torchmetrics.R2Score(), pred_field, target_field),
+    }
+    return MetricCollection(metrics, compute_groups=False)
+
+
+def segmentation_metrics(num_classes: int) -> MetricCollection:
+    """Mean IoU over the classes (background included) and pixel accuracy, from per-pixel logits
+    (N x K x H x W) against ``example.mask`` (N x H x W)."""
+    metrics: dict[str, Metric | MetricCollection] = {
+        "iou": StructMetric(
+            torchmetrics.JaccardIndex(task="multiclass", num_classes=num_classes), "pred", "mask"
+        ),
+        "pixel_accuracy": StructMetric(
+            torchmetrics.Accuracy(task="multiclass", num_classes=num_classes), "pred", "mask"
+        ),
+    }
+    return MetricCollection(metrics, compute_groups=False)
+
+
 def classification_metrics(num_classes: int) -> MetricCollection:
     """Accuracy, macro accuracy and (for more than 5 classes) top-5 accuracy, from logits."""
     metrics: dict[str, Metric | MetricCollection] = {

@@ -5,7 +5,9 @@ A task implements two methods:
     forward(example) -> Prediction
     compute_loss(example, prediction) -> Loss
 
-and optionally ``build_metrics()`` (a MetricCollection of ``StructMetric``) and ``param_groups()``.
+and optionally ``build_metrics()`` (a MetricCollection of ``StructMetric``), ``param_groups()``
+and ``example_error()`` (what the diagnostics rank examples by; default: the per-example loss).
+``litforge.tasks`` has ready bases for classification, regression and segmentation.
 Every loss term and the total are logged as ``<stage>/<dataset>/loss/<term>``, every metric as
 ``<stage>/<dataset>/<metric>`` (e.g. ``val/cifar10/accuracy``); dataset names come from the data
 module (``dataset_names(stage)``), so several validation or test sets stay apart.
@@ -21,6 +23,7 @@ from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 from torchmetrics import MetricCollection
 
+from litforge.contracts import dataset_names
 from litforge.structs import Example, Loss, Prediction
 
 STAGES = ("train", "val", "test")
@@ -64,22 +67,26 @@ class BaseModel(pl.LightningModule):
         """A fresh metric collection; cloned per stage and per dataset. None: no metrics."""
         return None
 
+    def example_error(self, example: Example, prediction: Prediction) -> torch.Tensor:
+        """One error per example (shape N), higher is worse: what Extremes ranks by. Default:
+        ``compute_loss`` on each example alone (exact, but a call per example: a task with a
+        vectorised per-example loss should override it, as ``litforge.tasks`` do)."""
+        return torch.stack(
+            [
+                self.compute_loss(example[i], prediction[i]).total.detach().float().reshape(())
+                for i in range(len(example))
+            ]
+        )
+
     def param_groups(self) -> Any:
         """What the optimizer receives: parameters or a list of groups with their own lr."""
         return self.parameters()
 
     # ----------------------------------------------------------------- names and metrics
     def dataset_names(self, stage: str) -> list[str]:
-        """Names of the datasets of a stage, from the data module; 'data' when it has none."""
-        if stage in self._dataset_names:
-            return self._dataset_names[stage]
-        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer else None
-        names: list[str] | None = None
-        if datamodule is not None and hasattr(datamodule, "dataset_names"):
-            names = list(datamodule.dataset_names(stage))
-        elif datamodule is not None and getattr(datamodule, "name", None):
-            names = [datamodule.name]
-        self._dataset_names[stage] = names or ["data"]
+        """Names of the datasets of a stage, from the data module; 'data' without one."""
+        if stage not in self._dataset_names:
+            self._dataset_names[stage] = dataset_names(self._trainer, stage) or ["data"]
         return self._dataset_names[stage]
 
     def metric_prefix(self, stage: str, dataloader_idx: int = 0) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 import torch
 import torch.nn.functional as F
@@ -19,7 +19,13 @@ from torch import Tensor
 
 @dataclasses.dataclass
 class Struct:
-    """A batch of named tensors. Non-tensor fields (class names, ...) are shared by the batch."""
+    """A batch of named tensors. Non-tensor fields (class names, ...) are shared by the batch.
+
+    ``derived`` names properties computed from the fields (``probs`` from ``logits``) that are
+    worth saving with the fields: ``tensors()`` returns both, and ``predict`` saves them.
+    """
+
+    derived: ClassVar[tuple[str, ...]] = ()
 
     def _tensor_fields(self) -> dict[str, Tensor]:
         return {
@@ -27,6 +33,10 @@ class Struct:
             for f in dataclasses.fields(self)
             if isinstance(v := getattr(self, f.name), Tensor)
         }
+
+    def tensors(self) -> dict[str, Tensor]:
+        """Every tensor field, then every ``derived`` property."""
+        return {**self._tensor_fields(), **{name: getattr(self, name) for name in self.derived}}
 
     def __len__(self) -> int:
         for value in self._tensor_fields().values():
@@ -102,9 +112,10 @@ class Loss(Struct):
         )
 
 
+# ---------------------------------------------------------------------- the kinds of task
 @dataclasses.dataclass
 class ClassificationExample(Example):
-    """An image (float, normalised, N x C x H x W) with its class label."""
+    """An image (float, normalised, N x C x H x W) with its class label (int64, N)."""
 
     image: Tensor
     label: Tensor
@@ -112,9 +123,10 @@ class ClassificationExample(Example):
 
 @dataclasses.dataclass
 class ClassificationPrediction(Prediction):
-    """Class logits; everything else derives from them."""
+    """Class logits (N x C); everything else derives from them."""
 
     logits: Tensor
+    derived: ClassVar[tuple[str, ...]] = ("probs", "pred", "entropy")
 
     @property
     def probs(self) -> Tensor:
@@ -127,10 +139,54 @@ class ClassificationPrediction(Prediction):
     @property
     def entropy(self) -> Tensor:
         """Categorical entropy of the softmax, divided by log C: 0 = certain, 1 = uniform."""
-        logp = F.log_softmax(self.logits.float(), dim=-1)
-        ent = -(logp.exp() * logp).sum(dim=-1)
-        return ent / math.log(self.logits.shape[-1])
+        return normalized_entropy(self.logits, dim=-1)
 
     def p_true(self, label: Tensor) -> Tensor:
         """Probability given to the true class."""
         return self.probs.gather(-1, label.long()[:, None])[:, 0]
+
+
+@dataclasses.dataclass
+class RegressionExample(Example):
+    """Rows of float features (N x F) and their targets (N, or N x T)."""
+
+    features: Tensor
+    target: Tensor
+
+
+@dataclasses.dataclass
+class RegressionPrediction(Prediction):
+    """The predicted targets, shaped like ``example.target``."""
+
+    value: Tensor
+
+
+@dataclasses.dataclass
+class SegmentationExample(Example):
+    """An image (float, normalised, N x C x H x W) and its class per pixel (int64, N x H x W)."""
+
+    image: Tensor
+    mask: Tensor
+
+
+@dataclasses.dataclass
+class SegmentationPrediction(Prediction):
+    """Class logits per pixel, N x K x H x W."""
+
+    logits: Tensor
+    derived: ClassVar[tuple[str, ...]] = ("pred",)
+
+    @property
+    def probs(self) -> Tensor:
+        return self.logits.float().softmax(dim=1)
+
+    @property
+    def pred(self) -> Tensor:
+        """The predicted mask, N x H x W."""
+        return self.logits.argmax(dim=1)
+
+
+def normalized_entropy(logits: Tensor, dim: int) -> Tensor:
+    """Entropy of softmax(logits) along ``dim``, divided by log C: 0 = certain, 1 = uniform."""
+    logp = F.log_softmax(logits.float(), dim=dim)
+    return -(logp.exp() * logp).sum(dim=dim) / math.log(logits.shape[dim])

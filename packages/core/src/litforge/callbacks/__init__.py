@@ -1,8 +1,14 @@
-"""Optional callbacks: removing any of them changes nothing else."""
+"""Optional callbacks: removing any of them changes nothing else.
+
+Diagnostics: Extremes (any task), Uncertainty and ConfusionMatrix (class probabilities),
+Regression (predicted against true). Training: Lookahead. Safety: StopOnNonFinite,
+SaveOnInterrupt.
+"""
 
 from litforge.callbacks.confusion import ConfusionMatrix
 from litforge.callbacks.extremes import Extremes
 from litforge.callbacks.lookahead import Lookahead
+from litforge.callbacks.regression import Regression
 from litforge.callbacks.safety import NonFiniteLossError, SaveOnInterrupt, StopOnNonFinite
 from litforge.callbacks.uncertainty import Uncertainty
 
@@ -11,6 +17,7 @@ __all__ = [
     "Extremes",
     "Lookahead",
     "NonFiniteLossError",
+    "Regression",
     "SaveOnInterrupt",
     "StopOnNonFinite",
     "Uncertainty",

@@ -1,4 +1,5 @@
-"""What the diagnostic callbacks share: per-epoch collection, exact gathering, names."""
+"""What the diagnostic callbacks share: per-epoch collection, exact gathering, the contract
+check at the start of a run, and a guard that turns a diagnostic's failure into a warning."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback
+from pytorch_lightning.utilities import rank_zero_warn
 from torch import Tensor
 
-from litforge.media import to_uint8
+from litforge.contracts import ContractError, dataset_names, probe
 from litforge.structs import Example, Prediction
 
 
@@ -46,23 +48,16 @@ def dedup(data: dict[str, Tensor]) -> dict[str, Tensor]:
     return {k: v[first] for k, v in data.items()}
 
 
-def class_names(trainer: pl.Trainer, num_classes: int) -> list[str]:
-    """Class names from the data module (``class_names``), else '0', '1', ..."""
-    names = getattr(getattr(trainer, "datamodule", None), "class_names", None)
-    if names is not None and len(names) == num_classes:
-        return list(names)
-    return [str(i) for i in range(num_classes)]
-
-
-def display_images(trainer: pl.Trainer, images: Tensor) -> Tensor:
-    """uint8 pixels for showing a batch: the data module's ``to_display`` if it has one."""
-    to_display = getattr(getattr(trainer, "datamodule", None), "to_display", None)
-    return to_display(images) if callable(to_display) else to_uint8(images)
-
-
 class EpochCallback(Callback):
     """Calls ``collect`` at every validation / test batch end of the chosen stages and
-    ``finish`` once per dataset at the epoch end (on every rank; skipped in sanity checks)."""
+    ``finish`` once per dataset at the epoch end (on every rank; skipped in sanity checks).
+
+    At the start of fit or test, ``check(example, prediction)`` sees a probe batch (two
+    examples and the model's prediction for them): a subclass raises a ContractError there when
+    the structs lack what it reads, so the run stops before its first step. Later, a failure
+    in ``collect`` or ``finish`` is a warning that names the callback: the run goes on, without
+    that diagnostic for the rest of the epoch, and still writes its results.
+    """
 
     def __init__(self, stages: tuple[str, ...] | list[str] = ("val", "test")) -> None:
         bad = set(stages) - {"val", "test"}
@@ -70,6 +65,40 @@ class EpochCallback(Callback):
             raise ValueError(f"stages must be 'val' and/or 'test', got {sorted(bad)}")
         self.stages = tuple(stages)
         self.state: dict[tuple[str, int], Any] = {}
+        self._broken: set[tuple[str, int]] = set()
+
+    def check(
+        self, pl_module: pl.LightningModule, example: Example, prediction: Prediction
+    ) -> None:
+        """Raise a ContractError when the structs lack what this callback reads."""
+
+    def _check(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        probed = probe(trainer, pl_module, self.stages)
+        if probed is not None:
+            self.check(pl_module, *probed)
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._check(trainer, pl_module)
+
+    def on_test_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.state.fn == "test":  # a test after fit was checked at fit start
+            self._check(trainer, pl_module)
+
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.state.fn == "validate":
+            self._check(trainer, pl_module)
+
+    def _failed(self, what: str, key: tuple[str, int], err: Exception) -> None:
+        if isinstance(err, ContractError):
+            raise err
+        self._broken.add(key)
+        self.state.pop(key, None)
+        rank_zero_warn(
+            f"{type(self).__name__} failed in {what} ({key[0]}, dataloader {key[1]}): "
+            f"{type(err).__name__}: {err}. The run goes on without this diagnostic for the rest "
+            "of the epoch.",
+            category=UserWarning,
+        )
 
     def collect(
         self,
@@ -103,22 +132,32 @@ class EpochCallback(Callback):
         if stage not in self.stages or trainer.sanity_checking:
             return
         if not isinstance(outputs, dict) or "prediction" not in outputs:
-            raise TypeError(
+            raise ContractError(
                 f"{type(self).__name__} needs the step to return {{'prediction': ...}} "
                 "(BaseModel does)"
             )
-        self.collect(trainer, pl_module, (stage, dataloader_idx), batch, outputs["prediction"])
+        key = (stage, dataloader_idx)
+        if key in self._broken:
+            return
+        try:
+            self.collect(trainer, pl_module, key, batch, outputs["prediction"])
+        except Exception as err:
+            self._failed("collect", key, err)
 
     def _on_epoch_end(self, stage: str, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if stage not in self.stages or trainer.sanity_checking:
             self.state.clear()
             return
-        names = _dataset_names(pl_module, stage)
+        names = dataset_names(trainer, stage)
         for idx, name in enumerate(names):
             state = self.state.pop((stage, idx), None)
             if state is not None:
-                self.finish(trainer, pl_module, stage, name, state)
+                try:
+                    self.finish(trainer, pl_module, stage, name, state)
+                except Exception as err:
+                    self._failed(f"finish for {stage}/{name}", (stage, idx), err)
         self.state.clear()
+        self._broken.clear()
 
     def on_validation_batch_end(
         self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
@@ -136,14 +175,11 @@ class EpochCallback(Callback):
 
     def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.state.clear()
+        self._broken.clear()
 
     def on_test_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.state.clear()
-
-
-def _dataset_names(pl_module: pl.LightningModule, stage: str) -> list[str]:
-    names = getattr(pl_module, "dataset_names", None)
-    return list(names(stage)) if callable(names) else ["data"]
+        self._broken.clear()
 
 
 def append(state: dict[str, list[Tensor]] | None, **rows: Tensor) -> dict[str, list[Tensor]]:

@@ -10,9 +10,11 @@ import pytorch_lightning as pl
 from torch import Tensor
 from torchmetrics.functional.classification import multiclass_confusion_matrix
 
-from litforge.callbacks.base import EpochCallback, append, class_names, concat, gather_dedup
+from litforge.callbacks.base import EpochCallback, append, concat, gather_dedup
+from litforge.callbacks.uncertainty import class_probabilities
+from litforge.contracts import task_data
 from litforge.media import emit_figure
-from litforge.structs import ClassificationExample, ClassificationPrediction
+from litforge.structs import Example, Prediction
 
 
 class ConfusionMatrix(EpochCallback):
@@ -23,12 +25,16 @@ class ConfusionMatrix(EpochCallback):
         self.num_classes = 0
         self.last_matrix: dict[tuple[str, str], Tensor] = {}
 
+    def check(
+        self, pl_module: pl.LightningModule, example: Example, prediction: Prediction
+    ) -> None:
+        class_probabilities("ConfusionMatrix", example, prediction)
+
     def collect(self, trainer, pl_module, key, example, prediction) -> None:  # type: ignore[no-untyped-def]
-        assert isinstance(example, ClassificationExample)
-        assert isinstance(prediction, ClassificationPrediction)
-        self.num_classes = prediction.logits.shape[-1]
+        probs, label = class_probabilities("ConfusionMatrix", example, prediction)
+        self.num_classes = probs.shape[-1]
         self.state[key] = append(
-            self.state.get(key), index=example.index, label=example.label, pred=prediction.pred
+            self.state.get(key), index=example.index, label=label, pred=probs.argmax(-1)
         )
 
     def finish(
@@ -44,7 +50,10 @@ class ConfusionMatrix(EpochCallback):
             data["pred"].cpu(), data["label"].cpu(), num_classes=self.num_classes
         )
         self.last_matrix[(stage, dataset)] = matrix
-        names = class_names(trainer, self.num_classes)
+        data = task_data(trainer)
+        given = data.class_names if data is not None else None
+        names = list(given) if given and len(given) == self.num_classes else None
+        names = names or [str(i) for i in range(self.num_classes)]
         emit_figure(trainer, f"{stage}/{dataset}/confusion_matrix", figure(matrix, names))
 
 

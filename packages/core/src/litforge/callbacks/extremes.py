@@ -1,12 +1,17 @@
-"""The k highest-error and k lowest-error examples of an epoch, as captioned image grids.
+"""The k highest-error and k lowest-error examples of an epoch, shown as the data module draws
+them: a captioned image grid for images (with masks for dense targets), a table of fields for
+feature rows, decoded text when the task gives a decoder.
 
-error = 1 - p(true class). Exact over the whole epoch and every rank: each rank keeps its own
-running top-k (free of repeated indices), the candidates are gathered and ranked once more.
-Ties are broken by dataset index, so the choice is deterministic.
+The error is the model's ``example_error`` (default: the per-example loss; a task may define
+its own). Exact over the whole epoch and every rank: each rank keeps its own running top-k
+(free of repeated indices) of the examples and predictions themselves, the candidates are
+gathered and ranked once more, and only the final k on each side are drawn. Ties are broken by
+dataset index, so the choice is deterministic.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -14,9 +19,11 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
-from litforge.callbacks.base import EpochCallback, class_names, dedup, display_images, gather_dedup
-from litforge.media import emit_images
-from litforge.structs import ClassificationExample, ClassificationPrediction
+from litforge.callbacks.base import EpochCallback, dedup, gather_dedup
+from litforge.contracts import ContractError, per_example, task_data
+from litforge.media import Images, Table, View, emit_view
+from litforge.model import BaseModel
+from litforge.structs import Example, Prediction
 
 
 def select(data: dict[str, Tensor], k: int, highest: bool) -> dict[str, Tensor]:
@@ -24,6 +31,31 @@ def select(data: dict[str, Tensor], k: int, highest: bool) -> dict[str, Tensor]:
     order = torch.argsort(data["index"], stable=True)
     order = order[torch.argsort(data["error"][order], descending=highest, stable=True)][:k]
     return {key: v[order] for key, v in data.items()}
+
+
+def flatten(example: Example, prediction: Prediction, error: Tensor) -> dict[str, Tensor]:
+    """One dict of batched tensors: ``index``, ``error``, ``x.<field>`` and ``y.<field>``."""
+    rows = {"index": example.index, "error": error.float()}
+    rows |= {
+        f"x.{k}": v for k, v in example._tensor_fields().items() if k != "index" and v.dim() > 0
+    }
+    rows |= {f"y.{k}": v for k, v in prediction._tensor_fields().items() if v.dim() > 0}
+    return rows
+
+
+def rebuild(
+    rows: dict[str, Tensor], example: Example, prediction: Prediction
+) -> tuple[Example, Prediction]:
+    """The structs back from ``flatten``'s rows (non-tensor fields from the given templates)."""
+    ex = dataclasses.replace(
+        example,
+        index=rows["index"],
+        **{k[2:]: v for k, v in rows.items() if k.startswith("x.")},
+    )
+    pred = dataclasses.replace(
+        prediction, **{k[2:]: v for k, v in rows.items() if k.startswith("y.")}
+    )
+    return ex, pred
 
 
 class Extremes(EpochCallback):
@@ -37,39 +69,33 @@ class Extremes(EpochCallback):
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
         self.k = k
-        self.num_classes = 0
-        # What was last shown, per (stage, dataset, side): for tests and for programmatic use.
-        self.last_selection: dict[tuple[str, str, str], dict[str, Tensor]] = {}
+        self._templates: tuple[Example, Prediction] | None = None
+        # What was last shown, per (stage, dataset, side): index, error and the view drawn.
+        self.last_selection: dict[tuple[str, str, str], dict[str, Any]] = {}
+
+    def check(
+        self, pl_module: pl.LightningModule, example: Example, prediction: Prediction
+    ) -> None:
+        if not isinstance(pl_module, BaseModel):
+            raise ContractError(
+                f"Extremes ranks by BaseModel.example_error; {type(pl_module).__name__} is not a "
+                "litforge BaseModel"
+            )
+        per_example("Extremes", pl_module.example_error(example, prediction), example)
 
     def collect(self, trainer, pl_module, key, example, prediction) -> None:  # type: ignore[no-untyped-def]
-        assert isinstance(example, ClassificationExample)
-        assert isinstance(prediction, ClassificationPrediction)
-        probs = prediction.probs
-        self.num_classes = probs.shape[-1]
-        batch = {
-            "error": 1 - probs.gather(-1, example.label[:, None].long())[:, 0],
-            "index": example.index,
-            "label": example.label,
-            "pred": probs.argmax(-1),
-            "position": torch.arange(len(example.index), device=example.index.device),
-        }
-        # Only this batch's own k highest and k lowest can reach the epoch's extremes: turn
-        # just those (at most 2k) into pixels, not the whole batch.
-        batch = dedup(batch)
-        keep = torch.cat(
-            [select(batch, self.k, True)["position"], select(batch, self.k, False)["position"]]
-        )
-        keep = torch.unique(keep)
-        rows = {k: v[torch.isin(batch["position"], keep)] for k, v in batch.items()}
-        rows["image"] = display_images(trainer, example.image.detach()[rows.pop("position")])
-        batch = rows
+        error = per_example("Extremes", pl_module.example_error(example, prediction), example)
+        self._templates = (example[:1], prediction[:1])
+        batch = dedup(flatten(example, prediction.detach(), error.detach()))
+        # Only this batch's own k highest and k lowest can reach the epoch's extremes.
         state = self.state.get(key)
         new_state = {}
         for side, highest in (("high", True), ("low", False)):
+            mine = select(batch, self.k, highest)
             merged = (
-                batch
+                mine
                 if state is None
-                else {k: torch.cat([state[side][k], v]) for k, v in batch.items()}
+                else {k: torch.cat([state[side][k], v]) for k, v in mine.items()}
             )
             new_state[side] = select(dedup(merged), self.k, highest)
         self.state[key] = new_state
@@ -82,20 +108,34 @@ class Extremes(EpochCallback):
         dataset: str,
         state: Any,
     ) -> None:
-        for side, highest, name in (
-            ("high", True, "highest_error"),
-            ("low", False, "lowest_error"),
-        ):
-            chosen = select(gather_dedup(pl_module, state[side]), self.k, highest)
-            self.last_selection[(stage, dataset, name)] = {k: v.cpu() for k, v in chosen.items()}
-            names = class_names(trainer, self.num_classes)
-            captions = [
-                f"{names[int(t)]} -> {names[int(p)]}\np(true)={1 - float(e):.2f}"
-                for t, p, e in zip(chosen["label"], chosen["pred"], chosen["error"])
-            ]
-            png = emit_images(
-                trainer, f"{stage}/{dataset}/extremes/{name}", chosen["image"], captions
-            )
-            if png is not None:  # what was shown, as data: index in the dataset, label, pred, error
-                rows = {k: v.tolist() for k, v in chosen.items() if k != "image"}
-                png.with_suffix(".json").write_text(json.dumps(rows))
+        chosen = {
+            side: select(gather_dedup(pl_module, state[side]), self.k, side == "high")
+            for side in ("high", "low")
+        }  # gathered on every rank; drawn on rank 0
+        data = task_data(trainer)
+        if not trainer.is_global_zero or data is None or self._templates is None:
+            return
+        for side, name in (("high", "highest_error"), ("low", "lowest_error")):
+            rows = chosen[side]
+            example, prediction = rebuild(rows, *self._templates)
+            view = with_error(data.show(example, prediction), rows["error"])
+            self.last_selection[(stage, dataset, name)] = {
+                "index": rows["index"].cpu(),
+                "error": rows["error"].cpu(),
+                "view": view,
+            }
+            png = emit_view(trainer, f"{stage}/{dataset}/extremes/{name}", view)
+            if png is not None:  # what was shown, as data: index in the dataset and error
+                shown = {"index": rows["index"].tolist(), "error": rows["error"].tolist()}
+                png.with_suffix(".json").write_text(json.dumps(shown))
+
+
+def with_error(view: View, error: Tensor) -> View:
+    """The view with each example's error added: to its caption, or as a table column."""
+    values = error.tolist()
+    if isinstance(view, Images):
+        captions = [f"{c}\nerror={e:.3g}" for c, e in zip(view.captions, values)]
+        return Images(view.pixels, captions)
+    if isinstance(view, Table):
+        return Table({"error": [round(e, 6) for e in values], **view.columns})
+    raise TypeError(f"show() must return media.Images or media.Table, got {type(view).__name__}")

@@ -7,6 +7,7 @@ the confidence, the top-class probability) is logged as ``<stage>/<dataset>/ece`
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import matplotlib.pyplot as plt
@@ -15,8 +16,26 @@ import torch
 from torch import Tensor
 
 from litforge.callbacks.base import EpochCallback, append, concat, gather_dedup
+from litforge.contracts import ContractError, require_fields
 from litforge.media import emit_figure
-from litforge.structs import ClassificationExample, ClassificationPrediction
+from litforge.structs import Example, Prediction
+
+NEEDS = {"example_fields": ("label",), "prediction_fields": ("probs",)}
+
+
+def class_probabilities(
+    who: str, example: Example, prediction: Prediction
+) -> tuple[Tensor, Tensor]:
+    """(probs N x C, label N) of a classification batch, or a ContractError naming ``who``."""
+    require_fields(who, example, prediction, **NEEDS)
+    probs, label = prediction.probs, example.label  # type: ignore[attr-defined]
+    if probs.dim() != 2 or label.shape != probs.shape[:1]:
+        raise ContractError(
+            f"{who} needs prediction.probs of N x C and example.label of N (one class per "
+            f"example), got probs {tuple(probs.shape)} and label {tuple(label.shape)} from "
+            f"{type(prediction).__name__} and {type(example).__name__}"
+        )
+    return probs.float(), label
 
 
 def bin_of(values: Tensor, n_bins: int) -> Tensor:
@@ -57,17 +76,21 @@ class Uncertainty(EpochCallback):
             raise ValueError(f"n_bins must be >= 1, got {n_bins}")
         self.n_bins = n_bins
 
+    def check(
+        self, pl_module: pl.LightningModule, example: Example, prediction: Prediction
+    ) -> None:
+        class_probabilities("Uncertainty", example, prediction)
+
     def collect(self, trainer, pl_module, key, example, prediction) -> None:  # type: ignore[no-untyped-def]
-        assert isinstance(example, ClassificationExample)
-        assert isinstance(prediction, ClassificationPrediction)
-        probs = prediction.probs
+        probs, label = class_probabilities("Uncertainty", example, prediction)
         confidence, pred = probs.max(dim=-1)
+        entropy = -(probs * probs.clamp_min(1e-12).log()).sum(-1) / math.log(probs.shape[-1])
         self.state[key] = append(
             self.state.get(key),
             index=example.index,
-            entropy=prediction.entropy,
+            entropy=entropy,
             confidence=confidence,
-            correct=(pred == example.label).float(),
+            correct=(pred == label).float(),
         )
 
     def finish(

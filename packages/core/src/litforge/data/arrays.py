@@ -1,42 +1,97 @@
-"""An in-memory image classification set: uint8 pixels, int64 labels, class names."""
+"""Datasets held in memory: named tensors of any dtype and shape with a common first dim.
+
+``Arrays`` holds float feature rows, uint8 images, integer token sequences, dense targets such as
+masks: whatever a task has, one tensor per field, item ``i`` of every field belonging together.
+Field names are the names of the task's ``Example`` fields, so a batch is built without glue.
+``ImageArrays`` is the image layer's constructor: uint8 N x C x H x W images and int64 labels.
+"""
 
 from __future__ import annotations
 
-import dataclasses
+import copy
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Self
 
 import torch
 from torch import Tensor
 
 
-@dataclasses.dataclass
-class ImageArrays:
-    """``images``: uint8, N x C x H x W. ``labels``: int64, N. ``class_names[label]`` names a class."""
+class Arrays(Mapping[str, Tensor]):
+    """Args: ``class_names`` (None when the task has no classes) and the fields, as keywords:
+    ``Arrays(features=x, target=y)``. Every field must have the same length N."""
 
-    images: Tensor
-    labels: Tensor
-    class_names: tuple[str, ...]
+    def __init__(self, class_names: Sequence[str] | None = None, **fields: Tensor) -> None:
+        if not fields:
+            raise ValueError("Arrays needs at least one field, e.g. Arrays(features=x, target=y)")
+        lengths = {name: (t.shape[0] if t.dim() else None) for name, t in fields.items()}
+        if None in lengths.values() or len(set(lengths.values())) != 1:
+            raise ValueError(f"every field must have the same length on its first dim: {lengths}")
+        self.fields: dict[str, Tensor] = dict(fields)
+        self.class_names = tuple(class_names) if class_names is not None else None
 
-    def __post_init__(self) -> None:
-        if self.images.dtype != torch.uint8 or self.images.dim() != 4:
-            raise ValueError(
-                f"images must be uint8 N x C x H x W, got {self.images.dtype} {tuple(self.images.shape)}"
-            )
-        if self.labels.shape != (self.images.shape[0],):
-            raise ValueError(
-                f"labels must have shape ({self.images.shape[0]},), got {tuple(self.labels.shape)}"
-            )
-        self.labels = self.labels.long()
-        self.class_names = tuple(self.class_names)
+    def __getitem__(self, name: str) -> Tensor:
+        try:
+            return self.fields[name]
+        except KeyError:
+            raise KeyError(f"no field {name!r}; the fields are {list(self.fields)}") from None
 
-    def __len__(self) -> int:
-        return self.images.shape[0]
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.fields)
 
-    def subset(self, index: Tensor | slice) -> ImageArrays:
-        return ImageArrays(self.images[index], self.labels[index], self.class_names)
+    def __len__(self) -> int:  # the number of items, not of fields
+        return next(iter(self.fields.values())).shape[0]
 
-    def split(self, n_holdout: int, seed: int = 0) -> tuple[ImageArrays, ImageArrays]:
+    def __repr__(self) -> str:
+        shapes = ", ".join(f"{k}={t.dtype}{list(t.shape)}" for k, t in self.fields.items())
+        return f"{type(self).__name__}({len(self)} items: {shapes})"
+
+    def replace(self, **fields: Tensor) -> Self:
+        """A copy with some fields replaced (same type and class names)."""
+        out = copy.copy(self)
+        out.fields = {**self.fields, **fields}
+        return out
+
+    def subset(self, index: Tensor | slice) -> Self:
+        return self.replace(**{k: v[index] for k, v in self.fields.items()})
+
+    def to(self, device: torch.device | str) -> Self:
+        return self.replace(**{k: v.to(device) for k, v in self.fields.items()})
+
+    def split(self, n_holdout: int, seed: int = 0) -> tuple[Self, Self]:
         """A seeded random split: (the rest, ``n_holdout`` held-out items)."""
         if not 0 <= n_holdout < len(self):
             raise ValueError(f"n_holdout={n_holdout} must lie in [0, {len(self)})")
         perm = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))
         return self.subset(perm[n_holdout:]), self.subset(perm[:n_holdout])
+
+
+class ImageArrays(Arrays):
+    """``images``: uint8, N x C x H x W. ``labels``: int64, N (None for a set without labels,
+    e.g. images with masks: pass those as keywords). Fields: ``image``, ``label``, and any other."""
+
+    def __init__(
+        self,
+        images: Tensor,
+        labels: Tensor | None = None,
+        class_names: Sequence[str] | None = None,
+        **fields: Tensor,
+    ) -> None:
+        if images.dtype != torch.uint8 or images.dim() != 4:
+            raise ValueError(
+                f"images must be uint8 N x C x H x W, got {images.dtype} {tuple(images.shape)}"
+            )
+        if labels is not None:
+            if labels.shape != (images.shape[0],):
+                raise ValueError(
+                    f"labels must have shape ({images.shape[0]},), got {tuple(labels.shape)}"
+                )
+            fields = {"label": labels.long(), **fields}
+        super().__init__(class_names, image=images, **fields)
+
+    @property
+    def images(self) -> Tensor:
+        return self.fields["image"]
+
+    @property
+    def labels(self) -> Tensor:
+        return self["label"]

@@ -1,10 +1,19 @@
-"""Batch augmentation with tensor operations on the batch's own device: no per-image Python."""
+"""The image layer's batch transform: uint8 -> normalised float, random shifts, flips. Tensor
+operations on the batch's own device, no per-image Python. Dense targets (masks) named in
+``dense`` move with their images: the same shift, the same flip."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from litforge.data.device import Fields, Seeds
+
+FlipMode = Literal["none", "random", "alternate"]
 
 
 def translate(images: Tensor, shifts: Tensor, pad: int) -> Tensor:
@@ -19,16 +28,84 @@ def translate(images: Tensor, shifts: Tensor, pad: int) -> Tensor:
     return out.permute(0, 3, 1, 2)
 
 
+def random_shifts(
+    n: int, pad: int, generator: torch.Generator | None = None, device: torch.device | None = None
+) -> Tensor:
+    """N random (dy, dx), each drawn uniformly from [-pad, pad]."""
+    return torch.randint(-pad, pad + 1, (n, 2), generator=generator, device=device)
+
+
 def random_translate(images: Tensor, pad: int, generator: torch.Generator | None = None) -> Tensor:
     """Shifts each image by a random (dy, dx) drawn uniformly from [-pad, pad]^2."""
     if pad == 0:
         return images
-    shifts = torch.randint(
-        -pad, pad + 1, (images.shape[0], 2), generator=generator, device=images.device
-    )
-    return translate(images, shifts, pad)
+    return translate(images, random_shifts(len(images), pad, generator, images.device), pad)
 
 
 def flip(images: Tensor, mask: Tensor) -> Tensor:
     """Mirrors left-right the images where ``mask`` is True."""
-    return torch.where(mask[:, None, None, None], images.flip(-1), images)
+    where = mask.view(-1, *([1] * (images.dim() - 1)))
+    return torch.where(where, images.flip(-1), images)
+
+
+class ImageTransform:
+    """Args:
+    mean, std: per channel, in [0, 1] pixel units: ``image`` becomes (x / 255 - mean) / std.
+    translate: random shift in pixels with reflect padding (0: off).
+    flip: 'random' (a fresh coin per image and epoch), 'alternate' (a coin per image on the
+      first epoch, then every image flips on odd epochs: each view is seen every two epochs),
+      or 'none'.
+    field: the image field; dense: fields of N x H x W (masks) shifted and flipped alike.
+    """
+
+    def __init__(
+        self,
+        mean: Tensor,
+        std: Tensor,
+        translate: int = 0,
+        flip: FlipMode = "none",
+        field: str = "image",
+        dense: Sequence[str] = (),
+    ) -> None:
+        if flip not in ("none", "random", "alternate"):
+            raise ValueError(f"flip must be 'none', 'random' or 'alternate', got {flip!r}")
+        if translate < 0:
+            raise ValueError(f"translate must be >= 0, got {translate}")
+        self.mean, self.std = mean.view(1, -1, 1, 1), std.view(1, -1, 1, 1)
+        self.translate, self.flip, self.field, self.dense = translate, flip, field, tuple(dense)
+        self._flips: Tensor | None = None
+        self._shift_rng: torch.Generator | None = None
+
+    def normalize(self, images: Tensor) -> Tensor:
+        mean, std = self.mean.to(images.device), self.std.to(images.device)
+        return (images.float().div_(255) - mean) / std
+
+    def denormalize(self, images: Tensor) -> Tensor:
+        """Normalised images back to uint8 pixels."""
+        mean, std = self.mean.to(images.device), self.std.to(images.device)
+        return (images.float() * std + mean).mul(255).round().clamp(0, 255).to(torch.uint8)
+
+    def start_epoch(self, epoch: int, n_items: int, seeds: Seeds) -> None:
+        self._shift_rng = seeds.generator(epoch, 1)
+        if self.flip == "alternate":
+            base = torch.rand(n_items, generator=seeds.generator(0, 2), device=seeds.device) < 0.5
+            self._flips = base ^ bool(epoch % 2)
+        elif self.flip == "random":
+            draw = torch.rand(n_items, generator=seeds.generator(epoch, 2), device=seeds.device)
+            self._flips = draw < 0.5
+
+    def __call__(self, fields: Fields, index: Tensor) -> Fields:
+        out = dict(fields)
+        x = self.normalize(fields[self.field])
+        if self.translate:
+            shifts = random_shifts(len(x), self.translate, self._shift_rng, x.device)
+            x = translate(x, shifts, self.translate)
+            for name in self.dense:
+                moved = translate(fields[name][:, None].float(), shifts, self.translate)
+                out[name] = moved[:, 0].round().to(fields[name].dtype)
+        if self._flips is not None:
+            x = flip(x, self._flips[index])
+            for name in self.dense:
+                out[name] = flip(out[name], self._flips[index])
+        out[self.field] = x
+        return out

@@ -1,100 +1,196 @@
-"""ImageDataModule: an image classification set held on the device, batched by DeviceLoader.
+"""ArrayDataModule: any task's data held in memory, batched on the device by DeviceLoader.
 
-A task subclasses it and implements ``load() -> (train, test)`` returning ``ImageArrays``;
-everything else (validation split, normalisation, device placement, DDP sharding, class names
-for the diagnostics, turning normalised images back into pixels) is here.
+A task subclasses it, sets ``name`` and ``example_type``, and implements ``load()``: one pool of
+items (split here into train / val / test) or its own (train, test). Everything else is here:
+the split (random or stratified, seeded), standardisation of float fields with statistics of
+the training part, device placement, DDP sharding, and the whole ``TaskData`` contract
+(``litforge.contracts``): dataset names, which splits exist, class names, samples, and how to
+show examples (a table of their fields; ``ImageDataModule`` draws pictures instead).
+
+Values the model needs from the data (``num_classes``, ``num_features``, ``in_channels``, ...) are
+properties here; the CLI links each one the model's constructor takes by the same name.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, ClassVar, TypeAlias
 
 import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
-from litforge.data.arrays import ImageArrays
-from litforge.data.device import DeviceLoader, FlipMode
+from litforge.contracts import Split
+from litforge.data.arrays import Arrays
+from litforge.data.device import DeviceLoader, Fields, Transform
+from litforge.data.split import split_pool
+from litforge.media import Table, View
+from litforge.structs import Example, Prediction
+
+Loaded: TypeAlias = Arrays | tuple[Arrays, Arrays | None]
 
 
-class ImageDataModule(pl.LightningDataModule):
+class ArrayDataModule(pl.LightningDataModule):
     """Args:
     batch_size: training batch size (per process).
     eval_batch_size: batch size of validation, test and predict.
-    val_size: images held out of the training set for validation (0: no validation set).
-    translate: random shift in pixels with reflect padding (0: off).
-    flip: 'random', 'alternate' or 'none'.
-    seed: the data order and augmentation depend on (seed, epoch) only.
+    val_size: items of the training part held out for validation, a fraction (0.1) or a count
+      (500); 0: no validation.
+    test_size: when ``load()`` returns one pool, the items held out for testing (fraction or
+      count); ignored when it returns its own test set.
+    stratify: an integer field (e.g. label) whose proportions every split keeps; null: random.
+    standardize: float fields to standardise per feature (features, target, ...) with the mean
+      and std of the training part.
+    seed: the split, the data order and the augmentation depend on (seed, epoch) only.
     """
 
-    name = "data"
+    name: str = "data"  # metrics are logged as <stage>/<name>/<metric>
+    example_type: ClassVar[type[Example]] = Example  # built from the fields by make_example
+    # What the model may take from the data, by name (linked by the CLI): see the properties.
+    provides: ClassVar[tuple[str, ...]] = ("num_classes", "num_features")
 
     def __init__(
         self,
         batch_size: int = 256,
         eval_batch_size: int = 1024,
-        val_size: int = 0,
-        translate: int = 0,
-        flip: FlipMode = "none",
+        val_size: float = 0,
+        test_size: float = 0,
+        stratify: str | None = None,
+        standardize: Sequence[str] = (),
         seed: int = 0,
     ) -> None:
         super().__init__()
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size
-        self.val_size = val_size
-        self.translate = translate
-        self.flip: FlipMode = flip
-        self.seed = seed
-        self.train: ImageArrays | None = None
-        self.val: ImageArrays | None = None
-        self.test: ImageArrays | None = None
-        self.class_names: tuple[str, ...] = ()
-        self.mean = torch.zeros(3)
-        self.std = torch.ones(3)
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.val_size, self.test_size, self.stratify = val_size, test_size, stratify
+        self.standardize, self.seed = tuple(standardize), seed
+        self.stats: dict[str, tuple[Tensor, Tensor]] = {}  # field -> (mean, std), train part
+        self._splits: dict[str, Arrays | None] | None = None
+        self._on_device = False
 
-    def load(self) -> tuple[ImageArrays, ImageArrays | None]:
-        """The (train, test) sets; test may be None."""
+    # ------------------------------------------------------------------ what a task implements
+    def load(self) -> Loaded:
+        """One pool of items (split by val_size / test_size), or (train, test); test may be None."""
         raise NotImplementedError(f"{type(self).__name__} must implement load()")
 
+    def make_example(self, index: Tensor, fields: Fields) -> Example:
+        """The task's Example for one batch: by default ``example_type(index=..., **fields)``."""
+        return self.example_type(index=index, **fields)  # type: ignore[call-arg]
+
+    def transform(self, split: Split) -> Transform | None:
+        """The batch transform of a split (normalise, augment); None: the fields as stored."""
+        return None
+
+    # ------------------------------------------------------------------ the sets
+    @property
+    def splits(self) -> dict[str, Arrays | None]:
+        """train / val / test, loaded and split on first use (on the CPU until ``setup``)."""
+        if self._splits is None:
+            self._splits = self._load_and_split()
+        return self._splits
+
+    def _load_and_split(self) -> dict[str, Arrays | None]:
+        loaded = self.load()
+        if isinstance(loaded, Arrays):
+            train, val, test = split_pool(
+                loaded, self.val_size, self.test_size, self.stratify, self.seed
+            )
+        else:
+            train, test = loaded
+            train, val, _ = split_pool(train, self.val_size, 0, self.stratify, self.seed)
+        if len(train) == 0:
+            raise ValueError(f"{type(self).__name__}: the training set is empty")
+        for field in self.standardize:
+            values = train[field]
+            if not values.dtype.is_floating_point:
+                raise ValueError(f"standardize: field {field!r} is {values.dtype}, not float")
+            self.stats[field] = (values.mean(0), values.std(0).clamp_min(1e-8))
+        sets = {"train": train, "val": val, "test": test}
+        return {k: self._standardized(v) for k, v in sets.items()}
+
+    def _standardized(self, arrays: Arrays | None) -> Arrays | None:
+        if arrays is None or not self.stats:
+            return arrays
+        return arrays.replace(
+            **{f: (arrays[f] - mean) / std for f, (mean, std) in self.stats.items()}
+        )
+
+    def setup(self, stage: str) -> None:
+        if self._on_device:
+            return
+        device = self.trainer.strategy.root_device if self.trainer else torch.device("cpu")
+        self._splits = {k: v.to(device) if v is not None else None for k, v in self.splits.items()}
+        self._on_device = True
+
+    # ------------------------------------------------------------------ values for the model
+    @property
+    def class_names(self) -> tuple[str, ...] | None:
+        return self.splits["train"].class_names  # type: ignore[union-attr]
+
+    @property
+    def num_classes(self) -> int:
+        """The number of classes (from the class names of the training set)."""
+        if self.class_names is None:
+            raise ValueError(f"{type(self).__name__}: the data has no class names")
+        return len(self.class_names)
+
+    @property
+    def num_features(self) -> int:
+        """The size of the last dim of the ``features`` field."""
+        return int(self.splits["train"]["features"].shape[-1])  # type: ignore[index]
+
+    # ------------------------------------------------------------------ the TaskData contract
     def dataset_names(self, stage: str) -> list[str]:
         return [self.name]
 
-    def setup(self, stage: str) -> None:
-        if self.train is not None:
-            return
-        train, test = self.load()
-        if len(train) == 0:
-            raise ValueError(f"{type(self).__name__}: the training set is empty")
-        self.class_names = train.class_names
-        if self.val_size:
-            train, self.val = train.split(self.val_size, seed=self.seed)
-        pixels = train.images.float().div_(255)
-        self.mean = pixels.mean(dim=(0, 2, 3))
-        self.std = pixels.std(dim=(0, 2, 3)).clamp_min(1e-3)
-        device = self.trainer.strategy.root_device if self.trainer else torch.device("cpu")
-        self.train, self.test = self._to(train, device), self._to(test, device)
-        self.val = self._to(self.val, device)
+    def has_split(self, split: Split) -> bool:
+        return self.splits.get(split) is not None
 
-    @staticmethod
-    def _to(arrays: ImageArrays | None, device: torch.device) -> ImageArrays | None:
+    def sample(self, split: Split, n: int) -> Example:
+        arrays = self.splits[split]
         if arrays is None:
-            return None
-        return ImageArrays(arrays.images.to(device), arrays.labels.to(device), arrays.class_names)
+            raise ValueError(f"{type(self).__name__} has no {split} set")
+        index = torch.arange(min(n, len(arrays)), device=next(iter(arrays.values())).device)
+        fields = {k: v[index] for k, v in arrays.items()}
+        transform = self.transform("test")  # as the model sees it, without augmentation
+        return self.make_example(index, transform(fields, index) if transform else fields)
 
-    def _loader(self, arrays: ImageArrays | None, split: str, train: bool) -> Any:
+    def show(self, example: Example, prediction: Prediction) -> View:
+        """A table: the index, then every example and prediction field, one row per example."""
+        columns: dict[str, list[Any]] = {"index": example.index.tolist()}
+        for prefix, struct in (("", example), ("pred.", prediction)):
+            for name, values in struct.tensors().items():
+                if name != "index" and values.dim() > 0 and len(values) == len(example):
+                    columns[prefix + name] = [self.describe(name, v) for v in values.cpu()]
+        return Table(columns)
+
+    def describe(self, field: str, value: Tensor) -> str | float | int:
+        """One field of one example, as a table cell: a number, a class name for ``label`` and
+        ``pred``, the first values of a longer tensor. Override it to decode tokens into text."""
+        if value.numel() == 1:
+            item = value.item()
+            names = self.class_names
+            if field in ("label", "pred") and names is not None and isinstance(item, int):
+                return names[item] if 0 <= item < len(names) else item
+            return round(item, 4) if isinstance(item, float) else item
+        flat = value.flatten()
+        shown = ", ".join(
+            f"{v:.3g}" if value.is_floating_point() else str(v) for v in flat[:6].tolist()
+        )
+        return f"[{shown}{', ...' if flat.numel() > 6 else ''}] {list(value.shape)}"
+
+    # ------------------------------------------------------------------ loaders
+    def _loader(self, split: Split, train: bool) -> Any:
+        arrays = self.splits[split]
         if arrays is None:
             return []
         trainer = self.trainer
         return DeviceLoader(
-            arrays.images,
-            arrays.labels,
+            arrays,
+            self.make_example,
             batch_size=self.batch_size if train else self.eval_batch_size,
-            mean=self.mean,
-            std=self.std,
             shuffle=train,
             drop_last=train,
-            translate=self.translate if train else 0,
-            flip=self.flip if train else "none",
+            transform=self.transform(split),
             seed=self.seed,
             epoch=(lambda: trainer.current_epoch) if trainer else (lambda: 0),
             rank=trainer.global_rank if trainer else 0,
@@ -102,33 +198,20 @@ class ImageDataModule(pl.LightningDataModule):
         )
 
     def train_dataloader(self) -> Any:
-        loader = self._loader(self.train, "train", train=True)
+        loader = self._loader("train", train=True)
         if len(loader) == 0:
             raise ValueError(
                 f"{type(self).__name__}: batch_size={self.batch_size} is larger than this "
-                f"process's share of the training set ({len(self.train or ())} images): no batch"
+                f"process's share of the training set ({len(self.splits['train'] or ())} items): "
+                "no batch"
             )
         return loader
 
     def val_dataloader(self) -> Any:
-        return self._loader(self.val, "val", train=False)
+        return self._loader("val", train=False)
 
     def test_dataloader(self) -> Any:
-        return self._loader(self.test, "test", train=False)
+        return self._loader("test", train=False)
 
     def predict_dataloader(self) -> Any:
-        return self._loader(self.test, "test", train=False)
-
-    def normalized_train_sample(self, n: int) -> Tensor:
-        """The first ``n`` training images, normalised as the model sees them (no augmentation)."""
-        assert self.train is not None, "call setup() first"
-        return (
-            self.train.images[:n].float().div(255)
-            - self.mean.to(self.train.images.device).view(1, -1, 1, 1)
-        ) / self.std.to(self.train.images.device).view(1, -1, 1, 1)
-
-    def to_display(self, images: Tensor) -> Tensor:
-        """Normalised images back to uint8 pixels."""
-        mean = self.mean.to(images.device).view(1, -1, 1, 1)
-        std = self.std.to(images.device).view(1, -1, 1, 1)
-        return (images.float() * std + mean).mul(255).round().clamp(0, 255).to(torch.uint8)
+        return self._loader("test", train=False)

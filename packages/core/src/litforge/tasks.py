@@ -1,0 +1,118 @@
+"""Ready model bases for three kinds of task: a task subclass writes its network and forward.
+
+    Classifier   ClassificationPrediction(logits); cross-entropy; accuracy (+ macro, top-5)
+    Regressor    RegressionPrediction(value) for example.target; MSE; MSE, MAE, R^2
+    Segmenter    SegmentationPrediction(logits N x K x H x W) for example.mask; cross-entropy
+                 per pixel; mean IoU and pixel accuracy
+
+Each computes the per-example loss in one vectorised call, so the diagnostics' ranking costs
+nothing extra. ``num_classes`` (and whatever else the data provides, by name) is linked from the
+data module by the CLI.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch.nn.functional as F
+from torch import Tensor
+from torchmetrics import MetricCollection
+
+from litforge.metrics import classification_metrics, regression_metrics, segmentation_metrics
+from litforge.model import BaseModel
+from litforge.structs import (
+    ClassificationExample,
+    ClassificationPrediction,
+    Loss,
+    RegressionExample,
+    RegressionPrediction,
+    SegmentationExample,
+    SegmentationPrediction,
+)
+
+
+class Classifier(BaseModel):
+    """Args: ``num_classes``; ``label_smoothing`` of the cross-entropy; the rest: BaseModel.
+    A subclass builds its network and returns ``ClassificationPrediction(logits)`` from forward."""
+
+    def __init__(self, num_classes: int, label_smoothing: float = 0.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.num_classes, self.label_smoothing = num_classes, label_smoothing
+
+    def per_example_loss(
+        self, example: ClassificationExample, prediction: ClassificationPrediction
+    ) -> Tensor:
+        return F.cross_entropy(
+            prediction.logits.float(),
+            example.label,
+            reduction="none",
+            label_smoothing=self.label_smoothing,
+        )
+
+    def compute_loss(  # type: ignore[override]
+        self, example: ClassificationExample, prediction: ClassificationPrediction
+    ) -> Loss:
+        ce = self.per_example_loss(example, prediction).mean()
+        return Loss(total=ce, terms={"cross_entropy": ce})
+
+    def example_error(  # type: ignore[override]
+        self, example: ClassificationExample, prediction: ClassificationPrediction
+    ) -> Tensor:
+        return self.per_example_loss(example, prediction).detach()
+
+    def build_metrics(self) -> MetricCollection:
+        return classification_metrics(self.num_classes)
+
+
+class Regressor(BaseModel):
+    """Mean squared error on ``example.target``. A subclass returns ``RegressionPrediction(value)``
+    shaped like the target."""
+
+    def per_example_loss(
+        self, example: RegressionExample, prediction: RegressionPrediction
+    ) -> Tensor:
+        squared = (prediction.value.float() - example.target.float()) ** 2
+        return squared.reshape(len(squared), -1).mean(dim=1)
+
+    def compute_loss(  # type: ignore[override]
+        self, example: RegressionExample, prediction: RegressionPrediction
+    ) -> Loss:
+        mse = self.per_example_loss(example, prediction).mean()
+        return Loss(total=mse, terms={"mse": mse})
+
+    def example_error(  # type: ignore[override]
+        self, example: RegressionExample, prediction: RegressionPrediction
+    ) -> Tensor:
+        return self.per_example_loss(example, prediction).detach()
+
+    def build_metrics(self) -> MetricCollection:
+        return regression_metrics()
+
+
+class Segmenter(BaseModel):
+    """Args: ``num_classes`` (background included). Cross-entropy per pixel on ``example.mask``;
+    a subclass returns ``SegmentationPrediction(logits)`` of N x K x H x W."""
+
+    def __init__(self, num_classes: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.num_classes = num_classes
+
+    def per_example_loss(
+        self, example: SegmentationExample, prediction: SegmentationPrediction
+    ) -> Tensor:
+        ce = F.cross_entropy(prediction.logits.float(), example.mask.long(), reduction="none")
+        return ce.flatten(1).mean(dim=1)
+
+    def compute_loss(  # type: ignore[override]
+        self, example: SegmentationExample, prediction: SegmentationPrediction
+    ) -> Loss:
+        ce = self.per_example_loss(example, prediction).mean()
+        return Loss(total=ce, terms={"cross_entropy": ce})
+
+    def example_error(  # type: ignore[override]
+        self, example: SegmentationExample, prediction: SegmentationPrediction
+    ) -> Tensor:
+        return self.per_example_loss(example, prediction).detach()
+
+    def build_metrics(self) -> MetricCollection:
+        return segmentation_metrics(self.num_classes)
