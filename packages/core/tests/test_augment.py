@@ -1,7 +1,8 @@
 import torch
 
-from litforge.data import DeviceLoader
+from litforge.data import DeviceLoader, ImageArrays, ImageTransform
 from litforge.data.augment import flip, random_translate, translate
+from litforge.structs import ClassificationExample
 
 
 def known_image() -> torch.Tensor:
@@ -37,11 +38,15 @@ def test_flip_exact_and_random_translate_bounds():
     assert seen == set(range(9))
 
 
+def build(index, fields) -> ClassificationExample:
+    return ClassificationExample(index=index, **fields)
+
+
 def loader(**kw) -> DeviceLoader:
     images = torch.arange(10, dtype=torch.uint8).view(10, 1, 1, 1).expand(10, 3, 4, 4).contiguous()
-    return DeviceLoader(
-        images, torch.arange(10), batch_size=3, mean=torch.zeros(3), std=torch.ones(3), **kw
-    )
+    transform = ImageTransform(torch.zeros(3), torch.ones(3))
+    arrays = ImageArrays(images, torch.arange(10))
+    return DeviceLoader(arrays, build, batch_size=3, transform=transform, **kw)
 
 
 def test_device_loader_order_sharding_and_normalisation():
@@ -69,12 +74,10 @@ def test_alternating_flip_flips_every_image_on_odd_epochs():
     images = torch.arange(16, dtype=torch.uint8).view(1, 1, 4, 4).repeat(8, 3, 1, 1)
     epoch = [0]
     dl = DeviceLoader(
-        images,
-        torch.zeros(8),
+        ImageArrays(images, torch.zeros(8)),
+        build,
         batch_size=8,
-        mean=torch.zeros(3),
-        std=torch.ones(3),
-        flip="alternate",
+        transform=ImageTransform(torch.zeros(3), torch.ones(3), flip="alternate"),
         epoch=lambda: epoch[0],
     )
     e0 = next(iter(dl)).image

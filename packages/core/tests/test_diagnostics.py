@@ -19,16 +19,19 @@ def run(tmp_path_factory):
     )
 
 
-def predictions(model, arrays, datamodule):
-    """Brute force: the model's p(true) and prediction for every example of a set."""
+def predictions(model, datamodule):
+    """Brute force: the per-example cross-entropy and the prediction for every test example,
+    normalised here by hand from the stored pixels and the training statistics."""
     model.eval()
-    x = (arrays.images.float() / 255 - datamodule.mean.view(1, -1, 1, 1)) / datamodule.std.view(
+    test = datamodule.splits["test"]
+    x = (test.images.float() / 255 - datamodule.mean.view(1, -1, 1, 1)) / datamodule.std.view(
         1, -1, 1, 1
     )
-    example = ClassificationExample(torch.arange(len(arrays)), x, arrays.labels)
+    example = ClassificationExample(torch.arange(len(test)), x, test.labels)
     with torch.no_grad():
         pred = model(example)
-    return 1 - pred.p_true(arrays.labels), pred.pred
+    ce = torch.nn.functional.cross_entropy(pred.logits, test.labels, reduction="none")
+    return ce, pred.pred
 
 
 def brute_force(errors: torch.Tensor, k: int, highest: bool) -> list[int]:
@@ -42,12 +45,16 @@ def callback(cli, cls):
 
 def test_extremes_match_brute_force(run):
     dm = run.datamodule
-    errors, _ = predictions(run.model, dm.test, dm)
+    errors, _ = predictions(run.model, dm)
     extremes = callback(run, Extremes)
     for name, highest in (("highest_error", True), ("lowest_error", False)):
         shown = extremes.last_selection[("test", "synthetic", name)]
         assert shown["index"].tolist() == brute_force(errors.tolist(), 4, highest)
         assert torch.allclose(shown["error"], errors[shown["index"]], atol=1e-5)
+        # the pixels drawn are the stored images at those indices (through the display
+        # transform, which undoes the normalisation up to rounding)
+        stored = dm.splits["test"].images[shown["index"]].int()
+        assert (shown["view"].pixels.int() - stored).abs().max() <= 1
         png = (
             run.run_dir
             / "media"
@@ -63,13 +70,13 @@ def test_extremes_match_brute_force(run):
 
 def test_confusion_matrix_matches_counts(run):
     dm = run.datamodule
-    _, pred = predictions(run.model, dm.test, dm)
+    _, pred = predictions(run.model, dm)
     expected = torch.zeros(4, 4, dtype=torch.long)
-    for t, p in zip(dm.test.labels.tolist(), pred.tolist()):
+    for t, p in zip(dm.splits["test"].labels.tolist(), pred.tolist()):
         expected[t, p] += 1
     matrix = callback(run, ConfusionMatrix).last_matrix[("test", "synthetic")]
     assert torch.equal(matrix, expected)
-    assert int(matrix.sum()) == len(dm.test)
+    assert int(matrix.sum()) == len(dm.splits["test"])
 
 
 def test_uncertainty_bins_by_hand():
@@ -140,10 +147,10 @@ def test_predict_saves_every_prediction_and_test_reads_the_checkpoint(run, tmp_p
     ckpt = run.run_dir / "checkpoints" / "last.ckpt"
     cli = testing.train(testing.main, tmp_path, "predict", f"--ckpt_path={ckpt}")
     saved = torch.load(cli.run_dir / "predictions.pt", weights_only=True)
-    n = len(run.datamodule.test)
+    n = len(run.datamodule.splits["test"])
     assert saved["logits"].shape == (n, 4) and saved["pred"].shape == (n,)
     assert torch.allclose(saved["probs"].sum(-1), torch.ones(n), atol=1e-5)
-    _, pred = predictions(run.model, run.datamodule.test, run.datamodule)
+    _, pred = predictions(run.model, run.datamodule)
     assert torch.equal(saved["pred"], pred)
     tested = testing.train(testing.main, tmp_path, "test", f"--ckpt_path={ckpt}")
     results = json.loads((tested.run_dir / "results.json").read_text())

@@ -355,7 +355,7 @@ def test_missing_checkpoint_is_named(tmp_path: Path) -> None:
     ("arg", "message"),
     [
         ("--data.n_train=0", "the training set is empty"),
-        ("--data.batch_size=1000", r"batch_size=1000 is larger than .* \(192 images\): no batch"),
+        ("--data.batch_size=1000", r"batch_size=1000 is larger than .* \(192 items\): no batch"),
     ],
 )
 def test_resume_with_bad_data_is_named_and_keeps_the_checkpoint(

@@ -79,9 +79,8 @@ def test_tta_views_and_overfit():
     model = Cifar10Model(widths=(8, 16, 16), channels_last=False, tta="none")
     model.net.init_whitening(x)
 
-    class FakeTrainer:  # configure_optimizers reads the schedule length and the batch size
+    class FakeTrainer:  # configure_optimizers reads the schedule length from the trainer
         estimated_stepping_batches = 30
-        datamodule = None
 
     model._trainer = FakeTrainer()  # type: ignore[assignment]
     testing.overfit(model, ex, steps=30, ratio=0.5)

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from litforge import testing
+from litforge.structs import ClassificationExample, ClassificationPrediction
 from template_project import cli
-from template_project.data import GROUP_OF, SHAPES, ShapesData
+from template_project.data import SHAPES, ShapesData
 from template_project.model import ShapeModel
-from template_project.structs import ShapeExample, ShapeLoss, ShapePrediction
 
 # A small data set keeps every run here to a second or two.
 SMALL = ["--data.n_train=320", "--data.n_test=64", "--data.val_size=64", "--data.batch_size=32"]
@@ -37,26 +37,33 @@ def test_smoke(tmp_path):
     assert isinstance(run.model, ShapeModel) and isinstance(run.datamodule, ShapesData)
 
 
-def test_batches_carry_the_task_fields():
+def test_a_batch_through_the_model():
     data = ShapesData(n_train=64, n_test=32, batch_size=16)
     data.setup("fit")
-    batch = data.on_after_batch_transfer(next(iter(data.train_dataloader())), 0)
-    assert isinstance(batch, ShapeExample) and len(batch) == 16
-    assert torch.equal(batch.group, GROUP_OF[batch.label])
-    prediction = ShapeModel()(batch)
-    assert isinstance(prediction, ShapePrediction)
-    assert prediction.logits.shape == (16, len(SHAPES)) and prediction.group_logits.shape == (16, 2)
-    loss = ShapeModel().compute_loss(batch, prediction)
-    assert isinstance(loss, ShapeLoss) and set(loss.items()) == {"shape", "group", "total"}
+    batch = next(iter(data.train_dataloader()))
+    assert isinstance(batch, ClassificationExample) and len(batch) == 16
+    assert batch.image.shape == (16, data.in_channels, data.size, data.size)
+    model = ShapeModel(num_classes=data.num_classes, in_channels=data.in_channels)
+    prediction = model(batch)
+    assert isinstance(prediction, ClassificationPrediction)
+    assert prediction.logits.shape == (16, len(SHAPES))
+    assert set(model.compute_loss(batch, prediction).items()) == {"cross_entropy", "total"}
 
 
 def test_overfits_one_batch():
     torch.manual_seed(0)
     data = ShapesData(n_train=16, n_test=8, batch_size=16)
     data.setup("fit")
-    batch = data.on_after_batch_transfer(next(iter(data.train_dataloader())), 0)
-    model = ShapeModel(optimizer=lambda params: torch.optim.AdamW(params, lr=0.01))
+    batch = next(iter(data.train_dataloader()))
+    model = ShapeModel(4, optimizer=lambda params: torch.optim.AdamW(params, lr=0.01))
     testing.overfit(model, batch, steps=40, ratio=0.3)
+
+
+def test_classes_and_channels_reach_the_model_from_the_data(tmp_path):
+    """Linked by the CLI: a grayscale set of 6 classes needs no model setting."""
+    run = testing.smoke(cli.main, tmp_path, *SMALL)
+    assert run.model.num_classes == run.datamodule.num_classes == len(SHAPES)
+    assert run.model.body[0][0].in_channels == run.datamodule.in_channels == 3
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +83,6 @@ def run(tmp_path_factory):
 def test_run_writes_media_and_test_results(run):
     media = testing.media_files(run.run_dir)
     for key in (
-        "train/shapes/batch",
         "val/shapes/confusion_matrix",
         "val/shapes/uncertainty",
         "test/shapes/extremes/highest_error",
@@ -85,7 +91,7 @@ def test_run_writes_media_and_test_results(run):
         assert media.get(key), f"no PNG for {key}; found {sorted(media)}"
         assert all(png.stat().st_size > 1000 for png in media[key])
     results = json.loads((run.run_dir / "results.json").read_text())
-    for name in ("accuracy", "group_accuracy", "loss/shape", "loss/group", "loss/total"):
+    for name in ("accuracy", "accuracy_macro", "ece", "loss/cross_entropy", "loss/total"):
         assert f"test/shapes/{name}" in results, sorted(results)
     assert results["test/shapes/accuracy"] > 0.35  # chance is 0.25; 0.5 after these 16 steps
 

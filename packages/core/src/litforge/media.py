@@ -157,7 +157,8 @@ def emit_images(
             arrays = [_hw(img.permute(1, 2, 0).numpy()) for img in images]
             logger.log_image(key=key, images=arrays, caption=captions, step=step)
         elif isinstance(logger, TensorBoardLogger):
-            logger.experiment.add_images(key, images, global_step=step, dataformats="NCHW")
+            rgb = images[:, :3]  # TensorBoard's add_images takes 1 or 3 channels, not RGBA
+            logger.experiment.add_images(key, rgb, global_step=step, dataformats="NCHW")
             logger.experiment.add_text(f"{key}/captions", "  \n".join(captions), global_step=step)
     fig = grid_figure(images, captions)
     return _save(trainer, key, step, fig)

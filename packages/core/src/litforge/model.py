@@ -34,9 +34,13 @@ def _default_optimizer(params: Any) -> torch.optim.Optimizer:
 
 
 class BaseModel(pl.LightningModule):
-    """Args:
-    optimizer: a callable taking the parameter groups (from YAML: ``class_path: torch.optim.SGD``).
-    lr_scheduler: a callable taking the optimizer, stepped every ``lr_scheduler_interval``.
+    """The steps, metrics and optimizer of every task; a task adds forward and compute_loss.
+
+    Args:
+        optimizer: a callable taking the parameter groups (from YAML: ``class_path:
+            torch.optim.SGD``).
+        lr_scheduler: a callable taking the optimizer, stepped every ``lr_scheduler_interval``.
+        lr_scheduler_interval: 'step' or 'epoch'.
     """
 
     def __init__(

@@ -32,8 +32,12 @@ from litforge.structs import (
 
 
 class Classifier(BaseModel):
-    """Args: ``num_classes``; ``label_smoothing`` of the cross-entropy; the rest: BaseModel.
-    A subclass builds its network and returns ``ClassificationPrediction(logits)`` from forward."""
+    """A subclass builds its network and returns ``ClassificationPrediction(logits)``.
+
+    Args:
+        num_classes: the number of classes (linked from the data module).
+        label_smoothing: of the cross-entropy.
+    """
 
     def __init__(self, num_classes: int, label_smoothing: float = 0.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -90,8 +94,12 @@ class Regressor(BaseModel):
 
 
 class Segmenter(BaseModel):
-    """Args: ``num_classes`` (background included). Cross-entropy per pixel on ``example.mask``;
-    a subclass returns ``SegmentationPrediction(logits)`` of N x K x H x W."""
+    """Cross-entropy per pixel on ``example.mask``; a subclass returns
+    ``SegmentationPrediction(logits)`` of N x K x H x W.
+
+    Args:
+        num_classes: classes per pixel, background included (linked from the data module).
+    """
 
     def __init__(self, num_classes: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)

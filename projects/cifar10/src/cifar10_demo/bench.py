@@ -18,7 +18,6 @@ import csv
 import time
 from datetime import datetime
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import matplotlib
@@ -29,7 +28,7 @@ import pytorch_lightning as pl
 import torch
 
 from cifar10_demo.cli import main
-from litforge.data import DeviceLoader
+from litforge.data import DeviceLoader, ImageTransform
 
 
 def build(data: str | None, extra: list[str]) -> Any:
@@ -67,14 +66,9 @@ class StepTimer(pl.Callback):
 def raw_loop_rate(cli: Any, precision: str, steps: int, warmup: int) -> float:
     """images/s of a plain PyTorch loop: the same model class, data loader, optimiser, schedule
     and autocast as the Trainer run, nothing else."""
-    device = cli.datamodule.train.images.device
+    device = cli.datamodule.splits["train"].images.device
     raw = copy.deepcopy(cli.model).to(device)  # a fresh copy: the same start as the Trainer's
-    # configure_optimizers reads the schedule length and the batch size from its trainer
-    raw._trainer = SimpleNamespace(
-        estimated_stepping_batches=warmup + steps, datamodule=cli.datamodule
-    )
-    opt_config = raw.configure_optimizers()
-    optimizer, scheduler = opt_config["optimizer"], opt_config["lr_scheduler"]["scheduler"]
+    optimizer, scheduler = raw.build_optimizer(warmup + steps)
     loader = cli.datamodule.train_dataloader()
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled="bf16" in precision)
     raw.train()
@@ -156,16 +150,14 @@ def bench_augmentation(cli: Any, n_images: int) -> dict[str, float]:
     from torchvision import transforms
 
     dm = cli.datamodule
-    images, labels = dm.train.images[:n_images], dm.train.labels[:n_images]
+    arrays = dm.splits["train"].subset(slice(0, n_images))
+    images, labels = arrays.images, arrays.labels
     loader = DeviceLoader(
-        images,
-        labels,
+        arrays,
+        dm.make_example,
         batch_size=dm.batch_size,
-        mean=dm.mean,
-        std=dm.std,
         shuffle=True,
-        translate=dm.translate,
-        flip="random",
+        transform=ImageTransform(dm.mean, dm.std, translate=dm.translate, flip="random"),
     )
     next(iter(loader))
     sync(images.device)
@@ -225,7 +217,7 @@ class TimeToAccuracy(pl.Callback):
             for batch in dm.test_dataloader():
                 correct += int((pl_module.logits(batch.image).argmax(-1) == batch.label).sum())
         pl_module.train(was_training)
-        accuracy = correct / len(dm.test)
+        accuracy = correct / len(dm.splits["test"])
         self.rows.append(
             {
                 "epoch": trainer.current_epoch + 1,

@@ -16,7 +16,7 @@ import torch
 
 from cifar10_demo.download import CIFAR10_MD5, CIFAR10_URL, DownloadError, load_cifar10
 from litforge.data import ImageArrays, ImageDataModule
-from litforge.data.device import FlipMode
+from litforge.data.augment import FlipMode
 from litforge.data.image_folder import default_cache_dir, read_image_folder
 from litforge.errors import LitforgeError
 
@@ -26,13 +26,24 @@ class DataUnavailableError(LitforgeError, RuntimeError):
 
 
 class Cifar10Data(ImageDataModule):
-    """Args (besides ImageDataModule's):
-    root: an image folder (``train/`` and ``test/`` inside) or where to download the archive.
-    url: where the official archive is downloaded from.
-    limit: use only the first ``limit`` images of each split, class-balanced (tests, quick looks).
+    """CIFAR-10 held on the device as uint8, augmented per batch there.
+
+    Args:
+        root: an image folder (``train/`` and ``test/`` inside) or where to download the archive.
+        url: where the official archive is downloaded from.
+        limit: use only the first ``limit`` images of each split, class-balanced (tests, quick
+            looks).
+        batch_size: training batch size (per process).
+        eval_batch_size: batch size of validation, test and predict.
+        val_size: training images held out for validation (a fraction or a count; 0: none).
+        translate: random shift of training images in pixels, reflect padding (0: off).
+        flip: 'alternate' (airbench's: each view every two epochs), 'random' or 'none'.
+        seed: the split, the data order and the augmentation depend on (seed, epoch) only.
     """
 
     name = "cifar10"
+    num_classes = 10  # known without reading the data (the model is built before it is read)
+    in_channels = 3
 
     def __init__(
         self,
@@ -41,12 +52,14 @@ class Cifar10Data(ImageDataModule):
         limit: int | None = None,
         batch_size: int = 1024,
         eval_batch_size: int = 2000,
-        val_size: int = 0,
+        val_size: float = 0,
         translate: int = 2,
         flip: FlipMode = "alternate",
         seed: int = 0,
     ) -> None:
-        super().__init__(batch_size, eval_batch_size, val_size, translate, flip, seed)
+        super().__init__(
+            batch_size, eval_batch_size, val_size, translate=translate, flip=flip, seed=seed
+        )
         self.root = Path(root).expanduser() if root else default_cache_dir().parent / "cifar10"
         self.url = url
         self.limit = limit

@@ -7,6 +7,10 @@ identity-initialised filters), a global max pool and a bias-free linear head who
 scaled by 1/9. BatchNorm weights are frozen at 1; its biases learn at 64x the learning rate.
 Optimiser: Nesterov SGD on the label-smoothed cross-entropy; warm-up then linear decay.
 Test-time augmentation: the mean of logits over flips and 1-pixel shifts.
+
+Every input arrives as an argument: ``num_classes`` and ``batch_size`` are linked from the data
+module by the CLI, the whitening is fitted on the first training batch, and the schedule's
+length is the trainer's step count.
 """
 
 from __future__ import annotations
@@ -16,11 +20,9 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchmetrics import MetricCollection
 
-from litforge.metrics import classification_metrics
-from litforge.model import BaseModel
-from litforge.structs import ClassificationExample, ClassificationPrediction, Loss
+from litforge.structs import ClassificationExample, ClassificationPrediction
+from litforge.tasks import Classifier
 
 TTA = Literal["none", "flip", "flip_translate"]
 
@@ -91,23 +93,34 @@ class Net(nn.Module):
         self.whiten.weight.copy_(torch.cat([filters, -filters]))
 
 
-class Cifar10Model(BaseModel):
-    """Args:
-    widths: channels of the three blocks.
-    label_smoothing: of the cross-entropy.
-    lr, weight_decay: per 1024 examples, airbench's convention (scaled to the batch here).
-    momentum: Nesterov momentum.
-    bias_lr_scale: BatchNorm biases learn this much faster (same absolute decay).
-    warmup: fraction of steps where the lr rises linearly from ``lr_start`` to 1.
-    lr_end: the lr multiplier at the last step.
-    whiten_bias_epochs: epochs after which the whitening bias is frozen.
-    tta: test-time augmentation of validation, test and predict.
-    channels_last, compile: speed options.
+class Cifar10Model(Classifier):
+    """airbench's network and recipe through litforge's Classifier.
+
+    Args:
+        num_classes: linked from the data module.
+        batch_size: linked from ``data.batch_size``: the learning rate is per example.
+        widths: channels of the three blocks.
+        whiten_width: channels of the frozen 2x2 whitening conv (half of them negations).
+        bn_momentum: BatchNorm momentum (torch's convention).
+        logit_scale: the logits are multiplied by this.
+        label_smoothing: of the cross-entropy.
+        lr: per 1024 examples, airbench's convention (scaled to the batch here).
+        weight_decay: per 1024 examples, as the lr.
+        momentum: Nesterov momentum.
+        bias_lr_scale: BatchNorm biases learn this much faster (same absolute decay).
+        warmup: fraction of steps where the lr rises linearly from ``lr_start`` to 1.
+        lr_start: the lr multiplier at the first step.
+        lr_end: the lr multiplier at the last step.
+        whiten_bias_epochs: epochs after which the whitening bias is frozen.
+        tta: test-time augmentation of validation, test and predict.
+        channels_last: run the convolutions in channels-last memory format.
+        compile: torch.compile the network.
     """
 
     def __init__(
         self,
         num_classes: int = 10,
+        batch_size: int = 1024,
         widths: tuple[int, int, int] = (64, 256, 256),
         whiten_width: int = 24,
         bn_momentum: float = 0.4,
@@ -125,10 +138,9 @@ class Cifar10Model(BaseModel):
         channels_last: bool = True,
         compile: bool = False,
     ) -> None:
-        super().__init__()
-        self.num_classes = num_classes
+        super().__init__(num_classes, label_smoothing)
+        self.batch_size = batch_size
         self.net = Net(widths, whiten_width, bn_momentum, num_classes, logit_scale)
-        self.label_smoothing = label_smoothing
         self.lr, self.weight_decay, self.momentum = lr, weight_decay, momentum
         self.bias_lr_scale = bias_lr_scale
         self.warmup, self.lr_start, self.lr_end = warmup, lr_start, lr_end
@@ -163,31 +175,27 @@ class Cifar10Model(BaseModel):
             logits = 0.5 * logits + 0.5 * translated
         return ClassificationPrediction(logits.float())
 
-    def compute_loss(
-        self, example: ClassificationExample, prediction: ClassificationPrediction
-    ) -> Loss:  # type: ignore[override]
-        ce = F.cross_entropy(
-            prediction.logits.float(), example.label, label_smoothing=self.label_smoothing
-        )
-        return Loss(total=ce, terms={"cross_entropy": ce})
-
-    def build_metrics(self) -> MetricCollection:
-        return classification_metrics(self.num_classes)
-
     # ---------------------------------------------------------------- the recipe's hooks
-    def on_fit_start(self) -> None:
-        datamodule: Any = getattr(self.trainer, "datamodule", None)
-        if not bool(self.whitened) and hasattr(datamodule, "normalized_train_sample"):
-            self.net.init_whitening(datamodule.normalized_train_sample(5000))
+    def on_train_batch_start(self, batch: ClassificationExample, batch_idx: int) -> None:  # type: ignore[override]
+        if not bool(self.whitened):  # the first step of a run: fit the whitening on its batch
+            self.net.init_whitening(batch.image)
             self.whitened.fill_(True)
-
-    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         steps_per_epoch = max(1, self.trainer.num_training_batches)
         train_bias = self.trainer.global_step < self.whiten_bias_epochs * steps_per_epoch
         self.net.whiten.bias.requires_grad_(train_bias)  # type: ignore[union-attr]
 
     def configure_optimizers(self) -> Any:
-        batch = getattr(getattr(self.trainer, "datamodule", None), "batch_size", 1024)
+        optimizer, scheduler = self.build_optimizer(int(self.trainer.estimated_stepping_batches))
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
+
+    def build_optimizer(
+        self, total_steps: int
+    ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+        """Nesterov SGD and its warm-up / linear-decay schedule over ``total_steps``."""
+        batch = self.batch_size
         # airbench's units: lr per 1024 examples of a summed loss, divided by 1 + 1/(1-momentum).
         # A mean loss over `batch` examples takes `batch` times that lr.
         kilostep = 1024 * (1 + 1 / (1 - self.momentum))
@@ -209,7 +217,7 @@ class Cifar10Model(BaseModel):
             momentum=self.momentum,
             nesterov=True,
         )
-        total = max(1, int(self.trainer.estimated_stepping_batches))
+        total = max(1, total_steps)
         warm = max(1, int(self.warmup * total))
 
         def multiplier(step: int) -> float:
@@ -217,11 +225,7 @@ class Cifar10Model(BaseModel):
                 return self.lr_start + (1 - self.lr_start) * step / warm
             return 1 + (self.lr_end - 1) * (step - warm) / max(1, total - warm)
 
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, multiplier)
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
-        }
+        return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, multiplier)
 
 
 def count_parameters(model: nn.Module) -> int:

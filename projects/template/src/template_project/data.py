@@ -1,17 +1,17 @@
-"""The data: images of four shapes made in memory (no download), and a callback showing them."""
+"""The data: small images of four shapes, made in memory (no download).
+
+Real task: replace ``load()`` with your own images; everything else (validation split,
+normalisation, batching on the device, class names in the diagnostics) comes from
+``ImageDataModule``. ``in_channels`` and ``num_classes`` reach the model by themselves.
+"""
 
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
 
 from litforge.data import ImageArrays, ImageDataModule
-from litforge.media import emit_images
-from litforge.structs import ClassificationExample
-from template_project.structs import ShapeExample
 
-SHAPES, GROUPS = ("disk", "ring", "square", "frame"), ("round", "angular")
-GROUP_OF = torch.tensor([0, 0, 1, 1])  # the group of each shape
+SHAPES = ("disk", "ring", "square", "frame")
 
 
 def make_shapes(n: int, size: int, seed: int) -> ImageArrays:
@@ -32,30 +32,17 @@ def make_shapes(n: int, size: int, seed: int) -> ImageArrays:
 class ShapesData(ImageDataModule):
     """Args: ``n_train`` / ``n_test`` images of ``size`` pixels; the rest: ImageDataModule."""
 
-    name = "shapes"  # metrics are logged as <stage>/shapes/<metric>
+    name = (
+        "shapes"  # Real task: your data set's name; metrics are logged as <stage>/<name>/<metric>
+    )
 
     def __init__(self, n_train: int = 2048, n_test: int = 512, size: int = 16, **kwargs: Any):
         super().__init__(**kwargs)
         self.n_train, self.n_test, self.size = n_train, n_test, size
 
     def load(self) -> tuple[ImageArrays, ImageArrays]:
-        # Real task: read your (train, test) images here, e.g. with litforge.data.image_folder.
+        # Real task: return your (train, test) images, e.g. from an image folder:
+        #   from litforge.data.image_folder import read_image_folder
+        #   return read_image_folder(root, "train"), read_image_folder(root, "test")
+        # or one pool, ImageArrays(images, labels, class_names), split by val_size / test_size.
         return make_shapes(self.n_train, self.size, 0), make_shapes(self.n_test, self.size, 1)
-
-    def on_after_batch_transfer(self, batch: ClassificationExample, idx: int) -> ShapeExample:  # type: ignore[override]
-        # Adds the task's field to each batch. Real task: gather per-item fields by batch.index.
-        return ShapeExample(**vars(batch), group=GROUP_OF.to(batch.label.device)[batch.label])
-
-
-class ShowBatch(pl.Callback):
-    """Emits ``n`` images of the first training batch as the model sees them (augmented), with
-    their labels. Real task: any pytorch_lightning Callback, listed in trainer.callbacks."""
-
-    n = 16
-
-    def on_train_batch_start(self, trainer: pl.Trainer, module: Any, batch: Any, i: int) -> None:
-        data = trainer.datamodule  # type: ignore[attr-defined]
-        if trainer.global_step == 0 and isinstance(data, ImageDataModule):
-            x, labels, groups = batch.image[: self.n], batch.label.tolist(), batch.group.tolist()
-            captions = [f"{SHAPES[s]} ({GROUPS[g]})" for s, g in zip(labels, groups)][: self.n]
-            emit_images(trainer, f"train/{data.name}/batch", data.to_display(x), captions)

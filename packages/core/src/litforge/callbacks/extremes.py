@@ -59,16 +59,25 @@ def rebuild(
 
 
 class Extremes(EpochCallback):
-    """Args:
-    k: how many examples on each side.
-    stages: 'val' and/or 'test'.
+    """The k highest- and lowest-error examples, drawn by the data module's ``show``.
+
+    Args:
+        k: how many examples on each side.
+        fields: for a table, the columns to keep besides index and error (example fields by
+            name, prediction fields as ``pred.<name>``); null: every column.
+        stages: 'val' and/or 'test'.
     """
 
-    def __init__(self, k: int = 16, stages: tuple[str, ...] | list[str] = ("val", "test")) -> None:
+    def __init__(
+        self,
+        k: int = 16,
+        fields: list[str] | None = None,
+        stages: tuple[str, ...] | list[str] = ("val", "test"),
+    ) -> None:
         super().__init__(stages)
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
-        self.k = k
+        self.k, self.fields = k, fields
         self._templates: tuple[Example, Prediction] | None = None
         # What was last shown, per (stage, dataset, side): index, error and the view drawn.
         self.last_selection: dict[tuple[str, str, str], dict[str, Any]] = {}
@@ -81,7 +90,13 @@ class Extremes(EpochCallback):
                 f"Extremes ranks by BaseModel.example_error; {type(pl_module).__name__} is not a "
                 "litforge BaseModel"
             )
-        per_example("Extremes", pl_module.example_error(example, prediction), example)
+        error = per_example("Extremes", pl_module.example_error(example, prediction), example)
+        data = task_data(pl_module.trainer)
+        if data is not None and self.fields is not None:  # a misspelled column fails now
+            try:
+                with_error(data.show(example, prediction), error, self.fields)
+            except ValueError as err:
+                raise ContractError(str(err)) from err
 
     def collect(self, trainer, pl_module, key, example, prediction) -> None:  # type: ignore[no-untyped-def]
         error = per_example("Extremes", pl_module.example_error(example, prediction), example)
@@ -118,7 +133,7 @@ class Extremes(EpochCallback):
         for side, name in (("high", "highest_error"), ("low", "lowest_error")):
             rows = chosen[side]
             example, prediction = rebuild(rows, *self._templates)
-            view = with_error(data.show(example, prediction), rows["error"])
+            view = with_error(data.show(example, prediction), rows["error"], self.fields)
             self.last_selection[(stage, dataset, name)] = {
                 "index": rows["index"].cpu(),
                 "error": rows["error"].cpu(),
@@ -130,12 +145,21 @@ class Extremes(EpochCallback):
                 png.with_suffix(".json").write_text(json.dumps(shown))
 
 
-def with_error(view: View, error: Tensor) -> View:
-    """The view with each example's error added: to its caption, or as a table column."""
+def with_error(view: View, error: Tensor, fields: list[str] | None = None) -> View:
+    """The view with each example's error added: to its caption, or as a table column (the
+    table cut to ``fields`` when given)."""
     values = error.tolist()
     if isinstance(view, Images):
         captions = [f"{c}\nerror={e:.3g}" for c, e in zip(view.captions, values)]
         return Images(view.pixels, captions)
     if isinstance(view, Table):
-        return Table({"error": [round(e, 6) for e in values], **view.columns})
+        columns = view.columns
+        if fields is not None:
+            unknown = sorted(set(fields) - set(columns))
+            if unknown:
+                raise ValueError(
+                    f"Extremes: no column {unknown} in the table; it has {list(columns)}"
+                )
+            columns = {k: v for k, v in columns.items() if k == "index" or k in fields}
+        return Table({"error": [round(e, 6) for e in values], **columns})
     raise TypeError(f"show() must return media.Images or media.Table, got {type(view).__name__}")

@@ -31,17 +31,20 @@ Loaded: TypeAlias = Arrays | tuple[Arrays, Arrays | None]
 
 
 class ArrayDataModule(pl.LightningDataModule):
-    """Args:
-    batch_size: training batch size (per process).
-    eval_batch_size: batch size of validation, test and predict.
-    val_size: items of the training part held out for validation, a fraction (0.1) or a count
-      (500); 0: no validation.
-    test_size: when ``load()`` returns one pool, the items held out for testing (fraction or
-      count); ignored when it returns its own test set.
-    stratify: an integer field (e.g. label) whose proportions every split keeps; null: random.
-    standardize: float fields to standardise per feature (features, target, ...) with the mean
-      and std of the training part.
-    seed: the split, the data order and the augmentation depend on (seed, epoch) only.
+    """A task's data held in memory: ``load()`` it, split it, batch it on the device.
+
+    Args:
+        batch_size: training batch size (per process).
+        eval_batch_size: batch size of validation, test and predict.
+        val_size: items of the training part held out for validation, a fraction (0.1) or a
+            count (500); 0: no validation.
+        test_size: when ``load()`` returns one pool, the items held out for testing (fraction
+            or count); ignored when it returns its own test set.
+        stratify: an integer field (e.g. label) whose proportions every split keeps; null:
+            random.
+        standardize: float fields to standardise per feature (features, target, ...) with the
+            mean and std of the training part.
+        seed: the split, the data order and the augmentation depend on (seed, epoch) only.
     """
 
     name: str = "data"  # metrics are logged as <stage>/<name>/<metric>
@@ -90,15 +93,17 @@ class ArrayDataModule(pl.LightningDataModule):
 
     def _load_and_split(self) -> dict[str, Arrays | None]:
         loaded = self.load()
-        if isinstance(loaded, Arrays):
-            train, val, test = split_pool(
-                loaded, self.val_size, self.test_size, self.stratify, self.seed
-            )
-        else:
-            train, test = loaded
-            train, val, _ = split_pool(train, self.val_size, 0, self.stratify, self.seed)
-        if len(train) == 0:
+        pool, test = (loaded, None) if isinstance(loaded, Arrays) else loaded
+        if len(pool) == 0:
             raise ValueError(f"{type(self).__name__}: the training set is empty")
+        test_size = self.test_size if test is None else 0
+        try:
+            train, val, held_out = split_pool(
+                pool, self.val_size, test_size, self.stratify, self.seed
+            )
+        except (ValueError, KeyError) as err:
+            raise ValueError(f"{type(self).__name__}: {err}") from err
+        test = test if test is not None else held_out
         for field in self.standardize:
             values = train[field]
             if not values.dtype.is_floating_point:

@@ -29,7 +29,7 @@ def split_pool(
     n_val, n_test = count(val_size, n, "val_size"), count(test_size, n, "test_size")
     if n_val + n_test >= n:
         raise ValueError(
-            f"val_size={val_size} and test_size={test_size} leave no training items of {n}"
+            f"val_size={val_size:g} and test_size={test_size:g} leave no training items of {n}"
         )
     g = torch.Generator().manual_seed(seed)
     order = torch.randperm(n, generator=g)

@@ -57,7 +57,7 @@ def overfit(
         loss = model.compute_loss(example, model(example)).total
         loss.backward()
         optimizer.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     assert losses[-1] < ratio * losses[0], (
         f"did not overfit one batch: {losses[0]:.4f} -> {losses[-1]:.4f}"
     )

@@ -1,0 +1,129 @@
+"""A tiny sequence classification task: which of the tokens a, b, c occurs most often in a
+sequence of letters. Tables of examples show the tokens decoded into text.
+``python -m litforge.testing.sequence fit ...``"""
+
+from __future__ import annotations
+
+import dataclasses
+import string
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from litforge.cli import LitforgeCLI, cli_main, run
+from litforge.data import ArrayDataModule, Arrays
+from litforge.structs import ClassificationPrediction, Example
+from litforge.tasks import Classifier
+
+NUM_CLASSES = 3  # the tokens 0, 1, 2 (a, b, c) compete; the others are filler
+
+
+@dataclasses.dataclass
+class SequenceExample(Example):
+    """Token ids (int64, N x L) and the class (int64, N): which of tokens 0..2 occurs most."""
+
+    tokens: Tensor
+    label: Tensor
+
+
+def letters(vocab_size: int) -> tuple[str, ...]:
+    """The text of each token id: a, b, c, ..."""
+    if not NUM_CLASSES < vocab_size <= 26:
+        raise ValueError(f"vocab_size must lie in ({NUM_CLASSES}, 26], got {vocab_size}")
+    return tuple(string.ascii_lowercase[:vocab_size])
+
+
+def decode(tokens: Tensor, vocab_size: int) -> str:
+    """One sequence of token ids as text, e.g. ``"a k c a ..."``."""
+    alphabet = letters(vocab_size)
+    return " ".join(alphabet[t] for t in tokens.tolist())
+
+
+def token_sequences(n: int, length: int = 10, vocab_size: int = 12, seed: int = 0) -> Arrays:
+    """``n`` sequences of ``length`` token ids in [0, vocab_size). The label (0, 1 or 2) is drawn
+    first and occurs 2 to 4 times; each of the other two of tokens 0..2 occurs fewer times; the
+    rest are filler tokens (>= 3). No ties: the label is the one token that occurs most."""
+    letters(vocab_size)  # fails on a bad vocab_size
+    if length < 4:
+        raise ValueError(f"length must be >= 4, got {length}")
+    g = torch.Generator().manual_seed(seed)
+    label = torch.randint(0, NUM_CLASSES, (n,), generator=g)
+    tokens = torch.randint(NUM_CLASSES, vocab_size, (n, length), generator=g)
+    for i in range(n):
+        top = int(torch.randint(2, 5, (), generator=g))
+        counts = [int(torch.randint(0, top, (), generator=g)) for _ in range(NUM_CLASSES)]
+        counts[int(label[i])] = top
+        while sum(counts) > length:  # short sequences: trim the others, never the winner
+            j = max((c for c in range(NUM_CLASSES) if c != label[i]), key=lambda c: counts[c])
+            counts[j] -= 1
+        placed = torch.randperm(length, generator=g)
+        start = 0
+        for token, count in enumerate(counts):
+            tokens[i, placed[start : start + count]] = token
+            start += count
+    return Arrays(class_names=letters(vocab_size)[:NUM_CLASSES], tokens=tokens, label=label)
+
+
+class TokenSequences(ArrayDataModule):
+    """One seeded pool of ``n`` sequences, split by ``val_size`` / ``test_size``; ``describe``
+    decodes the tokens into text, so tables of examples are readable."""
+
+    name = "sequences"
+    example_type: ClassVar[type[Example]] = SequenceExample
+    provides: ClassVar[tuple[str, ...]] = (*ArrayDataModule.provides, "vocab_size")
+
+    def __init__(
+        self,
+        n: int = 360,
+        length: int = 10,
+        vocab_size: int = 12,
+        data_seed: int = 0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.n, self.length, self.vocab_size, self.data_seed = n, length, vocab_size, data_seed
+        letters(vocab_size)
+
+    def load(self) -> Arrays:
+        return token_sequences(self.n, self.length, self.vocab_size, self.data_seed)
+
+    def describe(self, field: str, value: Tensor) -> str | float | int:
+        if field == "tokens":
+            return decode(value, self.vocab_size)
+        return super().describe(field, value)
+
+
+class TinySequenceClassifier(Classifier):
+    """Token embeddings, mean-pooled, then a small MLP: enough to count tokens.
+    ``num_classes`` and ``vocab_size`` come from the data."""
+
+    def __init__(
+        self, num_classes: int, vocab_size: int = 12, width: int = 16, **kwargs: Any
+    ) -> None:
+        super().__init__(num_classes, **kwargs)
+        self.embed = nn.Embedding(vocab_size, width)
+        self.head = nn.Sequential(nn.Linear(width, width), nn.ReLU(), nn.Linear(width, num_classes))
+
+    def forward(self, example: SequenceExample) -> ClassificationPrediction:  # type: ignore[override]
+        pooled = self.embed(example.tokens).mean(dim=1)
+        return ClassificationPrediction(logits=self.head(pooled))
+
+
+CONFIG = Path(__file__).with_name("sequence.yaml")
+
+
+def main(args: Sequence[str] | None = None) -> LitforgeCLI:
+    return cli_main(
+        TinySequenceClassifier,
+        TokenSequences,
+        project="sequences",
+        default_config=CONFIG,
+        args=list(args) if args is not None else None,
+    )
+
+
+if __name__ == "__main__":
+    run(main)
