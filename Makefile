@@ -6,12 +6,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 POETRY := $(shell [ -x .tools/poetry/bin/poetry ] && echo .tools/poetry/bin/poetry || command -v poetry)
 PROJECTS := $(sort $(notdir $(patsubst %/,%,$(dir $(wildcard projects/*/pyproject.toml)))))
-TEST_DIRS := packages/core/tests $(addsuffix /tests,$(addprefix projects/,$(PROJECTS))) tests
+# Every package's and project's tests/ (an empty one is not in a git clone: left out) and tests/.
+TEST_DIRS := $(wildcard packages/*/tests $(addsuffix /tests,$(addprefix projects/,$(PROJECTS))) tests)
 # Extra arguments for training, e.g. make train-cifar10 ARGS="--trainer.max_epochs=5"
 ARGS ?=
 DATA ?=
 
-.PHONY: help init lock test quality style clean new-project bench _venv
+.PHONY: help init lock test test-all test-dirs quality style clean new-project bench _venv
 
 help: ## list the targets
 	@echo "litforge: make <target>"
@@ -31,8 +32,26 @@ _venv:
 # oversubscribe the CPU, which slows torch's kernels many times over.
 TEST_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 
-test: _venv ## run every package's and project's tests and tests/
-	$(TEST_ENV) $(PY) -m pytest -n 2 --dist loadfile -q $(TEST_DIRS)
+# DIR=<folder>: only the tests of one package or project (its tests/) or of tests/: CI's matrix.
+DIR ?=
+SELECTED = $(if $(DIR),$(if $(wildcard $(DIR)/tests),$(DIR)/tests,$(DIR)),$(TEST_DIRS))
+# pytest exits with 5 when it selected no test (a project without tests yet, or only slow ones):
+# said, not failed. Any other failure fails the target.
+define run_tests
+	@for d in $(SELECTED); do [ -d "$$d" ] || { echo "error: no folder $$d" >&2; exit 2; }; done; \
+	echo "pytest $(1) $(SELECTED)"; \
+	$(TEST_ENV) $(PY) -m pytest -n 2 --dist loadfile -q $(1) $(SELECTED); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "note: no test selected in $(SELECTED)"; rc=0; fi; exit $$rc
+endef
+
+test: _venv ## the fast tier (tests not marked slow; about 90 s on 2 cores) [DIR=projects/foo]
+	$(call run_tests,-m "not slow")
+
+test-all: _venv ## every test, the slow ones too (DDP, signals, real data): what CI runs [DIR=...]
+	$(call run_tests,)
+
+test-dirs: ## the test folders, one a line: one CI job each (.github/workflows/ci.yml)
+	@printf '%s\n' $(TEST_DIRS)
 
 test-%: _venv ## run the tests whose names match a pattern: make test-extremes
 	$(TEST_ENV) $(PY) -m pytest -q $(TEST_DIRS) -k "$*"
@@ -54,6 +73,10 @@ style: _venv ## format and fix what can be fixed automatically
 train-%: _venv ## train a project: make train-cifar10 [DATA=path/to/images] [ARGS="..."]
 	@if [ ! -f projects/$*/pyproject.toml ]; then echo "error: no project '$*'; projects: $(PROJECTS)" >&2; exit 2; fi
 	$(PY) -m $$(basename $$(dirname $$(ls projects/$*/src/*/__main__.py))) fit $(if $(DATA),--data.root=$(DATA)) $(ARGS)
+
+runs-%: _venv ## list a project's runs: status, time, differing settings, metrics, runs.csv [ARGS="--plot KEY"]
+	@if [ ! -f projects/$*/pyproject.toml ]; then echo "error: no project '$*'; projects: $(PROJECTS)" >&2; exit 2; fi
+	$(PY) -m $$(basename $$(dirname $$(ls projects/$*/src/*/__main__.py))) runs $(ARGS)
 
 new-project: _venv ## new task from projects/template (copy, rename, register, install, test): make new-project NAME=foo
 	@[ -n "$(NAME)" ] || { echo "error: give a name: make new-project NAME=foo" >&2; exit 2; }

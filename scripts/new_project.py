@@ -6,15 +6,17 @@
 - copies projects/template to projects/NAME, without caches and run folders;
 - renames the import package ``template_project`` -> NAME, the distribution ``litforge-template``
   -> ``litforge-NAME`` (with - for _), and the project name of the runs ``template`` -> NAME, in
-  file contents and in file names;
+  file contents and in file names; so the README says ``make train-NAME``, ``runs/NAME/...``,
+  and its first sentence says where the project came from;
 - registers the project in the root pyproject.toml: a path dependency under
   [tool.poetry.dependencies] and NAME in ruff's known-first-party list (a textual edit that leaves
   the rest of the file as it was, checked by parsing both versions);
 - sorts the new project's imports and formats it with ruff, when ruff is installed.
 
 Every check runs before anything is written; a bad name changes nothing. If a step fails half-way,
-what this script wrote is removed and pyproject.toml is restored. Afterwards run ``poetry lock``
-and ``poetry sync`` (``make new-project`` does both, then runs the new project's tests).
+what this script wrote is removed and pyproject.toml is restored. Afterwards run ``make lock``
+(``poetry lock``, then ``.venv`` from the new lock; ``make new-project`` does it, then runs the new
+project's tests).
 """
 
 from __future__ import annotations
@@ -35,6 +37,13 @@ from typing import Any
 TEMPLATE = "template"  # the folder under projects/ and the project name of its runs
 TEMPLATE_PACKAGE = "template_project"
 TEMPLATE_DIST = "litforge-template"
+# The README's first sentence, which only the template can say of itself, and what a new
+# project's README says instead (the rest of the README reads right once renamed).
+TEMPLATE_INTRO = "The smallest complete litforge task, and the starting point of new ones."
+PROJECT_INTRO = (
+    "A litforge task, started from `projects/template` by `make new-project`; until you change\n"
+    "it, it does what the template does."
+)
 # Never copied: caches, build outputs, run folders.
 IGNORED = (
     "__pycache__",
@@ -263,6 +272,14 @@ def copy_template(template: Path, dest: Path, name: str) -> None:
             path.rename(path.with_name(new_name))
 
 
+def rewrite_readme(dest: Path) -> None:
+    """The new README (renamed by ``copy_template`` already) introduces the new project."""
+    readme = dest / "README.md"
+    if readme.is_file():
+        text = readme.read_text(encoding="utf-8")
+        readme.write_text(text.replace(TEMPLATE_INTRO, PROJECT_INTRO, 1), encoding="utf-8")
+
+
 def ruff_command(root: Path) -> list[str] | None:
     for candidate in (root / ".venv" / "bin" / "ruff", Path(sys.executable).with_name("ruff")):
         if candidate.is_file():
@@ -304,6 +321,7 @@ def create(name: str, root: Path) -> Path:
     dest = root / "projects" / name
     try:
         copy_template(template, dest, name)
+        rewrite_readme(dest)
         pyproject.write_text(new_pyproject, encoding="utf-8")
         tidy(root, dest)
     except BaseException:
@@ -325,11 +343,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         dest = create(args.name, args.root)
-    except NewProjectError as err:
-        print(f"error: cannot create project {args.name!r}:", file=sys.stderr)
-        for line in str(err).splitlines():
-            print(f"  {line}", file=sys.stderr)
-        print("nothing was changed.", file=sys.stderr)
+    except NewProjectError as err:  # one line: each problem, then what happened
+        problems = "; ".join(line.strip() for line in str(err).splitlines() if line.strip())
+        print(
+            f"error: cannot create project {args.name!r}: {problems}; nothing was changed.",
+            file=sys.stderr,
+        )
         return 2
     name = args.name
     package = dest / "src" / name
@@ -337,8 +356,11 @@ def main(argv: list[str] | None = None) -> int:
         f"created {dest} (import package {name}, distribution {dist_name(name)}) and registered "
         "it in pyproject.toml.\n"
         "next:\n"
-        "  poetry lock && poetry sync     (make new-project does this, then runs its tests)\n"
-        f"  edit {package}/data.py, model.py, structs.py and configs/default.yaml\n"
+        "  make lock     (poetry lock, then .venv from it; make new-project does this and runs its"
+        " tests)\n"
+        f"  edit data.py, model.py and configs/default.yaml in {package}\n"
+        "       (cli.py only if you rename their classes); for regression, segmentation or\n"
+        "       images of another size: the recipes in docs/new-task/\n"
         f"  make train-{name}\n"
         f"  make test-{name}"
     )

@@ -4,10 +4,17 @@ Projects are found by globbing ``projects/*/src/<package>/configs/*.yaml``, so a
 joins by itself. A project that needs extra arguments for a quick run (a small data source, say)
 lists them in ``projects/<name>/tests/smoke_args.txt``, one argument per line (# starts a comment);
 relative paths in them are relative to the repository root.
+
+A ``{name}`` in an argument is replaced by the value of the pytest fixture ``name``: data that a
+fixture writes, so that no run needs a download or a data set outside the repository. The
+root ``conftest.py`` has ``tiny_image_folder`` (10 classes of 32 x 32 PNGs in ``train/`` and
+``test/``); cifar10's smoke_args.txt says ``--data.root={tiny_image_folder}``. A fixture for
+another kind of data goes in the root conftest.py too: it is the one that tests/ sees.
 """
 
 import importlib
 import importlib.util
+import re
 from pathlib import Path
 from types import ModuleType
 
@@ -27,12 +34,15 @@ def project_cli(package: str) -> ModuleType:
     return importlib.import_module(f"{package}.cli")
 
 
-def smoke_args(project: Path) -> list[str]:
+def smoke_args(project: Path, request: pytest.FixtureRequest) -> list[str]:
+    """The lines of smoke_args.txt, each ``{fixture}`` replaced by that fixture's value."""
     path = project / "tests" / "smoke_args.txt"
     if not path.is_file():
         return []
     lines = (line.strip() for line in path.read_text().splitlines())
-    return [line for line in lines if line and not line.startswith("#")]
+    args = [line for line in lines if line and not line.startswith("#")]
+    fixture = re.compile(r"\{(\w+)\}")
+    return [fixture.sub(lambda m: str(request.getfixturevalue(m.group(1))), a) for a in args]
 
 
 def test_the_template_config_is_found():
@@ -40,7 +50,9 @@ def test_the_template_config_is_found():
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: str(p.relative_to(REPO / "projects")))
-def test_config_runs(config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_config_runs(
+    config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
     # The CLI keeps its run folder in LITFORGE_RUN_DIR (for DDP children); start afresh.
     monkeypatch.delenv("LITFORGE_RUN_DIR", raising=False)
     monkeypatch.chdir(REPO)
@@ -54,7 +66,7 @@ def test_config_runs(config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPat
         f"--run.root={tmp_path}",
         "--run.loggers=[csv]",
         "--trainer.enable_progress_bar=false",
-        *smoke_args(project),
+        *smoke_args(project, request),
     ]
     run = cli.main(args)
     assert run.trainer.state.fn == "fit" and run.trainer.state.finished, run.trainer.state

@@ -1,14 +1,20 @@
 """``scripts/new_project.py`` (what ``make new-project NAME=foo`` runs) on a copy of the
 repository: the new project is complete, renamed and registered, and its own tests pass; bad
-names are refused with a clear message and change nothing."""
+names are refused with a clear message and change nothing. And the recipes in docs/new-task/
+(the files a user changes after ``make new-project``) keep their promise: few changed lines, no
+change to core, and a real run that learns and writes its diagnostics."""
 
+import csv
+import difflib
 import hashlib
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -100,13 +106,11 @@ def test_new_project_is_complete_registered_and_its_tests_pass(repo: Path) -> No
     root_before = tomllib.loads((repo / "pyproject.toml").read_text())
     done = new_project(repo, "foo")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "make train-foo" in done.stdout
+    assert "make train-foo" in done.stdout and "make lock" in done.stdout
 
     project = repo / "projects" / "foo"
     files = {str(p.relative_to(project)) for p in project.rglob("*") if p.is_file()}
-    package = [
-        f"src/foo/{m}.py" for m in ("__init__", "__main__", "cli", "data", "model", "structs")
-    ]
+    package = [f"src/foo/{m}.py" for m in ("__init__", "__main__", "cli", "data", "model")]
     expected = {"pyproject.toml", "README.md", "src/foo/configs/default.yaml", *package}
     assert expected | {"tests/test_foo_project.py"} <= files, sorted(files)
     assert not any("template" in f or "__pycache__" in f for f in files), sorted(files)
@@ -116,6 +120,15 @@ def test_new_project_is_complete_registered_and_its_tests_pass(repo: Path) -> No
             assert "template_project" not in text and "litforge-template" not in text, path
     assert 'project="foo"' in (project / "src/foo/cli.py").read_text()
     assert "python -m foo fit" in (project / "src/foo/configs/default.yaml").read_text()
+    # The README is the new project's: its name, commands and run folder; only its first
+    # sentence, which says where it came from, names the template.
+    readme = (project / "README.md").read_text()
+    module = script()
+    assert module.TEMPLATE_INTRO in (repo / "projects/template/README.md").read_text()
+    assert readme.startswith("# litforge-foo\n") and module.PROJECT_INTRO in readme, readme
+    for text in ("make train-foo", "make test-foo", "python -m foo ", "runs/foo/", "src/foo/"):
+        assert text in readme, text
+    assert "template" not in readme.replace(module.PROJECT_INTRO, ""), readme
     own = tomllib.loads((project / "pyproject.toml").read_text())
     assert own["project"]["name"] == "litforge-foo"
     assert own["tool"]["poetry"]["packages"] == [{"include": "foo", "from": "src"}]
@@ -222,3 +235,121 @@ def test_a_failure_half_way_undoes_everything(repo: Path, monkeypatch: pytest.Mo
     with pytest.raises(RuntimeError, match="simulated"):
         module.create("halfway", repo)
     assert snapshot(repo) == before
+
+
+# ---------------------------------------------------------------------- the recipes
+RECIPES = REPO / "docs" / "new-task"
+RECIPE_PROJECT = "mytask"  # the recipes are written for `make new-project NAME=mytask`
+QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
+# A few epochs, validated (and so drawn) once, at the end: each run takes ~7 s of CPU.
+EPOCHS = ["--trainer.max_epochs=5", "--trainer.check_val_every_n_epoch=5"]
+
+
+def added_lines(before: str, after: str) -> int:
+    """Lines added or changed, as diff counts them: every line of ``after`` (blank and comment
+    lines included) that is not matched to an unchanged line of ``before``."""
+    a, b = before.splitlines(), after.splitlines()
+    opcodes = difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes()
+    return sum(j2 - j1 for tag, _, _, j1, j2 in opcodes if tag in ("replace", "insert"))
+
+
+@pytest.fixture
+def mytask(repo: Path) -> Iterator[Path]:
+    """projects/mytask, fresh from the template in the repository copy; removed afterwards, and
+    the copy's pyproject.toml restored, so that the next recipe starts from the template too."""
+    pyproject = (repo / "pyproject.toml").read_text()
+    done = new_project(repo, RECIPE_PROJECT)
+    assert done.returncode == 0, done.stdout + done.stderr
+    try:
+        yield repo / "projects" / RECIPE_PROJECT
+    finally:
+        shutil.rmtree(repo / "projects" / RECIPE_PROJECT)
+        (repo / "pyproject.toml").write_text(pyproject)
+
+
+def apply_recipe(kind: str, project: Path) -> dict[str, int]:
+    """Copies the recipe's files over the new package; returns the lines each one adds or
+    changes against the file it replaces (all of a new file's lines)."""
+    package = project / "src" / RECIPE_PROJECT
+    changed = {}
+    for source in sorted(p for p in (RECIPES / kind).rglob("*") if p.is_file()):
+        rel = source.relative_to(RECIPES / kind)
+        target = package / rel
+        before = target.read_text() if target.is_file() else ""
+        after = source.read_text()
+        if after != before:
+            changed[str(rel)] = added_lines(before, after)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(after)
+    return changed
+
+
+def fit(project: Path, root: Path, *args: str) -> tuple[dict[str, float], str]:
+    """``python -m mytask fit`` as a user runs it, with the copy's package on the path (it is
+    not installed in .venv); returns results.json and the output."""
+    run_dir = root / "run"
+    command = [sys.executable, "-m", RECIPE_PROJECT, "fit", f"--run.dir={run_dir}"]
+    done = subprocess.run(
+        [*command, "--run.loggers=[csv]", *QUIET, *args],
+        cwd=root,
+        env={**env(), "PYTHONPATH": str(project / "src")},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return json.loads((run_dir / "results.json").read_text()), done.stdout + done.stderr
+
+
+def media(root: Path, key: str, suffix: str = ".png") -> list[Path]:
+    return sorted((root / "run" / "media" / key).glob(f"*{suffix}"))
+
+
+@pytest.mark.slow
+def test_recipe_regression(mytask: Path, tmp_path: Path) -> None:
+    """Rows of float features -> one float: ArrayDataModule, Regressor, table diagnostics."""
+    changed = apply_recipe("regression", mytask)
+    assert len(changed) <= 3 and sum(changed.values()) <= 80, changed
+    results, output = fit(mytask, tmp_path, *EPOCHS)
+    assert "from the data module to the model: num_features=8" in output, output[-3000:]
+    assert {"test/rows/mse", "test/rows/mae", "test/rows/r2"} <= set(results), sorted(results)
+    assert results["test/rows/r2"] > 0.5, results  # 0.68 measured; predicting the mean: 0
+    assert results["test/rows/mse"] < 0.5, results  # the targets are standardised: 1 = the mean
+    for side in ("highest_error", "lowest_error"):  # tables of rows, k = 8 in the config
+        (table,) = media(tmp_path, f"test/rows/extremes/{side}", ".csv")
+        rows = list(csv.DictReader(table.open()))
+        assert len(rows) == 8, rows
+        assert {"error", "index", "features", "target", "pred.value"} <= set(rows[0]), rows[0]
+        errors = [float(row["error"]) for row in rows]
+        assert errors == sorted(errors, reverse=side == "highest_error"), errors
+    assert media(tmp_path, "test/rows/regression")
+
+
+@pytest.mark.slow
+def test_recipe_classification_gray(mytask: Path, tmp_path: Path) -> None:
+    """Image classification with another size and channel count: 8 x 8 grayscale, 10 classes;
+    the model takes both from the data."""
+    changed = apply_recipe("classification-gray", mytask)
+    assert len(changed) <= 2 and sum(changed.values()) <= 30, changed
+    assert "model.py" not in changed
+    small = ["--data.n_train=640", "--data.n_test=160", "--data.val_size=80"]
+    results, output = fit(mytask, tmp_path, *small, *EPOCHS)
+    assert results["test/digits/accuracy"] > 0.3, results  # chance: 0.1; 0.52 measured
+    assert media(tmp_path, "test/digits/extremes/highest_error")
+    assert media(tmp_path, "val/digits/confusion_matrix")
+    linked = "from the data module to the model: num_classes=10, in_channels=1"
+    assert linked in output, output[-3000:]
+
+
+@pytest.mark.slow
+def test_recipe_segmentation(mytask: Path, tmp_path: Path) -> None:
+    """A class per pixel: ImageDataModule with a dense mask, Segmenter, masks in the pictures."""
+    changed = apply_recipe("segmentation", mytask)
+    assert len(changed) <= 3 and sum(changed.values()) <= 80, changed
+    small = ["--data.n_train=512", "--data.n_test=128", "--data.val_size=64"]
+    results, _ = fit(mytask, tmp_path, *small, *EPOCHS)
+    assert {"test/shapes/iou", "test/shapes/pixel_accuracy"} <= set(results), sorted(results)
+    assert results["test/shapes/iou"] > 0.4, results  # 0.61 measured; all background: 0.27
+    for side in ("highest_error", "lowest_error"):
+        (png,) = media(tmp_path, f"test/shapes/extremes/{side}")
+        assert png.stat().st_size > 1000

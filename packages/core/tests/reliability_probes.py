@@ -17,7 +17,7 @@ from typing import Any
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback
 
-from litforge.callbacks import ConfusionMatrix
+from litforge.callbacks import ConfusionMatrix, Uncertainty
 
 WAIT_S = 60.0  # the longest a probe waits for a signal before failing the run
 
@@ -100,8 +100,9 @@ class CrashAt(Callback):
 
 
 class DumpTestState(Callback):
-    """At test end, every rank writes ``<folder>/rank<r>.json``: its run folder and the test
-    confusion matrix that the ConfusionMatrix callback computed (gathered over all ranks)."""
+    """At test end, every rank writes ``<folder>/rank<r>.json``: its run folder, the test
+    confusion matrix that the ConfusionMatrix callback computed and the count per bin of the
+    Uncertainty callback's plot (both gathered over all ranks)."""
 
     def __init__(self, folder: str) -> None:
         self.folder = Path(folder)
@@ -115,5 +116,10 @@ class DumpTestState(Callback):
             "default_root_dir": str(trainer.default_root_dir),
             "confusion": {"/".join(k): v.tolist() for k, v in confusion.last_matrix.items()},
         }
+        uncertainty = next((c for c in callbacks if isinstance(c, Uncertainty)), None)
+        if uncertainty is not None:
+            state["uncertainty_counts"] = {
+                "/".join(k): v["count"].tolist() for k, v in uncertainty.last_bins.items()
+            }
         self.folder.mkdir(parents=True, exist_ok=True)
         (self.folder / f"rank{trainer.global_rank}.json").write_text(json.dumps(state))

@@ -144,7 +144,9 @@ def test_gather_dedup_drops_padding_duplicates():
 
 
 def test_predict_saves_every_prediction_and_test_reads_the_checkpoint(run, tmp_path):
-    ckpt = run.run_dir / "checkpoints" / "last.ckpt"
+    # the checkpoint the test after fit scored (the best one), whose weights run.model holds
+    scored = json.loads((run.run_dir / "results.json").read_text())["checkpoint"]
+    ckpt = run.run_dir / scored
     cli = testing.train(testing.main, tmp_path, "predict", f"--ckpt_path={ckpt}")
     saved = torch.load(cli.run_dir / "predictions.pt", weights_only=True)
     n = len(run.datamodule.splits["test"])

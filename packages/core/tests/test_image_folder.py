@@ -270,7 +270,12 @@ def test_error_in_a_decoding_thread_names_the_file(
     assert not cache.exists()
 
 
-@pytest.mark.skipif(cifar10_jpeg_dir() is None, reason="no shared CIFAR-10 JPEG copy")
+@pytest.mark.slow
+@pytest.mark.skipif(
+    cifar10_jpeg_dir() is None,
+    reason="real CIFAR-10 JPEGs: set LITFORGE_CIFAR10_JPEG=<folder with train/ and test/> or put "
+    "the copy at ../shared/datasets/cifar10-jpeg beside the repository",
+)
 def test_real_cifar10_jpeg_test_split(tmp_path: Path) -> None:
     root = cifar10_jpeg_dir()
     assert root is not None

@@ -14,12 +14,18 @@ def cifar10_jpeg_dir() -> Path | None:
     return path if (path / "train").is_dir() else None
 
 
+REAL_DATA_SKIP = (
+    "real CIFAR-10 JPEGs: set LITFORGE_CIFAR10_JPEG=<folder with train/ and test/> or put the copy "
+    "at ../shared/datasets/cifar10-jpeg beside the repository"
+)
+
+
 @pytest.fixture(scope="session")
 def jpeg_subset(tmp_path_factory) -> Path:
     """A small copy of the real JPEG images: 200 train and 50 test images per class."""
     source = cifar10_jpeg_dir()
     if source is None:
-        pytest.skip("the CIFAR-10 JPEG copy is not here (../shared/datasets/cifar10-jpeg)")
+        pytest.skip(REAL_DATA_SKIP)
     root = tmp_path_factory.mktemp("cifar10-jpeg-subset")
     for split, n in (("train", 200), ("test", 50)):
         for class_dir in sorted((source / split).iterdir()):

@@ -1,5 +1,7 @@
-"""The CIFAR-10 demo end to end on real images (a small subset of the JPEG copy), the model's
-pieces against hand-checked facts, and the data errors a user meets first."""
+"""The CIFAR-10 demo end to end on the tiny generated image folder (``tiny_image_folder``, the
+root conftest.py's) and, in the slow tier where the JPEG copy is (LITFORGE_CIFAR10_JPEG or
+../shared/datasets/cifar10-jpeg), on real images; the model's pieces against hand-checked
+facts, and the data errors a user meets first."""
 
 import json
 
@@ -13,14 +15,45 @@ from litforge import testing
 from litforge.structs import ClassificationExample
 
 TINY = ["--model.widths=[16,32,32]", "--trainer.precision=32-true"]
+# The network and precision as given: no timing of this machine against a time budget (cpu.yaml).
+AS_GIVEN = ["--size=null", "--run.time_budget=null", "--run.precision=null"]
 
 
+def test_short_run_on_a_tiny_image_folder_learns_and_leaves_diagnostics(
+    tiny_image_folder, tmp_path
+):
+    """fit, test, results.json, media and an offline W&B run, read from 32 x 32 PNGs on disk."""
+    cli = testing.train(
+        main,
+        tmp_path,
+        "fit",
+        f"--data.root={tiny_image_folder}",
+        "--data.batch_size=50",
+        "--data.eval_batch_size=50",
+        "--trainer.max_epochs=4",
+        "--model.widths=[8,16,16]",
+        "--trainer.precision=32-true",
+        *AS_GIVEN,
+        loggers="[csv,wandb]",
+    )
+    results = json.loads((cli.run_dir / "results.json").read_text())
+    assert results["test/cifar10/accuracy"] > 0.25, results  # chance is 0.1; 16 steps: 0.34
+    media = testing.media_files(cli.run_dir)
+    for what in ("extremes/highest_error", "uncertainty", "confusion_matrix"):
+        assert f"test/cifar10/{what}" in media, sorted(media)
+    wandb_run = next((cli.run_dir / "wandb").glob("offline-run-*"))
+    assert any((wandb_run / "files" / "media" / "images").rglob("*.png"))
+    assert cli.datamodule.class_names == tuple(f"class{c}" for c in range(10))
+
+
+@pytest.mark.slow
 def test_short_run_on_real_images_beats_chance_and_leaves_diagnostics(jpeg_subset, tmp_path):
     cli = testing.train(
         main,
         tmp_path,
         "fit",
         f"--data.root={jpeg_subset}",
+        *AS_GIVEN,
         "--data.batch_size=100",
         "--data.eval_batch_size=500",
         "--trainer.max_epochs=4",
@@ -97,8 +130,8 @@ def test_missing_data_folder_and_no_download_fail_fast_with_both_ways(tmp_path):
     assert "127.0.0.1:9" in message and "without DATA" in message and "DATA=" in message
 
 
-def test_limit_is_class_balanced(jpeg_subset):
-    data = Cifar10Data(root=str(jpeg_subset), limit=100)
+def test_limit_is_class_balanced(tiny_image_folder):
+    data = Cifar10Data(root=str(tiny_image_folder), limit=100)
     train, _ = data.load()
     assert len(train) == 100 and torch.bincount(train.labels).tolist() == [10] * 10
     assert train.images.shape[1:] == (3, 32, 32)

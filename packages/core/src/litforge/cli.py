@@ -11,34 +11,75 @@
 - each run lives in its own folder (``litforge.rundir``) with its loggers (``litforge.loggers``),
   results.json, predictions.pt and a summary (``litforge.outputs``);
 - an interrupted run (SIGTERM, Ctrl-C, crash) leaves checkpoints/last.ckpt, and the resume
-  command printed at start continues the same run directory, W&B run and step count.
+  command printed at start continues the same run directory, W&B run and step count;
+  checkpoints are written atomically (``litforge.checkpoint_io``) and carry the global random
+  generators (``RngState``) and the training loader's place in the epoch (``DeviceLoader``).
 """
 
 from __future__ import annotations
 
+import difflib
 import inspect
+import logging
 import os
+import re
 import signal
 import sys
 import time
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytorch_lightning as pl
 import torch
+import yaml
+from jsonargparse import ArgumentError
 from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar, TQDMProgressBar
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
-from pytorch_lightning.utilities import rank_zero_info
+from pytorch_lightning.utilities import rank_zero_info, rank_zero_only
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
+from litforge.budget import PLAN_ENV, BudgetGuard, fit_the_machine
+from litforge.callbacks.resume import RngState
 from litforge.callbacks.safety import SaveOnInterrupt
+from litforge.checkpoint_io import with_atomic_checkpoints
+from litforge.checkpoints import (
+    add_checkpoint_arguments,
+    best_checkpoint_callback,
+    scored_checkpoint,
+    tested_checkpoint,
+)
 from litforge.contracts import check_data
-from litforge.errors import LitforgeError
+from litforge.debug import add_debug_argument, apply_debug_preset, describe_preset
+from litforge.errors import (
+    CheckpointMismatchError,
+    LitforgeError,
+    MissingCheckpointError,
+    one_line,
+)
+from litforge.experiments.child import (
+    PRUNED_EXIT,
+    TrialPruned,
+    child_callbacks,
+    die_with_parent,
+)
 from litforge.loggers import LoggerName, make_loggers
 from litforge.outputs import print_summary, save_predictions, write_results
 from litforge.rundir import RUN_DIR_ENV, RunConfigSaver, check_writable, new_run_dir
+from litforge.runs import end_status, outcome_of, start_status
+from litforge.runs import main as runs_main
 
 PROGRESS_REFRESH = 10  # steps between progress bar redraws
+
+
+class _NoLibraryTips(logging.Filter):
+    """Drops Lightning's advertising tips ("💡 Tip: ... install ..."): nothing a user must act on."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "💡" not in str(record.msg)
+
+
+NO_TIPS = _NoLibraryTips()
 
 
 def init_parameters(cls: Any) -> set[str]:
@@ -64,16 +105,21 @@ class LitforgeCLI(LightningCLI):
         self.project = project
         self.started = time.perf_counter()
         self._extra: list[str] = []  # lines the summary adds (the predictions' path)
+        self._plan: Any = None  # the time budget's plan, when one was made
+        self.linked: list[str] = []  # names whose value the model takes from the data module
+        self._status: dict[str, Any] | None = None  # <run dir>/status.json (litforge.runs)
         if default_config is None:
             default_config = []
         elif not isinstance(default_config, list):
             default_config = [default_config]
         defaults = [str(c) for c in default_config]
         # allow_abbrev=False: a misspelled key must fail, not match a longer one by its prefix.
-        parser_kwargs: dict[str, Any] = {"default_config_files": defaults, "allow_abbrev": False}
+        # exit_on_error=False: a bad argument raises, and parse_arguments prints it on one line.
+        common = {"allow_abbrev": False, "exit_on_error": False}
+        parser_kwargs: dict[str, Any] = {"default_config_files": defaults, **common}
         if kwargs.get("run", True):  # with subcommands, each subcommand's parser takes them
             subcommands = ("fit", "validate", "test", "predict")
-            parser_kwargs = {"allow_abbrev": False, **{sub: parser_kwargs for sub in subcommands}}
+            parser_kwargs = {**common, **{sub: parser_kwargs for sub in subcommands}}
         kwargs.setdefault("parser_kwargs", parser_kwargs)
         kwargs.setdefault("save_config_callback", RunConfigSaver)
         kwargs.setdefault("seed_everything_default", 0)
@@ -83,14 +129,35 @@ class LitforgeCLI(LightningCLI):
         try:
             super().__init__(model_class, datamodule_class, **kwargs)
         except SIGTERMException as stop:
+            self._end_status(stop)
             # Lightning stops on SIGTERM with SystemExit(None): exit status 0, and a scheduler
             # or a shell `&&` would take the interrupted run for a finished one.
             raise SystemExit(128 + signal.SIGTERM) from stop
+        except BaseException as err:
+            self._end_status(err)
+            raise
+        else:
+            self._end_status(None)
         finally:
             if owns_env:
                 os.environ.pop(RUN_DIR_ENV, None)
+                os.environ.pop(PLAN_ENV, None)
 
     # ------------------------------------------------------------------ arguments
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """As LightningCLI's, but a bad argument or config file is one line on stderr,
+        ``error: ...`` naming the key, value or file, and exit status 2 (not the usage)."""
+        try:
+            super().parse_arguments(parser, args)
+        except ArgumentError as err:
+            argv = list(args) if isinstance(args, list | tuple) else sys.argv[1:]
+            message = _bad_yaml(argv) or one_line(str(err), limit=600)
+            sub = next((a for a in argv if a in SUBCOMMANDS), None)
+            hint = _did_you_mean(message, parser, sub)
+            command = " ".join(filter(None, ["python -m", self._module(), sub, "--help"]))
+            print(f"error: {message}{hint} ({command} lists the settings)", file=sys.stderr)
+            raise SystemExit(2) from None
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument("--run.root", type=str, default="runs", help="where run folders go")
         parser.add_argument(
@@ -108,11 +175,40 @@ class LitforgeCLI(LightningCLI):
         )
         parser.add_argument("--run.wandb_project", type=str | None, default=None)
         parser.add_argument(
+            "--run.wandb_group",
+            type=str | None,
+            default=None,
+            help="the W&B group of the run (a sweep's or seed group's runs share one)",
+        )
+        parser.add_argument(
             "--run.test_after_fit",
             type=bool,
             default=True,
             help="after fit, test the final model and write results.json",
         )
+        parser.add_argument(
+            "--run.time_budget",
+            type=float | None,
+            default=None,
+            help="seconds from process start to results.json: fit measures its step time and "
+            "trains as many steps as fit (trainer.max_steps is set; schedules span them)",
+        )
+        parser.add_argument(
+            "--run.precision",
+            type=Literal["auto"] | None,
+            default=None,
+            help="auto: on a CPU, time bf16 autocast against fp32 on the model and keep the "
+            "faster; on a GPU, bf16. null: trainer.precision as given",
+        )
+        parser.add_argument(
+            "--run.wandb_log_model",
+            type=bool | Literal["all"],
+            default=False,
+            help="W&B online: upload the checkpoints as artifacts, aliases best and latest "
+            "(true: at the end of training; all: as they are written)",
+        )
+        add_checkpoint_arguments(parser)  # --run.save_top_k, --run.monitor, --run.monitor_mode
+        add_debug_argument(parser)  # --run.debug
         self.link_shared_values(parser)
 
     def link_shared_values(self, parser: LightningArgumentParser) -> None:
@@ -123,16 +219,19 @@ class LitforgeCLI(LightningCLI):
         for name in provided:
             if name in model_args:
                 parser.link_arguments(f"data.{name}", f"model.{name}", apply_on="instantiate")
+                self.linked.append(name)
         if (
             "batch_size" in model_args
             and "batch_size" in data_args
             and "batch_size" not in provided
         ):
             parser.link_arguments("data.batch_size", "model.batch_size", apply_on="parse")
+            self.linked.append("batch_size")
 
     # ------------------------------------------------------------------ run directory
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
+        _check_ckpt_path(config.get("ckpt_path"))  # before anything is written
         run = config.run
         if run.dir is None:
             run.dir = os.environ.get(RUN_DIR_ENV) or str(new_run_dir(Path(run.root), self.project))
@@ -141,17 +240,48 @@ class LitforgeCLI(LightningCLI):
         os.environ[RUN_DIR_ENV] = str(run_dir)
         self.run_dir = run_dir
         config.trainer.default_root_dir = str(run_dir)
+        if run.debug:  # litforge.debug
+            applied = apply_debug_preset(run.debug, config.trainer, run_dir)
+            rank_zero_info(describe_preset(run.debug, applied))
+        if self.subcommand is not None and getattr(rank_zero_only, "rank", 0) == 0:
+            resuming = bool(config.get("ckpt_path"))
+            self._status = start_status(run_dir, self.subcommand, resuming)
 
     def instantiate_classes(self) -> None:
         super().instantiate_classes()
         if self.datamodule is not None:
             check_data(self.datamodule)
+            linked = dict.fromkeys(self.linked)  # each subcommand's parser added them
+            values = ", ".join(f"{n}={getattr(self.datamodule, n)}" for n in linked)
+            if values and self.subcommand is not None:
+                rank_zero_info(f"from the data module to the model: {values}")
 
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
         config = self.config[self.subcommand] if self.subcommand else self.config
         run = config.run
         resuming = bool(config.get("ckpt_path"))
-        loggers = make_loggers(run.loggers, self.run_dir, self.project, run.wandb_project, resuming)
+        loggers = make_loggers(
+            run.loggers,
+            self.run_dir,
+            self.project,
+            run.wandb_project,
+            resuming,
+            log_model=run.wandb_log_model,
+            group=run.wandb_group,
+        )
+        self._plan = None
+        if self.subcommand == "fit" and not resuming and (run.precision or run.time_budget):
+            overrides, self._plan = fit_the_machine(
+                self.model,
+                self.datamodule,
+                config.trainer.accelerator,
+                config.trainer.precision,
+                run.precision == "auto",
+                run.time_budget,
+            )
+            for key, value in overrides.items():  # the saved config.yaml says what was chosen
+                config.trainer[key] = value
+            kwargs = {**kwargs, **overrides}
         trainer = super().instantiate_trainer(logger=loggers or False, **kwargs)
         self._announce(trainer)
         return trainer
@@ -159,8 +289,13 @@ class LitforgeCLI(LightningCLI):
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Any]) -> pl.Trainer:
         if self.subcommand == "fit":
             ckpt_dir = self.run_dir / "checkpoints"
+            run = self.config[self.subcommand].run
+            best = best_checkpoint_callback(run, self.model, self.datamodule, ckpt_dir)
             callbacks = [
                 *callbacks,
+                # the best k by run.monitor, with a validation set (litforge.checkpoints); first,
+                # so that it is trainer.checkpoint_callback, what ckpt_path="best" names
+                *([best] if best is not None else []),
                 # last.ckpt at every epoch end (or validation end), overwritten in place. Not
                 # save_top_k=0 with save_last=True: Lightning 2.6 then writes last.ckpt only
                 # when training ends, and a resumed run would write last-v1.ckpt beside it.
@@ -168,7 +303,12 @@ class LitforgeCLI(LightningCLI):
                     dirpath=ckpt_dir, filename="last", save_top_k=1, enable_version_counter=False
                 ),
                 SaveOnInterrupt(ckpt_dir),
+                BudgetGuard(self._plan),
+                RngState(),  # dropout & co. resume bit for bit
+                *child_callbacks(),  # a sweep's trial: OptunaReport (litforge.experiments)
             ]
+            # written to a temporary file and renamed: a kill mid-write keeps the last one
+            config = {**config, "plugins": with_atomic_checkpoints(config.get("plugins"))}
         given = [*callbacks, *(config.get("callbacks") or [])]
         if config.get("enable_progress_bar") is not False and not any(
             isinstance(c, ProgressBar) for c in given
@@ -192,6 +332,20 @@ class LitforgeCLI(LightningCLI):
         name = spec.name if spec is not None else self.project
         return name.removesuffix(".__main__")
 
+    def _run_subcommand(self, subcommand: str) -> None:
+        try:
+            super()._run_subcommand(subcommand)
+        except RuntimeError as err:
+            ckpt_path = self.config[subcommand].get("ckpt_path")
+            if ckpt_path and str(err).startswith("Error(s) in loading state_dict"):
+                model = type(self.model).__name__
+                raise CheckpointMismatchError(
+                    f"the checkpoint {ckpt_path} does not fit {model}: "
+                    f"{_state_dict_mismatch(str(err))}; was it written by another project, or "
+                    "with other --model settings?"
+                ) from err
+            raise
+
     def _prepare_subcommand_kwargs(self, subcommand: str) -> dict[str, Any]:
         kwargs = super()._prepare_subcommand_kwargs(subcommand)
         # A checkpoint holds tensors and plain containers only: resume with torch's safe loader.
@@ -212,12 +366,22 @@ class LitforgeCLI(LightningCLI):
             and self.datamodule is not None
             and check_data(self.datamodule).has_split("test")
         ):
-            self.trainer.test(self.model, datamodule=self.datamodule, verbose=False)
-            write_results(self.trainer, self.run_dir)
+            # the best checkpoint when there is one, else the final weights
+            ckpt_path, scored = scored_checkpoint(self.trainer, self.run_dir)
+            rank_zero_info(f"testing {scored['checkpoint']} (epoch {scored['epoch']})")
+            self.trainer.test(
+                self.model,
+                datamodule=self.datamodule,
+                verbose=False,
+                ckpt_path=ckpt_path,
+                weights_only=True,
+            )
+            write_results(self.trainer, self.run_dir, scored)
         self._summary()
 
     def after_test(self) -> None:
-        write_results(self.trainer, self.run_dir)
+        ckpt_path = self.config[self.subcommand].get("ckpt_path")
+        write_results(self.trainer, self.run_dir, tested_checkpoint(ckpt_path))
         self._summary()
 
     def after_validate(self) -> None:
@@ -234,20 +398,138 @@ class LitforgeCLI(LightningCLI):
     def after_predict(self) -> None:
         self._summary()
 
+    def _end_status(self, error: BaseException | None) -> None:
+        """Writes the end of the command to status.json: finished, interrupted or failed."""
+        if self._status is None:
+            return
+        trainer = getattr(self, "trainer", None)
+        outcome = outcome_of(error, trainer.state.status if trainer is not None else None)
+        message = None
+        if error is not None and outcome == "failed":
+            message = f"{type(error).__name__}: {error}"[:1000]
+        self._status = end_status(self.run_dir, self._status, outcome, message)
+
     def _summary(self) -> None:
         elapsed = time.perf_counter() - self.started
         title = f"{self.project}: {self.subcommand} done in {elapsed:.1f} s"
         print_summary(self.trainer, title, self.run_dir, self._extra)
 
 
+SUBCOMMANDS = ("fit", "validate", "test", "predict")
+# What --ckpt_path may name besides a file: Lightning's own choices, and remote paths.
+CKPT_KEYWORDS = ("last", "best", "hpc", "registry")
+
+
+def _check_ckpt_path(ckpt_path: str | None) -> None:
+    """A --ckpt_path that names a local file that is not there: MissingCheckpointError."""
+    if not ckpt_path or ckpt_path in CKPT_KEYWORDS or ckpt_path.startswith("registry:"):
+        return
+    if "://" not in str(ckpt_path) and not Path(ckpt_path).is_file():
+        what = "a folder, not a file" if Path(ckpt_path).is_dir() else "not there"
+        raise MissingCheckpointError(f"the checkpoint {ckpt_path} (--ckpt_path) is {what}")
+
+
+def _state_dict_mismatch(message: str) -> str:
+    """torch's load_state_dict error, counted: 'N missing keys (a, b, ...), M unexpected ...'."""
+    parts = []
+    for label, name in (("missing", "Missing"), ("unexpected", "Unexpected")):
+        found = re.search(rf"{name} key\(s\) in state_dict: (.*)", message)
+        if found:
+            keys = re.findall(r'"([^"]+)"', found.group(1))
+            more = ", ..." if len(keys) > 3 else ""
+            parts.append(f"{len(keys)} {label} keys ({', '.join(keys[:3])}{more})")
+    shapes = re.findall(r"size mismatch for ([^:]+):", message)
+    if shapes:
+        more = ", ..." if len(shapes) > 3 else ""
+        parts.append(f"{len(shapes)} of another shape ({', '.join(shapes[:3])}{more})")
+    return ", ".join(parts) or one_line(message, limit=300)
+
+
+def _config_files(argv: list[str]) -> list[str]:
+    """The files given with --config / -c in ``argv``."""
+    files = []
+    for i, arg in enumerate(argv):
+        if arg in ("--config", "-c") and i + 1 < len(argv):
+            files.append(argv[i + 1])
+        elif arg.startswith("--config="):
+            files.append(arg.split("=", 1)[1])
+    return files
+
+
+def _bad_yaml(argv: list[str]) -> str | None:
+    """'<file> is not valid YAML: ...' for the first --config file that YAML cannot read."""
+    for name in _config_files(argv):
+        try:
+            with open(name) as f:
+                yaml.safe_load(f)
+        except yaml.YAMLError as err:
+            return f"the config file {name} is not valid YAML: {one_line(str(err))}"
+        except OSError:
+            continue  # jsonargparse's own message says it
+    return None
+
+
+def _did_you_mean(message: str, parser: Any, subcommand: str | None) -> str:
+    """'; did you mean --trainer.max_epochs?' for an unrecognized --key close to a real one."""
+    found = re.match(r"unrecognized arguments: (.*)", message)
+    if not found:
+        return ""
+    actions = getattr(parser, "_subcommands_action", None)
+    parsers = getattr(actions, "_name_parser_map", {})
+    target = parsers.get(subcommand, parser)
+    options = [s for action in target._actions for s in action.option_strings]
+    close = []
+    for arg in found.group(1).split():
+        key = arg.split("=", 1)[0]
+        if key.startswith("--"):
+            close += difflib.get_close_matches(key, options, n=1, cutoff=0.8)
+    return f"; did you mean {' or '.join(close)}?" if close else ""
+
+
+_DESCRIBE: ContextVar[bool] = ContextVar("litforge_describe", default=False)
+
+
+class _Described(Exception):
+    def __init__(self, project: str) -> None:
+        self.project = project
+
+
+def project_of(main: Any) -> str:
+    """The project name a project's ``main`` gives ``cli_main``; nothing else runs."""
+    token = _DESCRIBE.set(True)
+    try:
+        main()
+    except _Described as described:
+        return described.project
+    finally:
+        _DESCRIBE.reset(token)
+    raise LitforgeError(f"{main!r} did not call litforge.cli.cli_main")
+
+
+def _main_module() -> str | None:
+    """The package run by ``python -m``, for the usage lines."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    return spec.name.removesuffix(".__main__") if spec is not None else None
+
+
 def run(main: Any) -> None:
     """Runs a project's ``main()`` as a command: a LitforgeError (bad data, a non-finite loss,
     ...) is printed as one clear message, without a traceback, and exits with status 1."""
+    if sys.argv[1:2] == ["runs"]:  # a table of the project's runs: litforge.runs
+        raise SystemExit(runs_main(sys.argv[2:], project_of(main), _main_module()))
+    die_with_parent()  # the child of a sweep or seed group ends with its launcher
     try:
+        if sys.argv[1:2] in (["sweep"], ["repeat"]):  # many runs: litforge.experiments
+            from litforge.experiments.command import experiment
+
+            raise SystemExit(experiment(main, sys.argv[1:]))
         main()
     except LitforgeError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {one_line(str(err))}", file=sys.stderr)
         raise SystemExit(1) from None
+    except TrialPruned as pruned:  # a sweep's trial stopped by its pruner: not a failure
+        print(f"pruned: {pruned}", file=sys.stderr)
+        raise SystemExit(PRUNED_EXIT) from None
 
 
 def cli_main(
@@ -257,11 +539,16 @@ def cli_main(
     project: str,
     default_config: str | Path | list[str | Path],
     args: list[str] | None = None,
+    cli_class: type[LitforgeCLI] | None = None,
     **kwargs: Any,
 ) -> LitforgeCLI:
-    """What a project's ``__main__`` calls; ``args`` defaults to the command line."""
+    """What a project's ``__main__`` calls; ``args`` defaults to the command line;
+    ``cli_class``: a LitforgeCLI subclass with the project's own options."""
+    if _DESCRIBE.get():  # project_of(main) asks only the project's name
+        raise _Described(project)
     torch.set_float32_matmul_precision("high")
-    return LitforgeCLI(
+    logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(NO_TIPS)  # once: a set
+    return (cli_class or LitforgeCLI)(
         model_class,
         datamodule_class,
         project=project,

@@ -1,6 +1,33 @@
-"""Errors a user can act on. The command line prints their message alone, without a
-traceback, and exits with status 1: the message names the file, key or value at fault."""
+"""Errors a user can act on. The command line prints their message alone, on one line, without
+a traceback, and exits with status 1: the message names the file, key or value at fault."""
+
+from __future__ import annotations
 
 
 class LitforgeError(Exception):
     """Base of the errors whose message is the whole story."""
+
+
+class DataError(LitforgeError, ValueError):
+    """Data that cannot be used as it is (an empty set, a batch larger than the set, ...)."""
+
+
+class CheckpointError(LitforgeError):
+    """A checkpoint given with ``--ckpt_path`` that does not exist or does not fit the model."""
+
+
+class MissingCheckpointError(CheckpointError, FileNotFoundError):
+    """``--ckpt_path`` names no file."""
+
+
+class CheckpointMismatchError(CheckpointError, RuntimeError):
+    """The checkpoint's weights do not fit the model (another project's, other settings)."""
+
+
+def one_line(text: str, limit: int | None = None) -> str:
+    """``text`` on one line: its lines stripped and joined by spaces; cut to ``limit``
+    characters (with " ...") when given."""
+    line = " ".join(part.strip() for part in text.splitlines() if part.strip())
+    if limit is not None and len(line) > limit:
+        line = line[: limit - 4].rstrip() + " ..."
+    return line

@@ -8,12 +8,13 @@ import netrc
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlparse
 
 from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger, WandbLogger
 from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 from pytorch_lightning.loggers.logger import rank_zero_experiment
+from pytorch_lightning.utilities import rank_zero_warn
 
 LoggerName = Literal["wandb", "tensorboard", "csv"]
 
@@ -37,6 +38,49 @@ class ResumedCSVLogger(CSVLogger):
             self._fs.makedirs(self.root_dir, exist_ok=True)
             self._experiment = _ContinuingWriter(log_dir=self.log_dir)
         return self._experiment  # type: ignore[return-value]
+
+
+class OfflineFallbackWandbLogger(WandbLogger):
+    """WandbLogger that logs offline when W&B cannot start online (no network, a server that
+    does not answer within WANDB_INIT_TIMEOUT, a refused key): one warning line, and the run
+    goes on, its W&B files in the run folder for a later ``wandb sync``. A run of hours is not
+    lost to a network hiccup at its start."""
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> Any:
+        if self._experiment is not None or self._offline:
+            return super().experiment
+        import wandb
+
+        try:
+            return super().experiment
+        except wandb.errors.Error as err:
+            url = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")
+            message = " ".join(str(err).split())[:300]
+            rank_zero_warn(
+                f"W&B could not start online at {url} ({type(err).__name__}: {message}); "
+                f"logging offline instead, to upload later: wandb sync {self.save_dir}/wandb"
+            )
+            wandb.teardown()  # the failed run keeps its id taken in W&B's service otherwise
+            self._offline, self._log_model = True, False
+            return super().experiment
+
+
+class CheckpointWandbLogger(OfflineFallbackWandbLogger):
+    """WandbLogger whose checkpoint artifacts (``log_model``) come from the best-k checkpoint
+    when the run keeps one: Lightning gives each a ``latest`` alias and the best one ``best``.
+    ``last.ckpt``'s callback monitors nothing, and Lightning would call it the best; it is
+    logged only in a run without validation, where it is both."""
+
+    _monitored_seen = False
+
+    def after_save_checkpoint(self, checkpoint_callback: Any) -> None:
+        if getattr(checkpoint_callback, "monitor", None) is not None:
+            self._monitored_seen = True
+        elif self._monitored_seen:
+            return
+        super().after_save_checkpoint(checkpoint_callback)
 
 
 def wandb_has_credentials() -> bool:
@@ -64,10 +108,14 @@ def make_loggers(
     project: str,
     wandb_project: str | None = None,
     resuming: bool = False,
+    log_model: bool | Literal["all"] = False,
+    group: str | None = None,
 ) -> list[Logger]:
     """The chosen loggers, each writing under ``run_dir``. CSV and TensorBoard come first, so
     that ``trainer.log_dir`` points into the run folder; W&B's run id is the folder's name, so a
-    resumed run appends to the same W&B run."""
+    resumed run appends to the same W&B run. ``log_model``: W&B uploads the checkpoints as
+    artifacts (True: at the end, "all": as they are written); only online, offline W&B cannot.
+    ``group``: the W&B group (the runs of one sweep or seed group)."""
     loggers: list[Logger] = []
     for name in sorted(dict.fromkeys(names), key=lambda n: n == "wandb"):
         if name == "csv":
@@ -76,14 +124,22 @@ def make_loggers(
         elif name == "tensorboard":
             loggers.append(TensorBoardLogger(run_dir, name="tensorboard", version=""))
         elif name == "wandb":
+            offline = wandb_offline()
+            if log_model and offline:
+                rank_zero_warn(
+                    "--run.wandb_log_model: W&B is offline, so checkpoints are not uploaded "
+                    "as artifacts (they stay in the run folder)"
+                )
             loggers.append(
-                WandbLogger(
+                CheckpointWandbLogger(
                     save_dir=str(run_dir),
                     project=wandb_project or project,
                     name=run_dir.name,
                     id=run_dir.name.replace(".", "-"),
-                    offline=wandb_offline(),
+                    offline=offline,
                     resume="allow",
+                    log_model=False if offline else log_model,
+                    group=group,
                 )
             )
     return loggers

@@ -14,7 +14,8 @@ from litforge.structs import Example, Prediction
 
 
 class StructMetric(Metric):
-    """``inner.update(prediction.<pred_field>, example.<target_field>)``; compute/reset pass through."""
+    """``inner.update(prediction.<pred_field>, example.<target_field>)``; compute/reset and
+    ``higher_is_better`` pass through."""
 
     full_state_update = False
 
@@ -25,6 +26,12 @@ class StructMetric(Metric):
         self.inner = inner
         self.pred_field = pred_field
         self.target_field = target_field
+
+    @property
+    def higher_is_better(self) -> bool | None:  # type: ignore[override]
+        """The wrapped metric's direction (True: higher is better; None: unknown): what the
+        best checkpoint's ``mode`` is taken from."""
+        return self.inner.higher_is_better
 
     def update(self, example: Example, prediction: Prediction) -> None:
         try:

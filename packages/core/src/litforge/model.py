@@ -21,7 +21,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
-from torchmetrics import MetricCollection
+from torchmetrics import MeanMetric, MetricCollection
 
 from litforge.contracts import dataset_names
 from litforge.structs import Example, Loss, Prediction
@@ -58,6 +58,7 @@ class BaseModel(pl.LightningModule):
         self.lr_scheduler_factory = lr_scheduler
         self.lr_scheduler_interval = lr_scheduler_interval
         self.metrics = nn.ModuleDict()
+        self.loss_means = nn.ModuleDict()  # evaluation loss terms, created when first logged
         self._dataset_names: dict[str, list[str]] = {}
 
     # ----------------------------------------------------------------- what a task implements
@@ -114,16 +115,26 @@ class BaseModel(pl.LightningModule):
         prediction = self(batch)
         loss = self.compute_loss(batch, prediction)
         prefix = self.metric_prefix(stage, dataloader_idx)
-        on_step = stage == "train"
         for term, value in loss.items().items():
+            name = f"{prefix}loss/{term}"
+            if stage == "train":  # per step, this process's batch: no sync
+                self.log(name, value.detach(), on_step=True, on_epoch=True, batch_size=len(batch))
+                continue
+            # Evaluation losses: the mean over every example of every process, weighted by
+            # batch size (a MeanMetric syncs its sums; Lightning's own sync_dist mean does not
+            # weight ranks by their share of an uneven set).
+            key = name.replace("/", "|")
+            if key not in self.loss_means:
+                self.loss_means[key] = MeanMetric().to(self.device)
+            mean: MeanMetric = self.loss_means[key]  # type: ignore[assignment]
+            mean.update(value.detach().float(), weight=len(batch))
             self.log(
-                f"{prefix}loss/{term}",
-                value.detach(),
-                on_step=on_step,
+                name,
+                mean,
+                on_step=False,
                 on_epoch=True,
-                batch_size=len(batch),
                 add_dataloader_idx=False,
-                sync_dist=not on_step,
+                metric_attribute=f"loss_means.{key}",
             )
         metrics = self.metrics[f"{stage}_{dataloader_idx}"] if self.metrics else None
         if isinstance(metrics, MetricCollection):

@@ -16,11 +16,18 @@ from litforge.loggers import finish_wandb
 from litforge.structs import Struct
 
 
-def write_results(trainer: pl.Trainer, run_dir: Path) -> Path | None:
-    """Every ``test/...`` metric as a float, atomically, to ``<run dir>/results.json``."""
+def write_results(
+    trainer: pl.Trainer, run_dir: Path, scored: dict[str, Any] | None = None
+) -> Path | None:
+    """Every ``test/...`` metric as a float, atomically, to ``<run dir>/results.json``, with
+    ``scored``: what the test scored (``checkpoint``, ``epoch``, ...; ``litforge.checkpoints``).
+    The metrics are the ``test/`` keys; ``litforge.runs.final_metrics`` reads them alone."""
     if not trainer.is_global_zero:
         return None
-    results = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
+    results: dict[str, Any] = {
+        k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")
+    }
+    results.update(scored or {})
     path = run_dir / "results.json"
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")

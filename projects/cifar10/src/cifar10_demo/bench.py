@@ -5,7 +5,10 @@ a. images/s of training steps through the Lightning Trainer against a raw PyTorc
 b. images/s of the device-side batch augmentation against a torchvision DataLoader with PIL
    transforms and 2 worker processes, on the same images;
 c. time to accuracy: test accuracy against training wall time, per epoch, of a default run
-   (the clock stops while the test set is evaluated).
+   (the clock stops while the test set is evaluated);
+d. the default recipe (``python -m cifar10_demo fit`` with ``--run.time_budget``) against
+   airbench94's published recipe as a plain PyTorch loop (``cifar10_demo.reference``), both
+   given the same wall budget, one after the other, each in its own process.
 
 Results are printed as a table and saved under ``bench-results/<time>/`` (CSV and PNG).
 """
@@ -15,6 +18,10 @@ from __future__ import annotations
 import argparse
 import copy
 import csv
+import json
+import os
+import subprocess
+import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -26,6 +33,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pytorch_lightning as pl
 import torch
+import yaml
 
 from cifar10_demo.cli import main
 from litforge.data import DeviceLoader, ImageTransform
@@ -250,13 +258,95 @@ def bench_time_to_accuracy(
     return tta.rows, final
 
 
+# ------------------------------------------------------------------------------- d
+def cpu_info() -> dict[str, str]:
+    """The CPU's model name and the flags that decide its speed here."""
+    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in text.splitlines()
+            if line.startswith("model name")
+        ),
+        "unknown",
+    )
+    flags = set(
+        next(
+            (
+                line.split(":", 1)[1].split()
+                for line in text.splitlines()
+                if line.startswith("flags")
+            ),
+            [],
+        )
+    )
+    wanted = sorted(f for f in flags if f in ("avx2", "avx512_bf16") or f.startswith("amx"))
+    return {"cpu": model, "flags": " ".join(wanted) or "none"}
+
+
+def bench_budget(
+    data: str | None, budget: float, out: Path, extra: list[str]
+) -> list[dict[str, Any]]:
+    """Both recipes, the same budget, one after the other; each row: accuracy, wall, choices."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("LITFORGE_RUN_DIR", None)
+    runs = out / "runs"
+    ours_cmd = [
+        sys.executable,
+        "-m",
+        "cifar10_demo",
+        "fit",
+        f"--run.time_budget={budget:g}",
+        "--run.loggers=[csv]",
+        f"--run.root={runs}",
+        "--trainer.enable_progress_bar=false",
+        *([f"--data.root={data}"] if data else []),
+        *extra,
+    ]
+    ref_cmd = [sys.executable, "-m", "cifar10_demo.reference", f"--budget={budget:g}"]
+    ref_cmd += [f"--data={data}"] if data else []
+    rows = []
+    for name, cmd in (("litforge default", ours_cmd), ("airbench94 reference loop", ref_cmd)):
+        print(f"   {name}: {' '.join(cmd)}", flush=True)
+        start = time.perf_counter()
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        wall = time.perf_counter() - start
+        (out / f"{name.split()[0]}.log").write_text(done.stdout + done.stderr)
+        if done.returncode != 0:
+            raise SystemExit(f"{name} failed ({done.returncode}); see {out / name.split()[0]}.log")
+        if name.startswith("litforge"):
+            run_dir = sorted((runs / "cifar10").iterdir())[-1]
+            results = json.loads((run_dir / "results.json").read_text())
+            config = yaml.safe_load((run_dir / "config.yaml").read_text())
+            steps = int(config["trainer"]["max_steps"])
+            row = {
+                "accuracy": results["test/cifar10/accuracy"],
+                "precision": config["trainer"]["precision"],
+                "network": f"{config.get('size')} {config['model']['widths']}",
+                "batch": config["data"]["batch_size"],
+                "steps": steps,
+            }
+        else:
+            result = json.loads(done.stdout.strip().splitlines()[-1])
+            row = {
+                "accuracy": result["accuracy"],
+                "precision": result["precision"],
+                "network": "full [64, 256, 256]",
+                "batch": 1024,
+                "steps": result["steps"],
+            }
+        rows.append({"recipe": name, **row, "wall_seconds": wall, "budget": budget, **cpu_info()})
+    return rows
+
+
 # ------------------------------------------------------------------------------- main
 def main_bench(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--data", help="a local image-folder copy (default: the official download)")
-    parser.add_argument("--only", default="a,b,c", help="which benchmarks, e.g. a,b")
+    parser.add_argument("--only", default="a,b,c", help="which benchmarks, e.g. a,b or d")
+    parser.add_argument("--budget", type=float, default=600.0, help="seconds for each run of (d)")
     parser.add_argument("--steps", type=int, default=20, help="timed steps for (a)")
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds for (a)")
@@ -317,6 +407,28 @@ def main_bench(argv: list[str] | None = None) -> None:
         fig.savefig(out / "time_to_accuracy.png", dpi=100)
         for k, v in final.items():
             table.append(("c", k, v))
+    if "d" in only:
+        print(
+            f"d. default recipe vs airbench94 reference loop, {args.budget:g} s each ...",
+            flush=True,
+        )
+        rows_d = bench_budget(args.data, args.budget, out, extra)
+        with open(out / "budget.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows_d[0]))
+            writer.writeheader()
+            writer.writerows(rows_d)
+        print(
+            f"\n{'recipe':<28}{'accuracy':>9}{'wall s':>8}  {'precision':<11}{'network':<22}steps"
+        )
+        for r in rows_d:
+            print(
+                f"{r['recipe']:<28}{r['accuracy']:>9.4f}{r['wall_seconds']:>8.1f}  "
+                f"{r['precision']:<11}{r['network']:<22}{r['steps']}"
+            )
+        print(f"{rows_d[0]['cpu']} ({rows_d[0]['flags']})")
+        for r in rows_d:
+            table.append(("d", f"{r['recipe']} accuracy", r["accuracy"]))
+            table.append(("d", f"{r['recipe']} wall_seconds", r["wall_seconds"]))
     with open(out / "results.csv", "w", newline="") as f:
         table_writer = csv.writer(f)
         table_writer.writerow(["benchmark", "measure", "value"])

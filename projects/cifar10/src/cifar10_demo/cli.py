@@ -1,29 +1,120 @@
 """The CIFAR-10 demo's command line: ``python -m cifar10_demo fit|validate|test|predict``.
 
 ``configs/default.yaml`` is the GPU recipe (airbench94's: 94% on an A100 in seconds). Without a
-GPU, ``configs/cpu.yaml`` is applied on top of it: a narrower network for fewer epochs in fp32,
-sized to finish in about ten minutes on a 2-core CPU. Any ``--config`` or flag given on the
-command line still overrides both.
+GPU, ``configs/cpu.yaml`` is applied on top of it: a 600 s time budget, the precision measured
+(``run.precision: auto``), and ``size: auto``, which times the recipe's networks (``SIZES``) on
+this machine and takes the largest one that still gets the epochs it needs within the budget.
+Any ``--config`` or flag given on the command line still overrides them.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
+from pytorch_lightning.cli import LightningArgumentParser
+from pytorch_lightning.utilities import rank_zero_info
 
 from cifar10_demo.data import Cifar10Data
-from cifar10_demo.model import Cifar10Model
+from cifar10_demo.model import Cifar10Model, Net
+from litforge.budget import choose_precision, time_train_steps
 from litforge.cli import LitforgeCLI, cli_main
+from litforge.structs import ClassificationExample
+from litforge.tasks import Classifier
 
 CONFIGS = Path(__file__).parent / "configs"
 DEFAULT = CONFIGS / "default.yaml"
 CPU = CONFIGS / "cpu.yaml"
 
+# The networks the recipe picks from, smallest first: (widths of the three blocks, batch size,
+# the fewest epochs worth training it for). A larger network learns more per epoch but costs
+# more per image; below its epoch count a smaller one, trained longer, does better.
+SIZES: dict[str, tuple[tuple[int, int, int], int, float]] = {
+    "tiny": ((32, 64, 128), 256, 0.0),
+    "small": ((64, 128, 128), 256, 10.0),
+    "full": ((64, 256, 256), 512, 10.0),
+}
+TTA_VIEWS = 6  # the test's forward passes per image (flip_translate)
+STARTUP_S = 20.0  # reading the data and the first measurements
+
 
 def default_configs() -> list[str | Path]:
     return [DEFAULT] if torch.cuda.is_available() else [DEFAULT, CPU]
+
+
+class _Timed(Classifier):
+    """A network of one size, for timing only."""
+
+    def __init__(self, widths: tuple[int, int, int]) -> None:
+        super().__init__(10)
+        self.net = Net(widths, 24, 0.4, 10, 1 / 9).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+
+    def forward(self, example: ClassificationExample) -> Any:  # type: ignore[override]
+        from litforge.structs import ClassificationPrediction
+
+        x = example.image.contiguous(memory_format=torch.channels_last)
+        return ClassificationPrediction(self.net(x))
+
+
+def random_batch(n: int) -> ClassificationExample:
+    g = torch.Generator().manual_seed(0)
+    return ClassificationExample(
+        torch.arange(n), torch.randn(n, 3, 32, 32, generator=g), torch.arange(n) % 10
+    )
+
+
+def choose_size(budget_s: float, n_train: int, precision: str) -> tuple[str, str]:
+    """(size, why): the largest network of SIZES that trains its epochs within the budget."""
+    chosen, lines = "tiny", []
+    for name, (widths, batch, min_epochs) in SIZES.items():
+        step = time_train_steps(
+            _Timed(widths), random_batch(batch), torch.device("cpu"), precision, steps=1
+        )
+        epoch_s = n_train / batch * step
+        test_s = 10_000 / batch * step / 3 * TTA_VIEWS  # a forward is about a third of a step
+        epochs = (budget_s - STARTUP_S - test_s) / epoch_s
+        lines.append(f"{name} {widths}: {epoch_s:.0f} s an epoch, {epochs:.1f} epochs fit")
+        if epochs >= min_epochs:
+            chosen = name
+    return chosen, "; ".join(lines)
+
+
+class Cifar10CLI(LitforgeCLI):
+    """LitforgeCLI plus ``--size`` (auto, tiny, small, full): the recipe's network and batch."""
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        super().add_arguments_to_parser(parser)
+        parser.add_argument(
+            "--size",
+            type=Literal["auto", "tiny", "small", "full"] | None,
+            default=None,
+            help="the network and batch size from SIZES; auto: timed on this machine against "
+            "run.time_budget (CPU only; null: model.widths and data.batch_size as given)",
+        )
+
+    def before_instantiate_classes(self) -> None:
+        super().before_instantiate_classes()
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        if self.subcommand != "fit" or not config.get("size") or config.get("ckpt_path"):
+            return
+        size = config.size
+        if size == "auto":
+            if config.run.precision == "auto":  # measured once here, for every size alike
+                precision, why = choose_precision(
+                    _Timed(SIZES["tiny"][0]), random_batch(256), torch.device("cpu")
+                )
+                config.trainer.precision, config.run.precision = precision, None
+                rank_zero_info(f"precision: {precision} ({why})")
+            n_train = int(config.data.limit or 50_000) - int(config.data.val_size)
+            budget = config.run.time_budget or 600.0
+            size, why = choose_size(budget, n_train, config.trainer.precision)
+            rank_zero_info(f"size: {size} ({why})")
+        widths, batch, _ = SIZES[size]
+        config.size = size  # the saved config says which
+        config.model.widths, config.data.batch_size = list(widths), batch
+        if "batch_size" in config.model:  # linked from data.batch_size when parsed
+            config.model.batch_size = batch
 
 
 def main(args: list[str] | None = None, **kwargs: Any) -> LitforgeCLI:
@@ -33,5 +124,6 @@ def main(args: list[str] | None = None, **kwargs: Any) -> LitforgeCLI:
         project="cifar10",
         default_config=default_configs(),
         args=args,
+        cli_class=Cifar10CLI,
         **kwargs,
     )

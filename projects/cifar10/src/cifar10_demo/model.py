@@ -15,6 +15,7 @@ length is the trainer's step count.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 
 import torch
@@ -185,16 +186,20 @@ class Cifar10Model(Classifier):
         self.net.whiten.bias.requires_grad_(train_bias)  # type: ignore[union-attr]
 
     def configure_optimizers(self) -> Any:
-        optimizer, scheduler = self.build_optimizer(int(self.trainer.estimated_stepping_batches))
+        # The schedule reads the step count each step: a time budget may move it (BudgetGuard).
+        optimizer, scheduler = self.build_optimizer(
+            lambda: int(self.trainer.estimated_stepping_batches)
+        )
         return {
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
         }
 
     def build_optimizer(
-        self, total_steps: int
+        self, total_steps: int | Callable[[], int]
     ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
-        """Nesterov SGD and its warm-up / linear-decay schedule over ``total_steps``."""
+        """Nesterov SGD and its warm-up / linear-decay schedule over ``total_steps`` (a number,
+        or a callable read at every step)."""
         batch = self.batch_size
         # airbench's units: lr per 1024 examples of a summed loss, divided by 1 + 1/(1-momentum).
         # A mean loss over `batch` examples takes `batch` times that lr.
@@ -217,10 +222,10 @@ class Cifar10Model(Classifier):
             momentum=self.momentum,
             nesterov=True,
         )
-        total = max(1, total_steps)
-        warm = max(1, int(self.warmup * total))
 
         def multiplier(step: int) -> float:
+            total = max(1, total_steps() if callable(total_steps) else total_steps)
+            warm = max(1, int(self.warmup * total))
             if step < warm:
                 return self.lr_start + (1 - self.lr_start) * step / warm
             return 1 + (self.lr_end - 1) * (step - warm) / max(1, total - warm)

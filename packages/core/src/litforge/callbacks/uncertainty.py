@@ -75,6 +75,9 @@ class Uncertainty(EpochCallback):
         if n_bins < 1:
             raise ValueError(f"n_bins must be >= 1, got {n_bins}")
         self.n_bins = n_bins
+        # (stage, dataset) -> what the last plot showed: count and error rate per entropy
+        # bin, the ECE and the number of examples (tests read it)
+        self.last_bins: dict[tuple[str, str], dict[str, Tensor]] = {}
 
     def check(
         self, pl_module: pl.LightningModule, example: Example, prediction: Prediction
@@ -106,6 +109,12 @@ class Uncertainty(EpochCallback):
         ece = expected_calibration_error(
             data["confidence"].cpu(), data["correct"].cpu(), self.n_bins
         )
+        self.last_bins[(stage, dataset)] = {
+            "count": count,
+            "rate": rate,
+            "ece": ece,
+            "n": torch.tensor(len(data["index"])),
+        }
         pl_module.log(f"{stage}/{dataset}/ece", ece.float().to(pl_module.device))
         emit_figure(trainer, f"{stage}/{dataset}/uncertainty", self.figure(count, rate, float(ece)))
 

@@ -94,6 +94,13 @@ class ImageTransform:
             draw = torch.rand(n_items, generator=seeds.generator(epoch, 2), device=seeds.device)
             self._flips = draw < 0.5
 
+    def skip(self, index: Tensor) -> None:
+        """The random draws of a batch of ``index``, made and dropped (a resumed epoch passes
+        the batches read before its checkpoint so; the flips are per image, drawn at epoch
+        start)."""
+        if self.translate:
+            random_shifts(len(index), self.translate, self._shift_rng, index.device)
+
     def __call__(self, fields: Fields, index: Tensor) -> Fields:
         out = dict(fields)
         x = self.normalize(fields[self.field])

@@ -43,6 +43,10 @@ class ImageFolderError(LitforgeError, ValueError):
     """An image folder whose content cannot be read into arrays; the message names the path."""
 
 
+class MissingFolderError(LitforgeError, FileNotFoundError):
+    """The image folder, or one of its splits, is not there; the message names the path."""
+
+
 @dataclass(frozen=True)
 class _Listing:
     """The image files of one split, sorted by class then name, with labels and stat data."""
@@ -69,7 +73,8 @@ def read_image_folder(
     Class names are the sorted sub-folder names of ``<root>/<split>`` and labels index them; the
     files of a class are sorted by name. ``size`` is the (height, width) every image must have
     (default: the size of the first image). ``cache_dir`` defaults to :func:`default_cache_dir`.
-    Missing folders raise :class:`FileNotFoundError`, bad content :class:`ImageFolderError`.
+    Missing folders raise :class:`MissingFolderError` (a FileNotFoundError), bad content
+    :class:`ImageFolderError`; both are LitforgeErrors, one line on the command line.
     """
     listing = _list_split(Path(root), split)
     cache_path = _cache_path(listing, cache_dir)
@@ -119,10 +124,10 @@ def load_arrays_npz(path: str | Path) -> dict[str, ImageArrays]:
 def _list_split(root: Path, split: str) -> _Listing:
     """Find the class folders and image files of ``<root>/<split>``, with clear errors."""
     if not root.is_dir():
-        raise FileNotFoundError(f"image folder root {root} does not exist (or is not a folder)")
+        raise MissingFolderError(f"image folder root {root} does not exist (or is not a folder)")
     split_dir = root / split
     if not split_dir.is_dir():
-        raise FileNotFoundError(f"split folder {split_dir} does not exist (or is not a folder)")
+        raise MissingFolderError(f"split folder {split_dir} does not exist (or is not a folder)")
     class_dirs = sorted(
         (p for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith(".")),
         key=lambda p: p.name,

@@ -24,6 +24,7 @@ from litforge.contracts import Split
 from litforge.data.arrays import Arrays
 from litforge.data.device import DeviceLoader, Fields, Transform
 from litforge.data.split import split_pool
+from litforge.errors import DataError
 from litforge.media import Table, View
 from litforge.structs import Example, Prediction
 
@@ -68,7 +69,7 @@ class ArrayDataModule(pl.LightningDataModule):
         self.standardize, self.seed = tuple(standardize), seed
         self.stats: dict[str, tuple[Tensor, Tensor]] = {}  # field -> (mean, std), train part
         self._splits: dict[str, Arrays | None] | None = None
-        self._on_device = False
+        self._device: torch.device | None = None  # where the sets are, once set up
 
     # ------------------------------------------------------------------ what a task implements
     def load(self) -> Loaded:
@@ -95,14 +96,14 @@ class ArrayDataModule(pl.LightningDataModule):
         loaded = self.load()
         pool, test = (loaded, None) if isinstance(loaded, Arrays) else loaded
         if len(pool) == 0:
-            raise ValueError(f"{type(self).__name__}: the training set is empty")
+            raise DataError(f"{type(self).__name__}: the training set is empty")
         test_size = self.test_size if test is None else 0
         try:
             train, val, held_out = split_pool(
                 pool, self.val_size, test_size, self.stratify, self.seed
             )
         except (ValueError, KeyError) as err:
-            raise ValueError(f"{type(self).__name__}: {err}") from err
+            raise DataError(f"{type(self).__name__}: {err}") from err
         test = test if test is not None else held_out
         for field in self.standardize:
             values = train[field]
@@ -120,11 +121,13 @@ class ArrayDataModule(pl.LightningDataModule):
         )
 
     def setup(self, stage: str) -> None:
-        if self._on_device:
-            return
+        """Puts the sets on the trainer's device (the CPU without a trainer), once per device."""
         device = self.trainer.strategy.root_device if self.trainer else torch.device("cpu")
-        self._splits = {k: v.to(device) if v is not None else None for k, v in self.splits.items()}
-        self._on_device = True
+        if self._device != device:
+            self._splits = {
+                k: v.to(device) if v is not None else None for k, v in self.splits.items()
+            }
+            self._device = device
 
     # ------------------------------------------------------------------ values for the model
     @property
@@ -193,7 +196,9 @@ class ArrayDataModule(pl.LightningDataModule):
             arrays,
             self.make_example,
             batch_size=self.batch_size if train else self.eval_batch_size,
-            shuffle=train,
+            # overfit_batches (--run.debug=overfit): the same first batches every epoch, as
+            # Lightning makes of a DataLoader's shuffling
+            shuffle=train and not getattr(trainer, "overfit_batches", 0),
             drop_last=train,
             transform=self.transform(split),
             seed=self.seed,
@@ -205,7 +210,7 @@ class ArrayDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> Any:
         loader = self._loader("train", train=True)
         if len(loader) == 0:
-            raise ValueError(
+            raise DataError(
                 f"{type(self).__name__}: batch_size={self.batch_size} is larger than this "
                 f"process's share of the training set ({len(self.splits['train'] or ())} items): "
                 "no batch"

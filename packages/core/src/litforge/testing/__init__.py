@@ -6,6 +6,7 @@ Kit (each returns what it checked, so a test can assert more):
     train(main, tmp, *args)       a short real run; returns the CLI (trainer, model, run_dir)
     media_files(run_dir)          every PNG the diagnostics wrote
     rerun_saved_config(main, ...) the saved config.yaml runs again as it is
+    write_image_folder(root)      a tiny <split>/<class>/*.png folder (CIFAR-10's layout)
 
 Tiny synthetic tasks, each runnable as ``python -m litforge.testing.<task> fit ...`` (for DDP
 tests in a subprocess; ``python -m litforge.testing`` is the image task):
@@ -90,6 +91,7 @@ def rerun_saved_config(main: Main, run_dir: Path, tmp: Path, *args: str) -> Litf
 
 
 # The image task is the default one: ``testing.main`` runs it.
+from litforge.testing.folders import write_image_folder  # noqa: E402
 from litforge.testing.images import SyntheticData, TinyClassifier, main, synthetic_images  # noqa: E402
 
 __all__ = [
@@ -102,4 +104,5 @@ __all__ = [
     "smoke",
     "synthetic_images",
     "train",
+    "write_image_folder",
 ]

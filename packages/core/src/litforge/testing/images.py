@@ -51,10 +51,16 @@ class SyntheticData(ImageDataModule):
 
 
 class TinyClassifier(Classifier):
-    """A small conv net; ``num_classes`` and ``in_channels`` come from the data."""
+    """A small conv net; ``num_classes`` and ``in_channels`` come from the data. ``dropout``:
+    the probability of dropping each pooled feature before the linear head (0: none)."""
 
     def __init__(
-        self, num_classes: int, in_channels: int = 3, width: int = 16, **kwargs: Any
+        self,
+        num_classes: int,
+        in_channels: int = 3,
+        width: int = 16,
+        dropout: float = 0.0,
+        **kwargs: Any,
     ) -> None:
         super().__init__(num_classes, **kwargs)
         self.net = nn.Sequential(
@@ -64,9 +70,11 @@ class TinyClassifier(Classifier):
             nn.Flatten(),
             nn.Linear(4 * width, num_classes),
         )
+        self.dropout = nn.Dropout(dropout)  # no weights: the state dict's keys stay the same
 
     def forward(self, example: ClassificationExample) -> ClassificationPrediction:  # type: ignore[override]
-        return ClassificationPrediction(logits=self.net(example.image))
+        features = self.net[:-1](example.image)
+        return ClassificationPrediction(logits=self.net[-1](self.dropout(features)))
 
 
 CONFIG = Path(__file__).with_name("images.yaml")

@@ -17,9 +17,10 @@ from litforge.tasks import Regressor
 
 
 def known_function(features: Tensor) -> Tensor:
-    """The noise-free target of ``feature_rows``: smooth, non-linear, every feature used."""
+    """The noise-free target of ``feature_rows``: mostly linear (learnt in a few steps), with a
+    non-linear part; every feature used."""
     x = features.double()
-    y = torch.sin(2 * x[:, 0]) + 0.5 * x[:, 1] ** 2 - x[:, 2] * x[:, 3]
+    y = 1.5 * x[:, 0] - x[:, 1] + 0.5 * torch.sin(2 * x[:, 2]) + 0.3 * x[:, 3] ** 2
     if x.shape[1] > 4:
         y = y + 0.3 * x[:, 4:].sum(dim=1)
     return y.float()
@@ -37,8 +38,16 @@ def feature_rows(n: int, n_features: int = 4, noise: float = 0.1, seed: int = 0)
 
 
 class FeatureRows(ArrayDataModule):
-    """One seeded pool of ``n`` rows, split by ``val_size`` / ``test_size`` (see ArrayDataModule).
-    ``num_features`` (a property of ArrayDataModule) is linked to the model by the CLI."""
+    """One seeded pool of rows, split by ``val_size`` / ``test_size``; ``num_features`` (a
+    property of ArrayDataModule) is linked to the model by the CLI.
+
+    Args:
+        n: rows in the pool.
+        n_features: features per row (at least 4).
+        noise: standard deviation of the noise added to the target.
+        data_seed: the rows drawn (the split, the order: ``seed``).
+        **kwargs: as ArrayDataModule's.
+    """
 
     name = "rows"
     example_type: ClassVar[type[Example]] = RegressionExample
@@ -59,7 +68,13 @@ class FeatureRows(ArrayDataModule):
 
 
 class MLPRegressor(Regressor):
-    """A small MLP returning one value per row; ``num_features`` comes from the data."""
+    """A small MLP returning one value per row.
+
+    Args:
+        num_features: the width of a row (linked from the data module).
+        hidden: the width of the two hidden layers.
+        **kwargs: as BaseModel's (optimizer, lr_scheduler, ...).
+    """
 
     def __init__(self, num_features: int, hidden: int = 32, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -53,11 +53,11 @@ def token_sequences(n: int, length: int = 10, vocab_size: int = 12, seed: int = 
     label = torch.randint(0, NUM_CLASSES, (n,), generator=g)
     tokens = torch.randint(NUM_CLASSES, vocab_size, (n, length), generator=g)
     for i in range(n):
-        top = int(torch.randint(2, 5, (), generator=g))
+        winner, top = int(label[i]), int(torch.randint(2, 5, (), generator=g))
         counts = [int(torch.randint(0, top, (), generator=g)) for _ in range(NUM_CLASSES)]
-        counts[int(label[i])] = top
+        counts[winner] = top
         while sum(counts) > length:  # short sequences: trim the others, never the winner
-            j = max((c for c in range(NUM_CLASSES) if c != label[i]), key=lambda c: counts[c])
+            j = max((c for c in range(NUM_CLASSES) if c != winner), key=lambda c: counts[c])
             counts[j] -= 1
         placed = torch.randperm(length, generator=g)
         start = 0
@@ -68,8 +68,16 @@ def token_sequences(n: int, length: int = 10, vocab_size: int = 12, seed: int = 
 
 
 class TokenSequences(ArrayDataModule):
-    """One seeded pool of ``n`` sequences, split by ``val_size`` / ``test_size``; ``describe``
-    decodes the tokens into text, so tables of examples are readable."""
+    """One seeded pool of sequences, split by ``val_size`` / ``test_size``; ``describe``
+    decodes the tokens into text, so tables of examples are readable.
+
+    Args:
+        n: sequences in the pool.
+        length: tokens per sequence.
+        vocab_size: distinct tokens (4 to 26), shown as the letters a, b, c, ...
+        data_seed: the sequences drawn (the split, the order: ``seed``).
+        **kwargs: as ArrayDataModule's.
+    """
 
     name = "sequences"
     example_type: ClassVar[type[Example]] = SequenceExample
@@ -98,7 +106,13 @@ class TokenSequences(ArrayDataModule):
 
 class TinySequenceClassifier(Classifier):
     """Token embeddings, mean-pooled, then a small MLP: enough to count tokens.
-    ``num_classes`` and ``vocab_size`` come from the data."""
+
+    Args:
+        num_classes: the number of classes (linked from the data module).
+        vocab_size: distinct tokens (linked from the data module).
+        width: of the embedding and the hidden layer.
+        **kwargs: as Classifier's.
+    """
 
     def __init__(
         self, num_classes: int, vocab_size: int = 12, width: int = 16, **kwargs: Any

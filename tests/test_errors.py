@@ -1,0 +1,229 @@
+"""User-facing errors as a user sees them: bad inputs through the real command line, each in its
+own process (``python -m <project> ...`` or the script that ``make new-project`` runs).
+
+Each case checks the exit status (2: the command line or a config file is wrong; 1: the run
+could not go on), that stderr has exactly one ``error: ...`` line, that this line names the
+file, key or value at fault, and that no "Traceback" is printed anywhere. The fast synthetic
+tasks (``python -m litforge.testing``: tiny images; ``python -m template_project``) and cifar10
+on the tiny generated image folder (root conftest.py) keep each process to a few seconds, most of
+it the import of torch and Lightning; the whole file takes longer than the fast tier allows
+(some 15 processes): slow tier.
+
+Where the message comes from: argument and config errors are jsonargparse's, printed on one line
+by ``LitforgeCLI.parse_arguments`` (with a "did you mean" for a key close to a real one); data,
+checkpoint and non-finite-loss errors are ``litforge.errors.LitforgeError``s, printed on one
+line by ``litforge.cli.run``; the unwritable run folder is ``rundir.check_writable``'s exit.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from litforge import testing
+from litforge.cli import RUN_DIR_ENV
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+PROBES = REPO / "packages" / "core" / "tests"  # reliability_probes.PoisonBatch
+QUIET = ["--trainer.enable_progress_bar=false", "--run.loggers=[csv]"]
+SYNTHETIC = ["-m", "litforge.testing", "fit", *QUIET]
+# cifar10 as given (no timing of this machine, a narrow network), one batch of each stage
+CIFAR10 = ["-m", "cifar10_demo", "fit", *QUIET, "--size=null", "--run.time_budget=null"]
+CIFAR10 += ["--run.precision=null", "--model.widths=[8,16,16]", "--trainer.precision=32-true"]
+CIFAR10 += ["--trainer.fast_dev_run=true", "--data.batch_size=50"]
+
+
+def command(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != RUN_DIR_ENV}
+    env.update(OMP_NUM_THREADS="1", PYTHONPATH=str(PROBES), no_proxy="127.0.0.1,localhost")
+    env.update(NO_PROXY="127.0.0.1,localhost", LITFORGE_CACHE=str(Path(env["HOME"]) / "cache"))
+    return subprocess.run(
+        [sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=180
+    )
+
+
+def error_line(done: subprocess.CompletedProcess[str], status: int, *names: str) -> str:
+    """The one ``error:`` line of stderr, after checking the status, the names and that no
+    traceback was printed."""
+    out = f"--- stdout\n{done.stdout[-3000:]}\n--- stderr\n{done.stderr[-5000:]}"
+    assert "Traceback" not in done.stdout + done.stderr, out
+    assert done.returncode == status, out
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, out
+    missing = [name for name in names if name not in errors[0]]
+    assert not missing, f"{missing} not in: {errors[0]}"
+    return errors[0]
+
+
+def closed_port() -> int:
+    """A local port that nothing listens on."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def image_copy(tiny_image_folder: Path, tmp_path: Path) -> Path:
+    """A copy of the tiny image folder, for a test to break."""
+    return Path(shutil.copytree(tiny_image_folder, tmp_path / "images"))
+
+
+# ---------------------------------------------------------------------- data
+def test_missing_data_folder(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere"
+    line = error_line(command(*CIFAR10, f"--data.root={missing}"), 1, str(missing))
+    assert "does not exist" in line and "DATA=" in line, line
+
+
+def test_corrupt_image(image_copy: Path, tmp_path: Path) -> None:
+    bad = next((image_copy / "train" / "class3").iterdir())
+    bad.write_bytes(b"not a PNG at all")
+    done = command(*CIFAR10, f"--data.root={image_copy}", f"--run.root={tmp_path / 'runs'}")
+    assert "cannot decode" in error_line(done, 1, str(bad))
+
+
+def test_wrong_image_size(image_copy: Path, tmp_path: Path) -> None:
+    bad = next((image_copy / "test" / "class5").iterdir())
+    Image.new("RGB", (16, 16)).save(bad)
+    done = command(*CIFAR10, f"--data.root={image_copy}", f"--run.root={tmp_path / 'runs'}")
+    error_line(done, 1, str(bad), "16x16", "32x32")
+
+
+def test_batch_larger_than_the_training_set(tmp_path: Path) -> None:
+    done = command(*SYNTHETIC, "--data.batch_size=1000", f"--run.root={tmp_path}")
+    error_line(done, 1, "batch_size=1000", "192 items")
+
+
+def test_unreachable_download(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{closed_port()}/cifar-10-python.tar.gz"
+    done = command(*CIFAR10, f"--data.root={tmp_path}", f"--data.url={url}")
+    assert "could not download" in error_line(done, 1, url)
+
+
+class _Serve(BaseHTTPRequestHandler):
+    body = b"these bytes are not the CIFAR-10 archive"
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def server() -> Iterator[str]:
+    """A local HTTP server that answers every path with a few wrong bytes; yields its URL."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Serve)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+
+
+def test_md5_mismatch(server: str, tmp_path: Path) -> None:
+    url = f"{server}/cifar-10-python.tar.gz"
+    done = command(*CIFAR10, f"--data.root={tmp_path}", f"--data.url={url}")
+    line = error_line(done, 1, "md5 mismatch", str(tmp_path / "cifar-10-python.tar.gz"), url)
+    assert "the file was removed" in line and not any(tmp_path.glob("cifar-10-python*"))
+
+
+# ---------------------------------------------------------------------- arguments and configs
+def test_misspelled_key(tmp_path: Path) -> None:
+    done = command(*SYNTHETIC, "--trainer.max_epohcs=3", f"--run.root={tmp_path}")
+    error_line(done, 2, "--trainer.max_epohcs=3", "did you mean --trainer.max_epochs?")
+    assert not any(tmp_path.iterdir())  # refused before anything was written
+
+
+def test_abbreviated_key_is_refused(tmp_path: Path) -> None:
+    """The README's example: a prefix of a key is not taken for the key."""
+    done = command(*SYNTHETIC, "--trainer.max_epoch=3", f"--run.root={tmp_path}")
+    error_line(done, 2, "--trainer.max_epoch=3", "did you mean --trainer.max_epochs?")
+
+
+def test_misspelled_key_in_a_config_file(tmp_path: Path) -> None:
+    config = tmp_path / "mine.yaml"
+    config.write_text("trainer:\n  max_epochs: 2\nmodle:\n  dropout: 0.1\n")
+    error_line(command(*SYNTHETIC, f"--config={config}", f"--run.root={tmp_path}"), 2, "modle")
+
+
+def test_malformed_yaml(tmp_path: Path) -> None:
+    config = tmp_path / "broken.yaml"
+    config.write_text("trainer:\n  max_epochs: [2\nmodel: {}\n")
+    done = command(*SYNTHETIC, "--config", str(config), f"--run.root={tmp_path}")
+    assert "not valid YAML" in error_line(done, 2, str(config), "line 3")
+
+
+def test_unknown_logger_name(tmp_path: Path) -> None:
+    done = command(
+        *SYNTHETIC[: -len(QUIET)], "--run.loggers=[csv,tensorbord]", f"--run.root={tmp_path}"
+    )
+    error_line(done, 2, "run.loggers", "tensorbord")
+
+
+def test_bad_new_project_name() -> None:
+    """What ``make new-project NAME=Foo-Bar`` runs; a bad name changes nothing (tests/test_new_project.py)."""
+    done = command("scripts/new_project.py", "Foo-Bar")
+    assert "nothing was changed" in error_line(done, 2, "'Foo-Bar'", "not a valid project name")
+
+
+# ---------------------------------------------------------------------- checkpoints and runs
+def test_missing_checkpoint(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere" / "last.ckpt"
+    done = command(*SYNTHETIC, f"--ckpt_path={missing}", f"--run.root={tmp_path / 'runs'}")
+    error_line(done, 1, str(missing), "--ckpt_path")
+    assert not (tmp_path / "runs").exists()  # refused before a run folder was made
+
+
+@pytest.fixture(scope="module")
+def synthetic_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """last.ckpt of one step of the synthetic image task (litforge.testing)."""
+    run = tmp_path_factory.mktemp("synthetic") / "run"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv(RUN_DIR_ENV, raising=False)
+        testing.main(
+            ["fit", *QUIET, f"--run.dir={run}", "--trainer.max_steps=1", "--trainer.callbacks=[]"]
+            + ["--trainer.limit_val_batches=0", "--run.test_after_fit=false"]
+        )
+    return run / "checkpoints" / "last.ckpt"
+
+
+def test_checkpoint_of_another_project(synthetic_checkpoint: Path, tmp_path: Path) -> None:
+    done = command(
+        "-m", "template_project", "fit", *QUIET, f"--ckpt_path={synthetic_checkpoint}",
+        f"--run.root={tmp_path}", "--data.n_train=256", "--data.n_test=64",
+    )  # fmt: skip
+    line = error_line(done, 1, str(synthetic_checkpoint), "ShapeModel", "another project")
+    assert "missing keys" in line and "unexpected keys" in line, line
+
+
+def test_unwritable_run_folder(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("a file where a folder should be")
+    done = command(*SYNTHETIC, f"--run.root={blocker / 'runs'}")
+    error_line(done, 1, str(blocker / "runs" / "synthetic"), "not writable", "--run.root")
+
+
+def test_nan_loss(tmp_path: Path) -> None:
+    poison = '{"class_path": "reliability_probes.PoisonBatch", "init_args": {"step": 2}}'
+    done = command(*SYNTHETIC, f"--trainer.callbacks+={poison}", f"--run.root={tmp_path}")
+    error_line(done, 1, "loss is nan", "at step", "last good checkpoint")
