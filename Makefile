@@ -12,7 +12,7 @@ TEST_DIRS := $(wildcard packages/*/tests $(addsuffix /tests,$(addprefix projects
 ARGS ?=
 DATA ?=
 
-.PHONY: help init lock test test-all test-dirs quality style clean new-project bench _venv
+.PHONY: help init lock test test-all test-dirs quality style clean new-project bench bench-gpu _venv
 
 help: ## list the targets
 	@echo "litforge: make <target>"
@@ -84,8 +84,11 @@ new-project: _venv ## new task from projects/template (copy, rename, register, i
 	@PYTHON=$(PYTHON) bash scripts/init.sh --lock
 	$(PY) -m pytest -q projects/$(NAME)/tests
 
-bench: _venv ## benchmarks: Trainer vs raw loop, device augmentation vs DataLoader, time to accuracy [DATA=...]
+bench: _venv ## benchmarks: (a) Trainer vs raw loop, (b) device augmentation vs DataLoader, (c) time to accuracy, (d) budget vs airbench94 [DATA=...] [ARGS="--only d"]
 	$(PY) -m cifar10_demo.bench $(if $(DATA),--data $(DATA)) $(ARGS)
+
+bench-gpu: _venv ## the GPU benchmark: 10 seeds of the GPU recipe (time, accuracy, peak memory), Trainer vs raw [DATA=...]
+	$(PY) -m cifar10_demo.bench_gpu $(if $(DATA),--data $(DATA)) $(ARGS)
 
 clean: ## remove caches and build outputs (keeps .venv, runs/ and data caches)
 	rm -rf .mypy_cache .ruff_cache .pytest_cache build dist

@@ -200,17 +200,16 @@ def synthetic_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run = tmp_path_factory.mktemp("synthetic") / "run"
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv(RUN_DIR_ENV, raising=False)
-        testing.main(
-            ["fit", *QUIET, f"--run.dir={run}", "--trainer.max_steps=1", "--trainer.callbacks=[]"]
-            + ["--trainer.limit_val_batches=0", "--run.test_after_fit=false"]
-        )
+        one_step = ["--trainer.max_steps=1", "--trainer.limit_val_batches=0"]
+        no_extras = ["--trainer.callbacks=[]", "--run.test_after_fit=false"]
+        testing.main(["fit", *QUIET, f"--run.dir={run}", *one_step, *no_extras])
     return run / "checkpoints" / "last.ckpt"
 
 
 def test_checkpoint_of_another_project(synthetic_checkpoint: Path, tmp_path: Path) -> None:
     done = command(
         "-m", "template_project", "fit", *QUIET, f"--ckpt_path={synthetic_checkpoint}",
-        f"--run.root={tmp_path}", "--data.n_train=256", "--data.n_test=64",
+        f"--run.root={tmp_path}", "--data.n_train=256", "--data.n_test=64", "--data.val_size=64",
     )  # fmt: skip
     line = error_line(done, 1, str(synthetic_checkpoint), "ShapeModel", "another project")
     assert "missing keys" in line and "unexpected keys" in line, line

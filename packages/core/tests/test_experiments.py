@@ -237,13 +237,13 @@ def test_an_interrupted_sweep_runs_only_the_remaining_trials(tmp_path: Path) -> 
     sweep = subprocess.Popen(
         command("sweep", str(path), "--root", str(root)),
         env=env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=open(tmp_path / "first.log", "w"),
+        stderr=subprocess.STDOUT,
     )
     deadline = time.time() + 240
     first: dict[int, Any] = {}
     while len(first) < 2:
-        assert sweep.poll() is None and time.time() < deadline, "the sweep ended early"
+        assert sweep.poll() is None and time.time() < deadline, (tmp_path / "first.log").read_text()
         time.sleep(0.5)
         if journal.is_file():
             trials = load(root, "four").get_trials(states=(TrialState.COMPLETE,))

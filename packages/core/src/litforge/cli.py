@@ -9,7 +9,10 @@
   that takes ``batch_size`` (``--help`` lists the links);
 - the data module is checked against the ``TaskData`` contract right after it is built;
 - each run lives in its own folder (``litforge.rundir``) with its loggers (``litforge.loggers``),
-  results.json, predictions.pt and a summary (``litforge.outputs``);
+  results.json, predictions.pt and a summary (``litforge.outputs``), and a status.json that
+  ``python -m <project> runs`` tabulates (``litforge.runs``);
+- with a validation set, fit keeps the best checkpoints and tests the best one
+  (``litforge.checkpoints``); ``--run.debug=<preset>`` for quick checks (``litforge.debug``);
 - an interrupted run (SIGTERM, Ctrl-C, crash) leaves checkpoints/last.ckpt, and the resume
   command printed at start continues the same run directory, W&B run and step count;
   checkpoints are written atomically (``litforge.checkpoint_io``) and carry the global random
@@ -36,7 +39,7 @@ import yaml
 from jsonargparse import ArgumentError
 from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar, TQDMProgressBar
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
-from pytorch_lightning.utilities import rank_zero_info, rank_zero_only
+from pytorch_lightning.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from litforge.budget import PLAN_ENV, BudgetGuard, fit_the_machine
@@ -184,7 +187,8 @@ class LitforgeCLI(LightningCLI):
             "--run.test_after_fit",
             type=bool,
             default=True,
-            help="after fit, test the final model and write results.json",
+            help="after fit, test the best checkpoint (the final model without validation) and "
+            "write results.json",
         )
         parser.add_argument(
             "--run.time_budget",
@@ -247,16 +251,15 @@ class LitforgeCLI(LightningCLI):
             resuming = bool(config.get("ckpt_path"))
             self._status = start_status(run_dir, self.subcommand, resuming)
 
-    def instantiate_classes(self) -> None:
-        super().instantiate_classes()
+    def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
+        # Model and data exist now; the trainer, its callbacks and the run do not yet: check the
+        # data module's contract first, so that a missing piece is named before anything else.
         if self.datamodule is not None:
             check_data(self.datamodule)
             linked = dict.fromkeys(self.linked)  # each subcommand's parser added them
             values = ", ".join(f"{n}={getattr(self.datamodule, n)}" for n in linked)
             if values and self.subcommand is not None:
                 rank_zero_info(f"from the data module to the model: {values}")
-
-    def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
         config = self.config[self.subcommand] if self.subcommand else self.config
         run = config.run
         resuming = bool(config.get("ckpt_path"))
@@ -407,7 +410,10 @@ class LitforgeCLI(LightningCLI):
         message = None
         if error is not None and outcome == "failed":
             message = f"{type(error).__name__}: {error}"[:1000]
-        self._status = end_status(self.run_dir, self._status, outcome, message)
+        try:
+            self._status = end_status(self.run_dir, self._status, outcome, message)
+        except OSError as err:  # the record must not hide what ended the run
+            rank_zero_warn(f"could not write {self.run_dir / 'status.json'}: {err}")
 
     def _summary(self) -> None:
         elapsed = time.perf_counter() - self.started

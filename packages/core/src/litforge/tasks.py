@@ -12,7 +12,7 @@ data module by the CLI.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch.nn.functional as F
 from torch import Tensor
@@ -31,13 +31,32 @@ from litforge.structs import (
 )
 
 
-class Classifier(BaseModel):
+class PerExampleLossModel(BaseModel):
+    """A model whose loss is the mean of a per-example loss: ``compute_loss`` and the error the
+    diagnostics rank by (``example_error``) both come from ``per_example_loss``."""
+
+    loss_name: ClassVar[str] = "loss"  # logged as <stage>/<dataset>/loss/<loss_name>
+
+    def per_example_loss(self, example: Any, prediction: Any) -> Tensor:
+        raise NotImplementedError(f"{type(self).__name__} must implement per_example_loss")
+
+    def compute_loss(self, example: Any, prediction: Any) -> Loss:  # type: ignore[override]
+        value = self.per_example_loss(example, prediction).mean()
+        return Loss(total=value, terms={self.loss_name: value})
+
+    def example_error(self, example: Any, prediction: Any) -> Tensor:  # type: ignore[override]
+        return self.per_example_loss(example, prediction).detach()
+
+
+class Classifier(PerExampleLossModel):
     """A subclass builds its network and returns ``ClassificationPrediction(logits)``.
 
     Args:
         num_classes: the number of classes (linked from the data module).
         label_smoothing: of the cross-entropy.
     """
+
+    loss_name = "cross_entropy"
 
     def __init__(self, num_classes: int, label_smoothing: float = 0.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -53,24 +72,15 @@ class Classifier(BaseModel):
             label_smoothing=self.label_smoothing,
         )
 
-    def compute_loss(  # type: ignore[override]
-        self, example: ClassificationExample, prediction: ClassificationPrediction
-    ) -> Loss:
-        ce = self.per_example_loss(example, prediction).mean()
-        return Loss(total=ce, terms={"cross_entropy": ce})
-
-    def example_error(  # type: ignore[override]
-        self, example: ClassificationExample, prediction: ClassificationPrediction
-    ) -> Tensor:
-        return self.per_example_loss(example, prediction).detach()
-
     def build_metrics(self) -> MetricCollection:
         return classification_metrics(self.num_classes)
 
 
-class Regressor(BaseModel):
+class Regressor(PerExampleLossModel):
     """Mean squared error on ``example.target``. A subclass returns ``RegressionPrediction(value)``
     shaped like the target."""
+
+    loss_name = "mse"
 
     def per_example_loss(
         self, example: RegressionExample, prediction: RegressionPrediction
@@ -78,28 +88,19 @@ class Regressor(BaseModel):
         squared = (prediction.value.float() - example.target.float()) ** 2
         return squared.reshape(len(squared), -1).mean(dim=1)
 
-    def compute_loss(  # type: ignore[override]
-        self, example: RegressionExample, prediction: RegressionPrediction
-    ) -> Loss:
-        mse = self.per_example_loss(example, prediction).mean()
-        return Loss(total=mse, terms={"mse": mse})
-
-    def example_error(  # type: ignore[override]
-        self, example: RegressionExample, prediction: RegressionPrediction
-    ) -> Tensor:
-        return self.per_example_loss(example, prediction).detach()
-
     def build_metrics(self) -> MetricCollection:
         return regression_metrics()
 
 
-class Segmenter(BaseModel):
+class Segmenter(PerExampleLossModel):
     """Cross-entropy per pixel on ``example.mask``; a subclass returns
     ``SegmentationPrediction(logits)`` of N x K x H x W.
 
     Args:
         num_classes: classes per pixel, background included (linked from the data module).
     """
+
+    loss_name = "cross_entropy"
 
     def __init__(self, num_classes: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -110,17 +111,6 @@ class Segmenter(BaseModel):
     ) -> Tensor:
         ce = F.cross_entropy(prediction.logits.float(), example.mask.long(), reduction="none")
         return ce.flatten(1).mean(dim=1)
-
-    def compute_loss(  # type: ignore[override]
-        self, example: SegmentationExample, prediction: SegmentationPrediction
-    ) -> Loss:
-        ce = self.per_example_loss(example, prediction).mean()
-        return Loss(total=ce, terms={"cross_entropy": ce})
-
-    def example_error(  # type: ignore[override]
-        self, example: SegmentationExample, prediction: SegmentationPrediction
-    ) -> Tensor:
-        return self.per_example_loss(example, prediction).detach()
 
     def build_metrics(self) -> MetricCollection:
         return segmentation_metrics(self.num_classes)

@@ -24,19 +24,12 @@ from litforge.structs import ClassificationExample, Example, Prediction
 class ImageDataModule(ArrayDataModule):
     """Images held as uint8 on the device, normalised and augmented per batch there.
 
+    The other arguments are ArrayDataModule's (``--help`` shows their help too).
+
     Args:
-        batch_size: training batch size (per process).
-        eval_batch_size: batch size of validation, test and predict.
-        val_size: images of the training part held out for validation, a fraction (0.1) or a
-            count (500); 0: no validation.
-        test_size: when ``load()`` returns one pool, the images held out for testing (fraction
-            or count); ignored when it returns its own test set.
-        stratify: an integer field (e.g. label) whose proportions every split keeps; null:
-            random.
         translate: random shift of training images in pixels, reflect padding (0: off).
         flip: left-right flips of training images: 'random', 'alternate' or 'none' (the safe
             default: a mirrored digit or letter is another symbol).
-        seed: the split, the data order and the augmentation depend on (seed, epoch) only.
     """
 
     example_type: ClassVar[type[Example]] = ClassificationExample

@@ -112,6 +112,7 @@ def _sweep(
     main: Callable[..., Any], module: str, opts: argparse.Namespace, extra: list[str]
 ) -> int:
     from litforge.experiments.space import cli_args, find_sweep, load_sweep
+    from litforge.experiments.study import counts
     from litforge.experiments.sweep import SweepRun, run_sweep
 
     path = find_sweep(opts.name, package_dir(module))
@@ -143,10 +144,22 @@ def _sweep(
         flush=True,
     )
     try:
-        run_sweep(run, opts.workers, slots)
+        study = run_sweep(run, opts.workers, slots)
     except KeyboardInterrupt:
         print(f"sweep interrupted: run the same command to continue ({folder})", file=sys.stderr)
         return 130
+    trials = study.get_trials(deepcopy=False)
+    counted = sum(counts(t) for t in trials)
+    running = sum(t.state.name == "RUNNING" for t in trials)
+    if running:
+        print(f"{running} trial(s) still running in other workers of this study", flush=True)
+    elif counted < sweep.n_trials:
+        print(
+            f"error: the sweep stopped at {counted} of {sweep.n_trials} trials: its workers' "
+            "first trials all failed (their train.log says why)",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
