@@ -78,6 +78,22 @@ runs-%: _venv ## list a project's runs: status, time, differing settings, metric
 	@if [ ! -f projects/$*/pyproject.toml ]; then echo "error: no project '$*'; projects: $(PROJECTS)" >&2; exit 2; fi
 	$(PY) -m $$(basename $$(dirname $$(ls projects/$*/src/*/__main__.py))) runs $(ARGS)
 
+# Sweeps and seed groups (litforge.experiments): WORKERS runs at once, one GPU each when there
+# are GPUs; LAUNCHER=local|slurm submits each run as a submitit job; ARGS go to every run's fit.
+WORKERS ?= 1
+SEEDS ?= 5
+LAUNCHER ?= process
+EXPERIMENT_OPTS = --workers $(WORKERS) --launcher $(LAUNCHER)
+
+sweep-%: _venv ## Optuna sweep of configs/sweeps/SWEEP.yaml; the same command resumes it: make sweep-template SWEEP=quick [WORKERS=2] [ARGS="..."]
+	@if [ ! -f projects/$*/pyproject.toml ]; then echo "error: no project '$*'; projects: $(PROJECTS)" >&2; exit 2; fi
+	@[ -n "$(SWEEP)" ] || { echo "error: name the sweep: make sweep-$* SWEEP=<name> (configs/sweeps/<name>.yaml); here: $$(ls projects/$*/src/*/configs/sweeps/ 2>/dev/null | sed 's/\.yaml//' | tr '\n' ' ')" >&2; exit 2; }
+	$(PY) -m $$(basename $$(dirname $$(ls projects/$*/src/*/__main__.py))) sweep $(SWEEP) $(EXPERIMENT_OPTS) $(if $(ARGS),-- $(ARGS))
+
+repeat-%: _venv ## one config with seeds 0..SEEDS-1, then mean, std, 95% interval: make repeat-template SEEDS=5 [WORKERS=2] [ARGS="..."]
+	@if [ ! -f projects/$*/pyproject.toml ]; then echo "error: no project '$*'; projects: $(PROJECTS)" >&2; exit 2; fi
+	$(PY) -m $$(basename $$(dirname $$(ls projects/$*/src/*/__main__.py))) repeat --seeds $(SEEDS) $(EXPERIMENT_OPTS) $(if $(ARGS),-- $(ARGS))
+
 new-project: _venv ## new task from projects/template (copy, rename, register, install, test): make new-project NAME=foo
 	@[ -n "$(NAME)" ] || { echo "error: give a name: make new-project NAME=foo" >&2; exit 2; }
 	$(PY) scripts/new_project.py $(NAME)

@@ -64,6 +64,7 @@ def error_line(done: subprocess.CompletedProcess[str], status: int, *names: str)
     assert len(errors) == 1, out
     missing = [name for name in names if name not in errors[0]]
     assert not missing, f"{missing} not in: {errors[0]}"
+    print(errors[0])  # pytest -rA shows what each case printed
     return errors[0]
 
 

@@ -83,6 +83,7 @@ def test_init_runs_this_check() -> None:
     assert "bash scripts/check-lock.sh" in (REPO / "scripts" / "init.sh").read_text()
 
 
+@pytest.mark.slow  # poetry in a subprocess, as the three below; make quality checks the lock too
 def test_the_unchanged_copy_agrees(tmp_path: Path) -> None:
     repo = copy_repo(tmp_path)
     before = snapshot(repo)
@@ -92,6 +93,7 @@ def test_the_unchanged_copy_agrees(tmp_path: Path) -> None:
     assert snapshot(repo) == before and not (repo / ".venv").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("edit", [add_to_template, add_to_root], ids=["project", "root"])
 def test_a_new_dependency_without_make_lock_is_caught(
     tmp_path: Path, edit: Callable[[Path], None]
@@ -107,6 +109,7 @@ def test_a_new_dependency_without_make_lock_is_caught(
     assert snapshot(repo) == before and not (repo / ".venv").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     not list(LOCAL_POETRY.parents[1].glob("lib/python*/site-packages/poetry_plugin_pypi_mirror")),
     reason="scripts/init.sh runs only with .tools/poetry and its mirror plugin (else it installs)",

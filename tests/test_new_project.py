@@ -101,6 +101,7 @@ def test_bad_names_are_refused_and_change_nothing(repo: Path, name: str, reason:
     assert snapshot(repo) == before
 
 
+@pytest.mark.slow  # runs the new project's own tests in a subprocess
 def test_new_project_is_complete_registered_and_its_tests_pass(repo: Path) -> None:
     template_before = snapshot(repo / "projects" / "template")
     root_before = tomllib.loads((repo / "pyproject.toml").read_text())

@@ -32,6 +32,8 @@ from litforge.runs import final_metrics
 from litforge.structs import ClassificationExample
 from litforge.testing import regression
 
+pytestmark = pytest.mark.slow  # every test here starts two or three processes: make test-all
+
 TESTS = Path(__file__).resolve().parent
 TIMEOUT_S = 120  # a hung collective fails the test instead of hanging it
 EPOCHS, STEPS = 2, 6  # 192 training images: 6 steps of 32 (one process) or 2 x 16 (two)

@@ -15,6 +15,7 @@ import re
 import secrets
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -157,6 +158,7 @@ def interrupted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     }
 
 
+@pytest.mark.slow  # two processes, one stopped by SIGTERM: some 30 s
 def test_sigterm_mid_epoch_leaves_a_checkpoint_at_that_step(interrupted: dict[str, Any]) -> None:
     out = interrupted["first_out"]
     assert "Interrupted (SIGTERMException)" in out, out[-3000:]
@@ -174,6 +176,7 @@ def train_steps(metrics_csv: str) -> list[int]:
     return [int(r["step"]) for r in rows if r.get("train/synthetic/loss/total_step")]
 
 
+@pytest.mark.slow
 def test_documented_resume_continues_same_folder_step_and_wandb_run(
     interrupted: dict[str, Any],
 ) -> None:
@@ -199,19 +202,58 @@ def test_documented_resume_continues_same_folder_step_and_wandb_run(
     assert train_steps((run_dir / "csv" / "metrics.csv").read_text()) == list(range(4, 28, 5))
 
 
+def files_holding(root: Path, secret: bytes) -> list[str]:
+    return [str(p) for p in root.rglob("*") if p.is_file() and secret in p.read_bytes()]
+
+
+@pytest.mark.slow
 def test_wandb_key_reaches_no_file_and_no_output(interrupted: dict[str, Any]) -> None:
-    key = WANDB_KEY.encode()
-    leaked = [
-        str(path)
-        for path in interrupted["tmp"].rglob("*")
-        if path.is_file() and key in path.read_bytes()
-    ]
-    assert not leaked, leaked
+    """The SIGTERM run and its resume (W&B offline, a fake key in the environment)."""
+    assert not files_holding(interrupted["tmp"], WANDB_KEY.encode())
     assert WANDB_KEY not in interrupted["first_out"] and WANDB_KEY not in interrupted["resume_out"]
     assert (interrupted["run_dir"] / "wandb").is_dir()  # W&B did write its files there
 
 
+@pytest.mark.slow  # W&B's online start has to time out first: some 20 s
+def test_wandb_online_with_a_key_and_no_server_falls_back_offline_and_leaks_no_key(
+    tmp_path: Path,
+) -> None:
+    """The online path with a fake key: no WANDB_MODE, WANDB_BASE_URL at a local port that
+    nothing listens on, HOME a fresh folder. W&B's start fails within WANDB_INIT_TIMEOUT, so
+    this cannot hang; what the CLI does then (loggers.OfflineFallbackWandbLogger): one warning
+    line naming the server, and the run goes on with W&B offline, its files in the run folder
+    for a later ``wandb sync``: a run is not lost to the network. The key is in no file of the
+    run folder nor of HOME (~/.config/wandb, ~/.cache/wandb, W&B's logs) and in no output."""
+    with socket.socket() as s:  # a port that nothing listens on
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}"
+    home = tmp_path / "home"
+    home.mkdir()
+    env = subprocess_env(
+        WANDB_API_KEY=WANDB_KEY, WANDB_BASE_URL=url, WANDB_INIT_TIMEOUT="10", HOME=str(home)
+    )
+    env.update(NETRC=str(home / ".netrc"), no_proxy="127.0.0.1", NO_PROXY="127.0.0.1")
+    for name in ("WANDB_MODE", "WANDB_SILENT"):  # online, and W&B says all it says
+        env.pop(name)
+    log = tmp_path / "out.log"
+    args = [
+        sys.executable, "-m", "litforge.testing", "fit", f"--run.root={tmp_path / 'runs'}",
+        "--run.loggers=[csv,wandb]", *QUIET, "--trainer.max_epochs=1", "--trainer.callbacks=[]",
+    ]  # fmt: skip
+    rc = finish(run_cli(args, log, env), log, timeout=180)
+    out = log.read_text()
+    assert rc == 0, out[-3000:]
+    assert f"W&B could not start online at {url}" in out, out[-3000:]
+    (run_dir,) = (tmp_path / "runs" / "synthetic").iterdir()
+    assert (run_dir / "results.json").is_file()
+    assert len(list((run_dir / "wandb").glob("offline-run-*"))) == 1  # it went on offline
+    assert (home / ".cache" / "wandb").is_dir()  # W&B wrote in HOME too: scanned below
+    assert not files_holding(tmp_path, WANDB_KEY.encode())  # run folder, HOME, the output
+    assert WANDB_KEY not in out
+
+
 # ---------------------------------------------------------------------- Ctrl-C, crash
+@pytest.mark.slow  # a signal
 def test_ctrl_c_leaves_a_checkpoint(tmp_path: Path) -> None:
     handler = signal.getsignal(signal.SIGINT)
     # As in a terminal: a shell that started this process in the background (CI may) leaves

@@ -121,9 +121,12 @@ def _sweep(
         k: p["choices"][0] if p["type"] == "categorical" else p["low"]
         for k, p in sweep.parameters.items()
     }
-    project, _ = probe(
-        main, [*cli_args(sweep.fixed), *extra, *cli_args(example), "--run.wandb_group=probe"]
-    )
+    try:
+        project, _ = probe(
+            main, [*cli_args(sweep.fixed), *extra, *cli_args(example), "--run.wandb_group=probe"]
+        )
+    except LitforgeError as err:
+        raise LitforgeError(f"{path}: {err}") from None
     folder = Path(opts.root) / project / "sweeps" / sweep.name
     folder.mkdir(parents=True, exist_ok=True)
     run = SweepRun(

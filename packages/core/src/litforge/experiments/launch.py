@@ -52,6 +52,17 @@ def gpu_slots() -> list[str]:
     return [str(i) for i in range(torch.cuda.device_count())]
 
 
+def worker_env(index: int, workers: int, slots: list[str]) -> dict[str, str]:
+    """Worker ``index``'s environment: its GPU when there are GPUs; else, with several workers
+    on one CPU, a share of the cores for torch's threads (unless OMP_NUM_THREADS is set):
+    N runs of all-core threads on the same cores slow each other down many times over."""
+    if slots:
+        return {"CUDA_VISIBLE_DEVICES": slots[index % len(slots)]}
+    if workers > 1 and "OMP_NUM_THREADS" not in os.environ:
+        return {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // workers))}
+    return {}
+
+
 def run_command(args: list[str], env: dict[str, str], log: str) -> int:
     """Runs the child command to its end and returns its exit status (a submitit job's body).
     SIGUSR1 is for Lightning in the child (it requeues the job); this process ignores it."""

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from litforge.experiments.launch import Job, wait_for
+from litforge.experiments.launch import Job, wait_for, worker_env
 from litforge.experiments.stats import Spread, spread
 
 
@@ -46,7 +46,7 @@ def run_seeds(
     stop = threading.Event()
 
     def work(index: int) -> None:
-        env = {"CUDA_VISIBLE_DEVICES": slots[index % len(slots)]} if slots else {}
+        env = worker_env(index, workers, slots)
         while not stop.is_set():
             try:
                 seed = todo.get_nowait()

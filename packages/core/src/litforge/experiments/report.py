@@ -5,7 +5,11 @@ and a short table printed at the end."""
 from __future__ import annotations
 
 import csv
+import os
+import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +33,21 @@ def state_name(t: FrozenTrial) -> str:
     return "interrupted" if is_interrupted(t) else t.state.name.lower()
 
 
+@contextmanager
+def replacing(path: Path) -> Iterator[Path]:
+    """Yields a temporary path that replaces ``path`` at the end: workers of one sweep that
+    finish together each write whole files, never a mix of the two."""
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.{threading.get_ident()}{path.suffix}")
+    try:
+        yield tmp
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def write_trials_csv(study: optuna.Study, sweep: Sweep, path: Path) -> None:
     keys = list(sweep.parameters)
-    with open(path, "w", newline="") as f:
+    with replacing(path) as tmp, open(tmp, "w", newline="") as f:
         out = csv.writer(f)
         out.writerow(["number", "state", sweep.metric, "epochs", "wall_s", *keys, "run_dir"])
         for t in study.get_trials(deepcopy=False):
@@ -62,7 +78,8 @@ def write_best(study: optuna.Study, sweep: Sweep, path: Path) -> FrozenTrial | N
         "# The sweep's trials also had: " + (" ".join(cli_args(sweep.fixed)) or "nothing fixed"),
     ]
     body = yaml.safe_dump(nested(best.params), sort_keys=False)
-    path.write_text("\n".join(header) + "\n" + body)
+    with replacing(path) as tmp:
+        tmp.write_text("\n".join(header) + "\n" + body)
     return best
 
 
@@ -99,7 +116,8 @@ def _save(ax: Any, path: Path) -> None:
 
     figure = ax.figure
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
+    with replacing(path) as tmp:
+        figure.savefig(tmp, dpi=100)
     plt.close(figure)
 
 

@@ -24,7 +24,7 @@ from optuna.trial import TrialState
 
 from litforge.experiments import report
 from litforge.experiments.child import PRUNED_EXIT, TRIAL_ENV
-from litforge.experiments.launch import Job, wait_for
+from litforge.experiments.launch import Job, wait_for, worker_env
 from litforge.experiments.space import Sweep, cli_args
 from litforge.experiments.study import Heartbeat, ask_lock, counts, fail_stale, open_study
 
@@ -205,7 +205,7 @@ def run_sweep(run: SweepRun, workers: int, slots: list[str]) -> optuna.Study:
     errors: list[BaseException] = []
     threads = []
     for i in range(workers):
-        env = {"CUDA_VISIBLE_DEVICES": slots[i % len(slots)]} if slots else {}
+        env = worker_env(i, workers, slots)
         thread = threading.Thread(target=worker, args=(run, i, env, errors), daemon=True)
         thread.start()
         threads.append(thread)
