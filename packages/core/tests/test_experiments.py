@@ -234,22 +234,24 @@ def test_wandb_group_reaches_the_logger(tmp_path: Path, monkeypatch: pytest.Monk
 def test_an_interrupted_sweep_runs_only_the_remaining_trials(tmp_path: Path) -> None:
     path, root = write_sweep(tmp_path, "four"), tmp_path / "runs"
     journal = root / "synthetic" / "sweeps" / "four" / "study.journal"
-    sweep = subprocess.Popen(
-        command("sweep", str(path), "--root", str(root)),
-        env=env(),
-        stdout=open(tmp_path / "first.log", "w"),
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.time() + 240
-    first: dict[int, Any] = {}
-    while len(first) < 2:
-        assert sweep.poll() is None and time.time() < deadline, (tmp_path / "first.log").read_text()
-        time.sleep(0.5)
-        if journal.is_file():
-            trials = load(root, "four").get_trials(states=(TrialState.COMPLETE,))
-            first = {t.number: t.datetime_complete for t in trials}
-    sweep.kill()  # SIGKILL: no cleanup; its running trial's child dies with it
-    sweep.wait()
+    log = tmp_path / "first.log"
+    with open(log, "w") as out:
+        sweep = subprocess.Popen(
+            command("sweep", str(path), "--root", str(root)),
+            env=env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.time() + 240
+        first: dict[int, Any] = {}
+        while len(first) < 2:
+            assert sweep.poll() is None and time.time() < deadline, log.read_text()[-3000:]
+            time.sleep(0.5)
+            if journal.is_file():
+                trials = load(root, "four").get_trials(states=(TrialState.COMPLETE,))
+                first = {t.number: t.datetime_complete for t in trials}
+        sweep.kill()  # SIGKILL: no cleanup; its running trial's child dies with it
+        sweep.wait()
 
     run("sweep", str(path), "--root", str(root))
     trials = load(root, "four").get_trials()

@@ -302,6 +302,9 @@ def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) 
     assert not different, different
 
 
+# The tests of two_epochs (two full deterministic runs, with diagnostics, before the first test)
+# are in the slow tier: with them, make test took longer than its 90 s.
+@pytest.mark.slow
 def test_resume_at_an_epoch_boundary_is_bit_exact(
     two_epochs: Any, tmp_path: Path, restore_determinism: None
 ) -> None:
@@ -319,6 +322,7 @@ def test_resume_at_an_epoch_boundary_is_bit_exact(
     assert (run / "results.json").read_text() == (two_epochs.run_dir / "results.json").read_text()
 
 
+@pytest.mark.slow
 def test_same_seed_gives_identical_metrics(
     two_epochs: Any, tmp_path: Path, restore_determinism: None
 ) -> None:
@@ -393,6 +397,7 @@ def test_missing_checkpoint_is_named(tmp_path: Path) -> None:
         fit(f"--run.dir={tmp_path / 'run'}", f"--ckpt_path={missing}")
 
 
+@pytest.mark.slow  # two_epochs
 @pytest.mark.parametrize(
     ("arg", "message"),
     [

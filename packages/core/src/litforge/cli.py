@@ -16,7 +16,10 @@
 - an interrupted run (SIGTERM, Ctrl-C, crash) leaves checkpoints/last.ckpt, and the resume
   command printed at start continues the same run directory, W&B run and step count;
   checkpoints are written atomically (``litforge.checkpoint_io``) and carry the global random
-  generators (``RngState``) and the training loader's place in the epoch (``DeviceLoader``).
+  generators (``RngState``) and the training loader's place in the epoch (``DeviceLoader``);
+- many runs: ``python -m <project> sweep <name>`` (an Optuna study over
+  configs/sweeps/<name>.yaml) and ``python -m <project> repeat --seeds S`` (one config, several
+  seeds, mean and spread) start fit runs as child processes (``litforge.experiments``).
 """
 
 from __future__ import annotations

@@ -64,7 +64,9 @@ def write_trials_csv(study: optuna.Study, sweep: Sweep, path: Path) -> None:
             )
 
 
-def write_best(study: optuna.Study, sweep: Sweep, path: Path) -> FrozenTrial | None:
+def write_best(
+    study: optuna.Study, sweep: Sweep, path: Path, module: str = "<project>"
+) -> FrozenTrial | None:
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
         path.unlink(missing_ok=True)
@@ -74,7 +76,7 @@ def write_best(study: optuna.Study, sweep: Sweep, path: Path) -> FrozenTrial | N
         f"# The best parameters of sweep {sweep.name} ({sweep.path}):",
         f"# trial {best.number}, {sweep.metric} = {best.value:.6g} ({sweep.direction}), "
         f"run folder {best.user_attrs.get('run_dir', '?')}.",
-        "# Train with them: python -m <project> fit --config " + str(path),
+        f"# Train with them: python -m {module} fit --config {path}",
         "# The sweep's trials also had: " + (" ".join(cli_args(sweep.fixed)) or "nothing fixed"),
     ]
     body = yaml.safe_dump(nested(best.params), sort_keys=False)
@@ -154,9 +156,11 @@ def table(study: optuna.Study, sweep: Sweep) -> str:
     return "\n".join(lines)
 
 
-def write_report(study: optuna.Study, sweep: Sweep, folder: Path) -> None:
+def write_report(
+    study: optuna.Study, sweep: Sweep, folder: Path, module: str = "<project>"
+) -> None:
     write_trials_csv(study, sweep, folder / "trials.csv")
-    best = write_best(study, sweep, folder / "best.yaml")
+    best = write_best(study, sweep, folder / "best.yaml", module)
     notes = write_plots(study, folder)
     states = [state_name(t) for t in study.get_trials(deepcopy=False)]
     summary = ", ".join(f"{states.count(s)} {s}" for s in dict.fromkeys(states))

@@ -102,7 +102,9 @@ def is_stale(t: FrozenTrial, now: float | None = None) -> bool:
     if t.state != TrialState.RUNNING:
         return False
     attrs = t.user_attrs
-    beat = attrs.get("heartbeat")
+    beat = attrs.get("heartbeat")  # set when asked, then every HEARTBEAT_EVERY seconds
+    if beat is None and t.datetime_start is not None:
+        beat = t.datetime_start.timestamp()
     now = time.time() if now is None else now
     if beat is None or now - float(beat) > STALE_AFTER:
         return True

@@ -26,7 +26,7 @@ from litforge.experiments import report
 from litforge.experiments.child import PRUNED_EXIT, TRIAL_ENV
 from litforge.experiments.launch import Job, wait_for, worker_env
 from litforge.experiments.space import Sweep, cli_args
-from litforge.experiments.study import Heartbeat, ask_lock, counts, fail_stale, open_study
+from litforge.experiments.study import HOST, Heartbeat, ask_lock, counts, fail_stale, open_study
 
 MAX_FIRST_FAILURES = 3
 LOG_TAIL = 15  # lines of a failed trial's log to print
@@ -44,6 +44,10 @@ class SweepRun:
     group: str  # the W&B group of the sweep's runs
     launcher: Any
     stop: threading.Event
+
+    @property
+    def module(self) -> str:
+        return self.module_args[-1]
 
     @property
     def study_name(self) -> str:
@@ -96,8 +100,9 @@ def _ask(run: SweepRun, study: optuna.Study) -> optuna.Trial | None:
         study.sampler = run.sweep.make_sampler(offset=len(trials))  # see make_sampler
         trial = study.ask()
         run.sweep.suggest(trial)
-        trial.set_user_attr("host", os.uname().nodename)
+        trial.set_user_attr("host", HOST)
         trial.set_user_attr("pid", os.getpid())
+        trial.set_user_attr("heartbeat", time.time())  # alive from the start (is_stale)
         trial.set_user_attr("run_dir", str(run.folder / f"trial-{trial.number}"))
         return trial
 
@@ -150,9 +155,16 @@ def run_trial(
         raise
     heartbeat.stop()
     wall = time.time() - started
+    frozen = _frozen(study, number)
+    if frozen.state.is_finished():  # another worker took it for stale (no heartbeat)
+        print(
+            f"[worker {worker}] trial {number}: ended with exit status {code}, but another "
+            f"worker had already marked it {frozen.state.name.lower()}: left so",
+            flush=True,
+        )
+        return frozen.state
     trial.set_user_attr("wall_s", round(wall, 2))
     trial.set_user_attr("exit_code", code)
-    frozen = _frozen(study, number)
     value = trial_value(sweep, frozen, run_dir) if code == 0 else None
     if run.stop.is_set() and code != 0:
         trial.set_user_attr("interrupted", True)
@@ -213,9 +225,9 @@ def run_sweep(run: SweepRun, workers: int, slots: list[str]) -> optuna.Study:
         wait_for(threads, run.stop)
     finally:
         if run.stop.is_set():  # interrupted: the report so far
-            report.write_report(run.open(), run.sweep, run.folder)
+            report.write_report(run.open(), run.sweep, run.folder, run.module)
     if errors:
         raise errors[0]
     study = run.open()
-    report.write_report(study, run.sweep, run.folder)
+    report.write_report(study, run.sweep, run.folder, run.module)
     return study
