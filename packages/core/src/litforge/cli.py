@@ -24,27 +24,23 @@
 
 from __future__ import annotations
 
-import difflib
-import inspect
 import logging
 import os
-import re
 import signal
 import sys
 import time
-from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
-import yaml
 from jsonargparse import ArgumentError
 from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar, TQDMProgressBar
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
+from litforge.arguments import add_run_arguments, link_shared_values
 from litforge.budget import PLAN_ENV, BudgetGuard, fit_the_machine
 from litforge.callbacks.resume import RngState
 from litforge.callbacks.safety import SaveOnInterrupt
@@ -55,25 +51,23 @@ from litforge.checkpoints import (
     scored_checkpoint,
     tested_checkpoint,
 )
+from litforge.command import DESCRIBE, Described
+from litforge.command import run as run  # the projects' __main__ call litforge.cli.run
 from litforge.contracts import check_data
 from litforge.debug import add_debug_argument, apply_debug_preset, describe_preset
-from litforge.errors import (
-    CheckpointMismatchError,
-    LitforgeError,
-    MissingCheckpointError,
-    one_line,
+from litforge.errors import CheckpointMismatchError, one_line
+from litforge.experiments.child import child_callbacks
+from litforge.loggers import make_loggers
+from litforge.messages import (
+    SUBCOMMANDS,
+    bad_yaml,
+    check_ckpt_path,
+    did_you_mean,
+    state_dict_mismatch,
 )
-from litforge.experiments.child import (
-    PRUNED_EXIT,
-    TrialPruned,
-    child_callbacks,
-    die_with_parent,
-)
-from litforge.loggers import LoggerName, make_loggers
 from litforge.outputs import print_summary, save_predictions, write_results
 from litforge.rundir import RUN_DIR_ENV, RunConfigSaver, check_writable, new_run_dir
 from litforge.runs import end_status, outcome_of, start_status
-from litforge.runs import main as runs_main
 
 PROGRESS_REFRESH = 10  # steps between progress bar redraws
 
@@ -86,14 +80,6 @@ class _NoLibraryTips(logging.Filter):
 
 
 NO_TIPS = _NoLibraryTips()
-
-
-def init_parameters(cls: Any) -> set[str]:
-    """The named parameters of a class's constructor (not *args / **kwargs)."""
-    if cls is None:
-        return set()
-    params = inspect.signature(cls.__init__).parameters.values()
-    return {p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)} - {"self"}
 
 
 class LitforgeCLI(LightningCLI):
@@ -157,88 +143,23 @@ class LitforgeCLI(LightningCLI):
             super().parse_arguments(parser, args)
         except ArgumentError as err:
             argv = list(args) if isinstance(args, list | tuple) else sys.argv[1:]
-            message = _bad_yaml(argv) or one_line(str(err), limit=600)
+            message = bad_yaml(argv) or one_line(str(err), limit=600)
             sub = next((a for a in argv if a in SUBCOMMANDS), None)
-            hint = _did_you_mean(message, parser, sub)
+            hint = did_you_mean(message, parser, sub)
             command = " ".join(filter(None, ["python -m", self._module(), sub, "--help"]))
             print(f"error: {message}{hint} ({command} lists the settings)", file=sys.stderr)
             raise SystemExit(2) from None
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        parser.add_argument("--run.root", type=str, default="runs", help="where run folders go")
-        parser.add_argument(
-            "--run.dir",
-            type=str | None,
-            default=None,
-            help="the run folder; default <run.root>/<project>/<time>-<id>. Give an existing "
-            "one (with --ckpt_path) to resume it",
-        )
-        parser.add_argument(
-            "--run.loggers",
-            type=list[LoggerName],
-            default=["wandb"],
-            help="any of wandb, tensorboard, csv; [] for none",
-        )
-        parser.add_argument("--run.wandb_project", type=str | None, default=None)
-        parser.add_argument(
-            "--run.wandb_group",
-            type=str | None,
-            default=None,
-            help="the W&B group of the run (a sweep's or seed group's runs share one)",
-        )
-        parser.add_argument(
-            "--run.test_after_fit",
-            type=bool,
-            default=True,
-            help="after fit, test the best checkpoint (the final model without validation) and "
-            "write results.json",
-        )
-        parser.add_argument(
-            "--run.time_budget",
-            type=float | None,
-            default=None,
-            help="seconds from process start to results.json: fit measures its step time and "
-            "trains as many steps as fit (trainer.max_steps is set; schedules span them)",
-        )
-        parser.add_argument(
-            "--run.precision",
-            type=Literal["auto"] | None,
-            default=None,
-            help="auto: on a CPU, time bf16 autocast against fp32 on the model and keep the "
-            "faster; on a GPU, bf16. null: trainer.precision as given",
-        )
-        parser.add_argument(
-            "--run.wandb_log_model",
-            type=bool | Literal["all"],
-            default=False,
-            help="W&B online: upload the checkpoints as artifacts, aliases best and latest "
-            "(true: at the end of training; all: as they are written)",
-        )
+        add_run_arguments(parser)  # --run.root, --run.dir, --run.loggers, ... (litforge.arguments)
         add_checkpoint_arguments(parser)  # --run.save_top_k, --run.monitor, --run.monitor_mode
         add_debug_argument(parser)  # --run.debug
-        self.link_shared_values(parser)
-
-    def link_shared_values(self, parser: LightningArgumentParser) -> None:
-        """Links data -> model for every value both sides name alike (see the module doc)."""
-        model_args = init_parameters(self.model_class)
-        data_args = init_parameters(self.datamodule_class)
-        provided = getattr(self.datamodule_class, "provides", ())
-        for name in provided:
-            if name in model_args:
-                parser.link_arguments(f"data.{name}", f"model.{name}", apply_on="instantiate")
-                self.linked.append(name)
-        if (
-            "batch_size" in model_args
-            and "batch_size" in data_args
-            and "batch_size" not in provided
-        ):
-            parser.link_arguments("data.batch_size", "model.batch_size", apply_on="parse")
-            self.linked.append("batch_size")
+        self.linked += link_shared_values(parser, self.model_class, self.datamodule_class)
 
     # ------------------------------------------------------------------ run directory
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
-        _check_ckpt_path(config.get("ckpt_path"))  # before anything is written
+        check_ckpt_path(config.get("ckpt_path"))  # before anything is written
         run = config.run
         if run.dir is None:
             run.dir = os.environ.get(RUN_DIR_ENV) or str(new_run_dir(Path(run.root), self.project))
@@ -347,7 +268,7 @@ class LitforgeCLI(LightningCLI):
                 model = type(self.model).__name__
                 raise CheckpointMismatchError(
                     f"the checkpoint {ckpt_path} does not fit {model}: "
-                    f"{_state_dict_mismatch(str(err))}; was it written by another project, or "
+                    f"{state_dict_mismatch(str(err))}; was it written by another project, or "
                     "with other --model settings?"
                 ) from err
             raise
@@ -424,123 +345,6 @@ class LitforgeCLI(LightningCLI):
         print_summary(self.trainer, title, self.run_dir, self._extra)
 
 
-SUBCOMMANDS = ("fit", "validate", "test", "predict")
-# What --ckpt_path may name besides a file: Lightning's own choices, and remote paths.
-CKPT_KEYWORDS = ("last", "best", "hpc", "registry")
-
-
-def _check_ckpt_path(ckpt_path: str | None) -> None:
-    """A --ckpt_path that names a local file that is not there: MissingCheckpointError."""
-    if not ckpt_path or ckpt_path in CKPT_KEYWORDS or ckpt_path.startswith("registry:"):
-        return
-    if "://" not in str(ckpt_path) and not Path(ckpt_path).is_file():
-        what = "a folder, not a file" if Path(ckpt_path).is_dir() else "not there"
-        raise MissingCheckpointError(f"the checkpoint {ckpt_path} (--ckpt_path) is {what}")
-
-
-def _state_dict_mismatch(message: str) -> str:
-    """torch's load_state_dict error, counted: 'N missing keys (a, b, ...), M unexpected ...'."""
-    parts = []
-    for label, name in (("missing", "Missing"), ("unexpected", "Unexpected")):
-        found = re.search(rf"{name} key\(s\) in state_dict: (.*)", message)
-        if found:
-            keys = re.findall(r'"([^"]+)"', found.group(1))
-            more = ", ..." if len(keys) > 3 else ""
-            parts.append(f"{len(keys)} {label} keys ({', '.join(keys[:3])}{more})")
-    shapes = re.findall(r"size mismatch for ([^:]+):", message)
-    if shapes:
-        more = ", ..." if len(shapes) > 3 else ""
-        parts.append(f"{len(shapes)} of another shape ({', '.join(shapes[:3])}{more})")
-    return ", ".join(parts) or one_line(message, limit=300)
-
-
-def _config_files(argv: list[str]) -> list[str]:
-    """The files given with --config / -c in ``argv``."""
-    files = []
-    for i, arg in enumerate(argv):
-        if arg in ("--config", "-c") and i + 1 < len(argv):
-            files.append(argv[i + 1])
-        elif arg.startswith("--config="):
-            files.append(arg.split("=", 1)[1])
-    return files
-
-
-def _bad_yaml(argv: list[str]) -> str | None:
-    """'<file> is not valid YAML: ...' for the first --config file that YAML cannot read."""
-    for name in _config_files(argv):
-        try:
-            with open(name) as f:
-                yaml.safe_load(f)
-        except yaml.YAMLError as err:
-            return f"the config file {name} is not valid YAML: {one_line(str(err))}"
-        except OSError:
-            continue  # jsonargparse's own message says it
-    return None
-
-
-def _did_you_mean(message: str, parser: Any, subcommand: str | None) -> str:
-    """'; did you mean --trainer.max_epochs?' for an unrecognized --key close to a real one."""
-    found = re.match(r"unrecognized arguments: (.*)", message)
-    if not found:
-        return ""
-    actions = getattr(parser, "_subcommands_action", None)
-    parsers = getattr(actions, "_name_parser_map", {})
-    target = parsers.get(subcommand, parser)
-    options = [s for action in target._actions for s in action.option_strings]
-    close = []
-    for arg in found.group(1).split():
-        key = arg.split("=", 1)[0]
-        if key.startswith("--"):
-            close += difflib.get_close_matches(key, options, n=1, cutoff=0.8)
-    return f"; did you mean {' or '.join(close)}?" if close else ""
-
-
-_DESCRIBE: ContextVar[bool] = ContextVar("litforge_describe", default=False)
-
-
-class _Described(Exception):
-    def __init__(self, project: str) -> None:
-        self.project = project
-
-
-def project_of(main: Any) -> str:
-    """The project name a project's ``main`` gives ``cli_main``; nothing else runs."""
-    token = _DESCRIBE.set(True)
-    try:
-        main()
-    except _Described as described:
-        return described.project
-    finally:
-        _DESCRIBE.reset(token)
-    raise LitforgeError(f"{main!r} did not call litforge.cli.cli_main")
-
-
-def _main_module() -> str | None:
-    """The package run by ``python -m``, for the usage lines."""
-    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
-    return spec.name.removesuffix(".__main__") if spec is not None else None
-
-
-def run(main: Any) -> None:
-    """Runs a project's ``main()`` as a command: a LitforgeError (bad data, a non-finite loss,
-    ...) is printed as one clear message, without a traceback, and exits with status 1."""
-    if sys.argv[1:2] == ["runs"]:  # a table of the project's runs: litforge.runs
-        raise SystemExit(runs_main(sys.argv[2:], project_of(main), _main_module()))
-    die_with_parent()  # the child of a sweep or seed group ends with its launcher
-    try:
-        if sys.argv[1:2] in (["sweep"], ["repeat"]):  # many runs: litforge.experiments
-            from litforge.experiments.command import experiment
-
-            raise SystemExit(experiment(main, sys.argv[1:]))
-        main()
-    except LitforgeError as err:
-        print(f"error: {one_line(str(err))}", file=sys.stderr)
-        raise SystemExit(1) from None
-    except TrialPruned as pruned:  # a sweep's trial stopped by its pruner: not a failure
-        print(f"pruned: {pruned}", file=sys.stderr)
-        raise SystemExit(PRUNED_EXIT) from None
-
-
 def cli_main(
     model_class: Any,
     datamodule_class: Any,
@@ -553,8 +357,8 @@ def cli_main(
 ) -> LitforgeCLI:
     """What a project's ``__main__`` calls; ``args`` defaults to the command line;
     ``cli_class``: a LitforgeCLI subclass with the project's own options."""
-    if _DESCRIBE.get():  # project_of(main) asks only the project's name
-        raise _Described(project)
+    if DESCRIBE.get():  # project_of(main) asks only the project's name
+        raise Described(project)
     torch.set_float32_matmul_precision("high")
     logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(NO_TIPS)  # once: a set
     return (cli_class or LitforgeCLI)(

@@ -42,7 +42,7 @@ def package_dir(module: str) -> Path:
 def probe(main: Callable[..., Any], args: list[str]) -> tuple[str, dict[str, Any]]:
     """Parses ``fit <args>`` as a child would (``--print_config``) and returns the project's
     name (its runs' folder) and the resolved config; a refused argument stops here."""
-    from litforge.cli import project_of
+    from litforge.command import project_of
 
     printed, argv = io.StringIO(), sys.argv
     try:
