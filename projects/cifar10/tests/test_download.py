@@ -113,7 +113,12 @@ def add_file(tar: tarfile.TarFile, name: str, data: bytes) -> None:
 
 
 def cifar_archive() -> bytes:
-    """A ``cifar-10-python.tar.gz`` in the official layout, with 10 images per batch."""
+    """A ``cifar-10-python.tar.gz`` in the official layout, with 10 images per batch.
+
+    The official batches are Python-2 pickles whose keys and class names are byte strings that
+    torchvision's ``CIFAR10`` reads as ``str`` (``encoding="latin1"``); these Python-3 pickles
+    hold ``str`` directly, which reads the same.
+    """
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
         folder = tarfile.TarInfo("cifar-10-batches-py")
@@ -123,12 +128,12 @@ def cifar_archive() -> bytes:
         names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
         for seed, name in enumerate(names):
             data, labels = batch(seed)
-            content = {b"batch_label": name.encode(), b"labels": labels, b"data": data}
+            content = {"batch_label": name, "labels": labels, "data": data}
             add_file(tar, f"cifar-10-batches-py/{name}", pickled(content))
         meta = {
-            b"label_names": [name.encode() for name in CLASS_NAMES],
-            b"num_cases_per_batch": PER_BATCH,
-            b"num_vis": 3072,
+            "label_names": list(CLASS_NAMES),
+            "num_cases_per_batch": PER_BATCH,
+            "num_vis": 3072,
         }
         add_file(tar, "cifar-10-batches-py/batches.meta", pickled(meta))
         add_file(tar, "cifar-10-batches-py/readme.html", b"<html></html>")
@@ -335,19 +340,45 @@ def test_truncated_archive_raises_naming_it(tmp_path: Path) -> None:
     assert files_under(tmp_path) == ["cut.tar.gz"]
 
 
+def extracted_batches(tmp_path: Path) -> Path:
+    """The tests' archive, extracted; returns its ``cifar-10-batches-py`` folder."""
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    archive.write_bytes(cifar_archive())
+    safe_extract(archive, tmp_path)
+    return tmp_path / "cifar-10-batches-py"
+
+
 def test_missing_batch_names_the_file(tmp_path: Path) -> None:
-    folder = tmp_path / "cifar-10-batches-py"
-    folder.mkdir()
-    (folder / "batches.meta").write_bytes(pickled({b"label_names": [b"a", b"b"]}))
-    with pytest.raises(FileNotFoundError, match=re.escape(str(folder / "data_batch_1"))):
-        dl.parse_batches(folder)
+    folder = extracted_batches(tmp_path)
+    (folder / "data_batch_3").unlink()
+    with pytest.raises(FileNotFoundError, match=re.escape(str(folder / "data_batch_3"))):
+        dl.parse_batches(folder, official=False)
 
 
-def test_malformed_batch_names_the_file(tmp_path: Path) -> None:
-    folder = tmp_path / "cifar-10-batches-py"
-    folder.mkdir()
-    (folder / "batches.meta").write_bytes(pickled({b"label_names": [b"a", b"b"]}))
-    bad = {b"data": np.zeros((4, 100), dtype=np.uint8), b"labels": [0, 1, 0, 1]}
+def test_malformed_batch_names_the_split_and_folder(tmp_path: Path) -> None:
+    folder = extracted_batches(tmp_path)
+    bad = {"data": np.zeros((4, 100), dtype=np.uint8), "labels": [0, 1, 0, 1]}
     (folder / "data_batch_1").write_bytes(pickled(bad))
-    with pytest.raises(ValueError, match=re.escape(str(folder / "data_batch_1"))):
-        dl.parse_batches(folder)
+    message = f"training batches .*data_batch_1.* in {re.escape(str(folder))}"
+    with pytest.raises(ValueError, match=message):
+        dl.parse_batches(folder, official=False)
+
+
+def test_official_archive_files_are_checked_against_torchvision_md5s(tmp_path: Path) -> None:
+    """For the official archive, each extracted file must have the md5 torchvision lists."""
+    folder = extracted_batches(tmp_path)
+    with pytest.raises(ChecksumError, match=re.escape(str(folder / "data_batch_1"))):
+        dl.parse_batches(folder)  # the tests' small batches are not the official files
+
+
+def test_load_cifar10_checks_extracted_files_only_for_the_official_md5(
+    server: FileServer, tmp_path: Path
+) -> None:
+    archive = cifar_archive()
+    server.files["/cifar.tar.gz"] = archive
+    root = tmp_path / "cifar10"
+    load_cifar10(root, url=server.url("/cifar.tar.gz"), md5=md5_of(archive), progress=False)
+    (root / "cifar10-uint8.npz").unlink()  # parse the extracted folder again, as the official one
+    with pytest.raises(ChecksumError, match="official CIFAR-10 file"):
+        load_cifar10(root, url=server.url("/cifar.tar.gz"), progress=False)
+    assert server.requests == ["/cifar.tar.gz"]

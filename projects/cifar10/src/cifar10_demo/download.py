@@ -4,12 +4,45 @@
 extracts it there, parses the pickled batches and caches the result as ``cifar10-uint8.npz``,
 so later calls only load that file. Every step writes to a temp name first and renames, so an
 interrupted run never leaves a file that looks complete.
+
+What is torchvision's (``torchvision.datasets``), used as is:
+
+- the md5 of a file (``utils.calculate_md5``) and the "present with this md5?" check
+  (``utils.check_integrity``), for the archive and for each extracted file;
+- the md5 list of the official extracted files (``CIFAR10.train_list``, ``test_list``, ``meta``),
+  checked whenever the archive is the official one (``md5 == CIFAR10_MD5``);
+- parsing the pickled batches into images, labels and class names (``CIFAR10``, through the
+  subclass :class:`_ExtractedCIFAR10`, which only switches off its own integrity check: that
+  check runs here first, see :func:`_check_files`, so that a failure names the file, and a
+  non-official archive, e.g. the tests' small one, has no per-file md5s torchvision knows).
+
+What is ours, and why (torchvision 0.24 falls short of it):
+
+- :func:`download`. ``utils.download_url`` writes straight to the final file name, so a cut-off
+  or failed download leaves a partial file there; it never compares the bytes received with
+  ``Content-Length``, so a cut-off download is only reported as "File not found or corrupted.";
+  it has no timeout, so a stalled server hangs it; on any error with an https URL it silently
+  retries over plain http; it first sends an extra GET to resolve redirects (its "HEAD" is only
+  a header); and its errors name neither the URL nor the file nor the two md5s. Ours streams to
+  ``<file>.part`` with a timeout and a progress bar, checks the length and the md5, renames only
+  then, removes the partial file on any failure, and raises :class:`DownloadError` /
+  :class:`ChecksumError` naming the URL, the file and both md5s.
+- :func:`safe_extract`. ``utils.extract_archive`` (``_extract_tar``) calls
+  ``tarfile.extractall`` without ``filter=``, so on Python < 3.14 (3.11 to 3.13 are supported
+  here) a crafted archive can write outside its folder (absolute paths, ``..``, links leading
+  out, device files); it also extracts in place, so a corrupt archive leaves a half-written
+  folder behind, and its errors do not name the archive. Ours checks every member first
+  (:func:`check_members`), extracts with ``filter="data"`` into a temp folder, renames into
+  place, and raises :class:`ArchiveError` naming the archive (and the member).
+- :func:`_check_files`: torchvision's per-file check raises "Dataset not found or corrupted"
+  without saying which file; ours names it. The md5s it checks are torchvision's.
+- The checks of the parsed arrays' shapes and dtype, the errors naming the folder, the
+  conversion back to N x 3 x 32 x 32 (``CIFAR10`` gives N x 32 x 32 x 3) and the npz cache.
 """
 
 from __future__ import annotations
 
 import gzip
-import hashlib
 import http.client
 import os
 import pickle
@@ -19,10 +52,12 @@ import tempfile
 import urllib.request
 import zlib
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from torchvision.datasets import CIFAR10
+from torchvision.datasets.utils import calculate_md5, check_integrity
 from tqdm import tqdm
 
 from litforge.data.arrays import ImageArrays
@@ -45,8 +80,6 @@ CLASS_NAMES = (
 ARCHIVE_NAME = "cifar-10-python.tar.gz"
 BATCHES_DIR = "cifar-10-batches-py"
 CACHE_NAME = "cifar10-uint8.npz"
-TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
-TEST_BATCH = "test_batch"
 META_FILE = "batches.meta"
 _CHUNK_BYTES = 1 << 20
 
@@ -79,7 +112,7 @@ def load_cifar10(
     if not (batches / META_FILE).is_file():
         archive = download(url, root / ARCHIVE_NAME, md5, progress=progress)
         safe_extract(archive, root)
-    train, test = parse_batches(batches)
+    train, test = parse_batches(batches, official=md5.lower() == CIFAR10_MD5)
     save_arrays_npz(root / CACHE_NAME, {"train": train, "test": test})
     return train, test
 
@@ -100,17 +133,18 @@ def download(url: str, dest: Path, md5: str, *, timeout: float = 60, progress: b
 
     Streams to ``dest.part`` and renames it to ``dest`` only once the length and the md5 are
     right; on any failure the partial file is removed. If ``dest`` already has the right md5,
-    nothing is downloaded.
+    nothing is downloaded. (Ours, not ``torchvision.datasets.utils.download_url``: see the module
+    docstring; the md5 is torchvision's ``calculate_md5``.)
     """
     dest, md5 = Path(dest), md5.lower()
-    if dest.is_file():
-        if file_md5(dest) == md5:
-            return dest
-        dest.unlink()  # a stale or broken earlier download
+    if check_integrity(dest, md5):
+        return dest
+    dest.unlink(missing_ok=True)  # a stale or broken earlier download
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_suffix(dest.suffix + ".part")
     try:
-        actual = _stream(url, part, timeout=timeout, progress=progress)
+        _stream(url, part, timeout=timeout, progress=progress)
+        actual = calculate_md5(part)
         if actual != md5:
             raise ChecksumError(
                 f"md5 mismatch for {dest} downloaded from {url}: expected {md5}, got {actual} "
@@ -123,18 +157,8 @@ def download(url: str, dest: Path, md5: str, *, timeout: float = 60, progress: b
     return dest
 
 
-def file_md5(path: Path) -> str:
-    """The md5 hex digest of the file at ``path``."""
-    digest = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _stream(url: str, path: Path, *, timeout: float, progress: bool) -> str:
-    """Write the body of ``url`` to ``path``, checking its length; return its md5."""
-    digest = hashlib.md5(usedforsecurity=False)
+def _stream(url: str, path: Path, *, timeout: float, progress: bool) -> None:
+    """Write the body of ``url`` to ``path``, checking its length against ``Content-Length``."""
     received = 0
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response, open(path, "wb") as out:
@@ -150,7 +174,6 @@ def _stream(url: str, path: Path, *, timeout: float, progress: bool) -> str:
             ) as bar:
                 while chunk := response.read(_CHUNK_BYTES):
                     out.write(chunk)
-                    digest.update(chunk)
                     received += len(chunk)
                     bar.update(len(chunk))
     except (OSError, http.client.HTTPException, ValueError) as error:
@@ -159,7 +182,6 @@ def _stream(url: str, path: Path, *, timeout: float, progress: bool) -> str:
         raise DownloadError(
             f"download of {url} to {path} was cut short: got {received} of {expected} bytes"
         )
-    return digest.hexdigest()
 
 
 def safe_extract(archive: Path, target: Path) -> list[Path]:
@@ -251,45 +273,73 @@ def _escapes(path: str) -> bool:
     return normal == ".." or normal.startswith("../")
 
 
-def parse_batches(folder: Path) -> tuple[ImageArrays, ImageArrays]:
-    """Parse the pickled batches of ``cifar-10-batches-py`` into (train, test) arrays."""
-    class_names = _read_class_names(folder / META_FILE)
-    train_parts = [_read_batch(folder / name) for name in TRAIN_BATCHES]
-    images = np.concatenate([part[0] for part in train_parts])
-    labels = np.concatenate([part[1] for part in train_parts])
-    train = ImageArrays(torch.from_numpy(images), torch.from_numpy(labels), class_names)
-    test_images, test_labels = _read_batch(folder / TEST_BATCH)
-    test = ImageArrays(torch.from_numpy(test_images), torch.from_numpy(test_labels), class_names)
-    return train, test
+class _ExtractedCIFAR10(CIFAR10):
+    """torchvision's ``CIFAR10`` parsing over a folder whose files :func:`_check_files` checked.
+
+    ``CIFAR10.__init__`` first checks each extracted file against the md5 of the official
+    release and raises a RuntimeError that names no file. That check is run by
+    :func:`_check_files` instead (with torchvision's md5 list when the archive is the official
+    one; for another archive, whose md5 the caller gave and :func:`download` verified, the
+    official per-file md5s cannot match, so only presence is checked). Hence both of its checks
+    are switched off here: ``_check_integrity`` and the md5 that ``_load_meta`` checks.
+    """
+
+    meta: ClassVar[dict[str, Any]] = {**CIFAR10.meta, "md5": None}
+
+    def _check_integrity(self) -> bool:
+        return True
 
 
-def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """One batch file: (images N x 3 x 32 x 32 uint8, labels N int64)."""
-    batch = _unpickle(path)
+def parse_batches(folder: Path, *, official: bool = True) -> tuple[ImageArrays, ImageArrays]:
+    """Parse the pickled batches of ``cifar-10-batches-py`` into (train, test) arrays.
+
+    With ``official``, each file must have the md5 torchvision lists for the official release;
+    otherwise it only has to exist. The parsing is torchvision's ``CIFAR10``.
+    """
+    folder = Path(folder)
+    _check_files(folder, official=official)
+    return _parse_split(folder, train=True), _parse_split(folder, train=False)
+
+
+def _check_files(folder: Path, *, official: bool) -> None:
+    """Raise naming the first file of the batches folder that is missing (or has a wrong md5)."""
+    meta = [CIFAR10.meta["filename"], CIFAR10.meta["md5"]]
+    for name, md5 in [*CIFAR10.train_list, *CIFAR10.test_list, meta]:
+        path = folder / name
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} does not exist: is the CIFAR-10 extraction complete?")
+        if official and not check_integrity(path, md5):
+            raise ChecksumError(
+                f"{path} does not have the md5 of the official CIFAR-10 file ({md5}): "
+                f"remove {folder} to extract the archive again"
+            )
+
+
+def _parse_split(folder: Path, *, train: bool) -> ImageArrays:
+    """One split parsed by torchvision's ``CIFAR10``, as N x 3 x 32 x 32 uint8 images."""
+    names = [name for name, _ in (CIFAR10.train_list if train else CIFAR10.test_list)]
+    what = f"the {'training' if train else 'test'} batches ({', '.join(names)}) in {folder}"
+    if folder.name != CIFAR10.base_folder:
+        raise ValueError(f"{folder}: the batches folder must be named {CIFAR10.base_folder}")
     try:
-        data = np.asarray(batch[b"data"], dtype=np.uint8)
-        labels = np.asarray(batch[b"labels"], dtype=np.int64)
-    except (KeyError, ValueError, TypeError) as error:
-        raise ValueError(f"{path} is not a CIFAR-10 batch: {error!r}") from error
-    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or labels.shape != (len(data),):
+        dataset = _ExtractedCIFAR10(folder.parent, train=train)
+        data = np.asarray(dataset.data)
+        labels = np.asarray(dataset.targets, dtype=np.int64)
+        class_names = tuple(str(name) for name in dataset.classes)
+    except (
+        KeyError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        IndexError,
+        EOFError,
+        pickle.UnpicklingError,
+    ) as error:
+        raise ValueError(f"{what} are not CIFAR-10 batches: {error!r}") from error
+    if data.dtype != np.uint8 or data.shape[1:] != (32, 32, 3) or labels.shape != (len(data),):
         raise ValueError(
-            f"{path}: expected N x 3072 data and N labels, got {data.shape} and {labels.shape}"
+            f"{what}: expected N x 32 x 32 x 3 uint8 images and N labels, "
+            f"got {data.dtype} {data.shape} and {labels.shape}"
         )
-    return np.ascontiguousarray(data.reshape(-1, 3, 32, 32)), labels
-
-
-def _read_class_names(path: Path) -> tuple[str, ...]:
-    """The class names of ``batches.meta``, in label order."""
-    meta = _unpickle(path)
-    try:
-        return tuple(name.decode() for name in meta[b"label_names"])
-    except (KeyError, AttributeError, TypeError) as error:
-        raise ValueError(f"{path} has no CIFAR-10 label names: {error!r}") from error
-
-
-def _unpickle(path: Path) -> Any:
-    """Load a Python-2 pickle of the CIFAR-10 archive (byte-string keys)."""
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist: is the CIFAR-10 extraction complete?")
-    with open(path, "rb") as f:
-        return pickle.load(f, encoding="bytes")
+    images = np.ascontiguousarray(data.transpose(0, 3, 1, 2))  # torchvision gives HWC
+    return ImageArrays(torch.from_numpy(images), torch.from_numpy(labels), class_names)
