@@ -3,8 +3,8 @@
 import inspect
 import re
 
-import pytorch_lightning as pl
 import pytest
+import pytorch_lightning as pl
 import torch
 
 from litforge import testing

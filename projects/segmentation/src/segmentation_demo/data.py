@@ -72,7 +72,7 @@ class ShapesMasks(ImageDataModule):
 
     def __init__(
         self,
-        n_train: int = 2048,
+        n_train: int = 4096,
         n_test: int = 512,
         size: int = 32,
         max_shapes: int = 3,

@@ -4,7 +4,7 @@ it does the steps, logging and optimizer.
 
 Encoder: two convs at full size, then twice (max-pool, two convs at double the width). Decoder:
 twice (upsample, join the encoder's features of that size, two convs), then a 1x1 conv to one
-logit per class and pixel. Fully convolutional: any image size divisible by 4.
+logit per class and pixel. Fully convolutional: any image size (odd sizes included).
 """
 
 from __future__ import annotations
