@@ -285,7 +285,11 @@ def cpu_info() -> dict[str, str]:
 
 
 def bench_budget(
-    data: str | None, budget: float, out: Path, extra: list[str]
+    data: str | None,
+    budget: float,
+    out: Path,
+    extra: list[str],
+    reference_extra: tuple[str, ...] = (),
 ) -> list[dict[str, Any]]:
     """Both recipes, the same budget, one after the other; each row: accuracy, wall, choices."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -304,7 +308,7 @@ def bench_budget(
         *extra,
     ]
     ref_cmd = [sys.executable, "-m", "cifar10_demo.reference", f"--budget={budget:g}"]
-    ref_cmd += [f"--data={data}"] if data else []
+    ref_cmd += [*([f"--data={data}"] if data else []), *reference_extra]
     rows = []
     for name, cmd in (("litforge default", ours_cmd), ("airbench94 reference loop", ref_cmd)):
         print(f"   {name}: {' '.join(cmd)}", flush=True)
@@ -331,8 +335,8 @@ def bench_budget(
             row = {
                 "accuracy": result["accuracy"],
                 "precision": result["precision"],
-                "network": "full [64, 256, 256]",
-                "batch": 1024,
+                "network": f"airbench94 {result['widths']}",
+                "batch": result["batch"],
                 "steps": result["steps"],
             }
         rows.append({"recipe": name, **row, "wall_seconds": wall, "budget": budget, **cpu_info()})

@@ -18,6 +18,7 @@ import argparse
 import json
 import math
 import time
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -28,7 +29,7 @@ from cifar10_demo.model import Net
 from litforge.budget import process_age
 from litforge.data.augment import flip, random_translate
 
-BATCH, LR, WD, MOMENTUM, BIAS_SCALE = 1024, 11.5, 0.0153, 0.85, 64.0
+LR, WD, MOMENTUM, BIAS_SCALE = 11.5, 0.0153, 0.85, 64.0
 SMOOTHING, WARMUP, LR_START, LR_END, WHITEN_BIAS_EPOCHS = 0.2, 0.23, 0.2, 0.07, 3
 LOOKAHEAD_EVERY, LOOKAHEAD_BASE = 5, 0.95
 
@@ -46,7 +47,7 @@ def tta_logits(net: Net, x: Tensor) -> Tensor:
     return 0.5 * both(x) + 0.5 * shifted
 
 
-def main(argv: list[str] | None = None) -> dict[str, float | int | str]:
+def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", required=True, help="the CIFAR-10 image folder")
     parser.add_argument(
@@ -55,7 +56,11 @@ def main(argv: list[str] | None = None) -> dict[str, float | int | str]:
     parser.add_argument("--limit", type=int, default=None, help="images per split (tests)")
     parser.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch", type=int, default=1024, help="airbench94's 1024 (tests: less)")
+    parser.add_argument("--widths", default="64,256,256", help="airbench94's (tests: less)")
     args = parser.parse_args(argv)
+    BATCH = args.batch  # the paper's 1024; smaller only in tests
+    widths = tuple(int(w) for w in args.widths.split(","))
     torch.manual_seed(args.seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     data = Cifar10Data(root=args.data, limit=args.limit)
@@ -71,7 +76,7 @@ def main(argv: list[str] | None = None) -> dict[str, float | int | str]:
     y_test = test.labels.to(device)
     del pixels
 
-    net = Net((64, 256, 256), 24, 0.4, 10, 1 / 9).to(device).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    net = Net(widths, 24, 0.4, 10, 1 / 9).to(device).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     net.init_whitening(x_train[:5000])
     kilostep = BATCH * (1 + 1 / (1 - MOMENTUM))
     lr, decay = LR / kilostep * BATCH, WD * BATCH / kilostep
@@ -124,6 +129,8 @@ def main(argv: list[str] | None = None) -> dict[str, float | int | str]:
         test_s = (time.perf_counter() - start) * len(x_test) / 1000
         net.train()
     steps_per_epoch = len(x_train) // BATCH
+    if steps_per_epoch == 0:
+        raise SystemExit(f"error: {len(x_train)} training images make no batch of {BATCH}")
     left = args.budget - process_age() - test_s - 5.0 - 0.015 * args.budget
     total = max(1, math.floor(left / step_s))
     warm = max(1, int(WARMUP * total))
@@ -170,10 +177,12 @@ def main(argv: list[str] | None = None) -> dict[str, float | int | str]:
             correct += int(
                 (tta_logits(net, x_test[i : i + 1000]).argmax(-1) == y_test[i : i + 1000]).sum()
             )
-    result: dict[str, float | int | str] = {
+    result: dict[str, Any] = {
         "accuracy": correct / len(x_test),
         "precision": "bf16-mixed" if dtype is not None else "32-true",
         "steps": total,
+        "widths": list(widths),
+        "batch": BATCH,
         "epochs": total / steps_per_epoch,
         "train_seconds": train_s,
         "wall_seconds": process_age(),

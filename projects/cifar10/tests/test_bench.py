@@ -1,0 +1,76 @@
+"""The benchmarks' code, run on the CPU with tiny settings: `make bench-gpu` must work the first
+time a GPU appears, and bench (d) must compare what it says it compares."""
+
+import csv
+import json
+import statistics
+
+import pytest
+
+from cifar10_demo import bench, bench_gpu, reference
+
+TINY = ["--model.widths=[8,16,16]", "--data.batch_size=50", "--data.eval_batch_size=50"]
+
+
+def test_bench_gpu_writes_what_it_measured(tiny_image_folder, tmp_path):
+    rows = bench_gpu.main(
+        [
+            f"--data={tiny_image_folder}",
+            "--seeds=2",
+            "--steps=2",
+            f"--out={tmp_path}",
+            "--",
+            *TINY,
+            "--trainer.max_epochs=1",
+            "--trainer.precision=32-true",
+        ]
+    )
+    (out,) = tmp_path.glob("*-gpu")
+    with open(out / "seeds.csv") as f:
+        saved = list(csv.DictReader(f))
+    assert [int(r["seed"]) for r in saved] == [0, 1]
+    for row, kept in zip(rows, saved):
+        assert float(kept["accuracy"]) == pytest.approx(row["accuracy"])
+        assert 0 <= row["accuracy"] <= 1 and row["train_seconds"] > 0
+    with open(out / "summary.csv") as f:
+        summary = next(csv.DictReader(f))
+    assert float(summary["accuracy_mean"]) == pytest.approx(
+        statistics.mean(r["accuracy"] for r in rows)
+    )
+    assert int(summary["seeds"]) == 2
+    assert float(summary["trainer_vs_raw_ratio_median_of_rounds"]) > 0
+
+
+@pytest.mark.slow
+def test_bench_d_runs_both_recipes_on_one_budget(tiny_image_folder, tmp_path):
+    rows = bench.bench_budget(
+        str(tiny_image_folder),
+        budget=45,
+        out=tmp_path,
+        extra=["--size=null", "--run.precision=null", "--trainer.precision=32-true", *TINY],
+        reference_extra=("--batch=50", "--widths=8,16,16", "--precision=fp32"),
+    )
+    ours, ref = rows
+    assert ours["recipe"].startswith("litforge") and ref["recipe"].startswith("airbench94")
+    assert ours["network"] == "None [8, 16, 16]" and ref["network"] == "airbench94 [8, 16, 16]"
+    assert ours["steps"] >= 1 and ref["steps"] >= 1
+    for row in rows:
+        assert 0 <= row["accuracy"] <= 1 and row["budget"] == 45 and row["cpu"]
+    results = json.loads(next((tmp_path / "runs" / "cifar10").glob("*/results.json")).read_text())
+    assert ours["accuracy"] == results["test/cifar10/accuracy"]
+
+
+def test_reference_tta_is_the_mean_of_six_views():
+    import torch
+
+    from cifar10_demo.model import Net
+
+    net = Net((8, 8, 8), 24, 0.4, 10, 1 / 9).eval()
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        got = reference.tta_logits(net, x)
+        padded = torch.nn.functional.pad(x, (1, 1, 1, 1), mode="reflect")
+        views = [x, padded[..., :32, :32], padded[..., 2:, 2:]]
+        pairs = [0.5 * (net(v) + net(v.flip(-1))) for v in views]
+        expected = 0.5 * pairs[0] + 0.25 * (pairs[1] + pairs[2])
+    assert torch.allclose(got, expected, atol=1e-6)
