@@ -248,3 +248,11 @@ def test_resumed_run_keeps_its_start_and_adds_up_its_wall_time(tmp_path: Path) -
     assert second is not None and second["status"] == "finished" and second["attempts"] == 2
     assert second["started"] == first["started"] < second["last_started"]
     assert second["wall_s"] > first["wall_s"]
+
+
+def test_a_pruned_trial_is_listed_as_pruned_not_failed() -> None:
+    from litforge.experiments.child import TrialPruned
+    from litforge.runs import outcome_of
+
+    assert outcome_of(TrialPruned("val/x/accuracy 0.2 at epoch 1"), "interrupted") == "pruned"
+    assert outcome_of(RuntimeError("boom"), "interrupted") == "failed"

@@ -100,9 +100,14 @@ def end_status(
 
 
 def outcome_of(error: BaseException | None, trainer_status: str | None) -> str:
-    """finished, interrupted or failed, from what ended the command and the trainer's state."""
+    """finished, interrupted, pruned or failed, from what ended the command and the trainer's
+    state (pruned: a sweep's pruner stopped the trial early, as it should)."""
     from pytorch_lightning.utilities.exceptions import SIGTERMException
 
+    from litforge.experiments.child import TrialPruned
+
+    if isinstance(error, TrialPruned):
+        return "pruned"
     if error is None:
         return "interrupted" if trainer_status == "interrupted" else "finished"
     if isinstance(error, KeyboardInterrupt | SIGTERMException):
