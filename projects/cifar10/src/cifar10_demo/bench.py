@@ -322,7 +322,7 @@ def bench_budget(
             run_dir = sorted((runs / "cifar10").iterdir())[-1]
             results = json.loads((run_dir / "results.json").read_text())
             config = yaml.safe_load((run_dir / "config.yaml").read_text())
-            steps = int(config["trainer"]["max_steps"])
+            steps = int(results.get("step") or config["trainer"]["max_steps"])  # as trained
             row = {
                 "accuracy": results["test/cifar10/accuracy"],
                 "precision": config["trainer"]["precision"],
