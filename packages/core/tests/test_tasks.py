@@ -337,6 +337,28 @@ def test_a_failing_diagnostic_is_a_warning_and_results_are_written(
     assert not any("extremes" in key for key in files)
 
 
+def test_a_fit_without_validation_set_warns_nothing(tmp_path: Path) -> None:
+    """val_size=0: the trainer is told there is no validation (Lightning otherwise warns that
+    an empty loader has zero length), and the fit still tests and writes its results."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cli = testing.train(
+            regression.main, tmp_path, "fit", "--trainer.max_epochs=1", "--data.val_size=0"
+        )
+    assert cli.datamodule.splits["val"] is None
+    assert cli.trainer.limit_val_batches == 0
+    # (LightningCLI's notice about args given from Python comes from this test's way of calling)
+    user = [
+        w
+        for w in caught
+        if issubclass(w.category, UserWarning) and "args parameter" not in str(w.message)
+    ]
+    assert not user, [str(w.message) for w in user]
+    assert "test/rows/mse" in results(cli)
+
+
 # ---------------------------------------------------------------------- media
 @pytest.fixture
 def trainer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:

@@ -128,6 +128,10 @@ class ArrayDataModule(pl.LightningDataModule):
                 k: v.to(device) if v is not None else None for k, v in self.splits.items()
             }
             self._device = device
+        if stage == "fit" and self.trainer is not None and self.splits["val"] is None:
+            # No validation set: tell the trainer, which otherwise warns that an empty
+            # validation loader has zero length, a warning the user can do nothing about.
+            self.trainer.limit_val_batches = 0
 
     # ------------------------------------------------------------------ values for the model
     @property
