@@ -74,3 +74,28 @@ def test_reference_tta_is_the_mean_of_six_views():
         pairs = [0.5 * (net(v) + net(v.flip(-1))) for v in views]
         expected = 0.5 * pairs[0] + 0.25 * (pairs[1] + pairs[2])
     assert torch.allclose(got, expected, atol=1e-6)
+
+
+def test_bench_e_times_each_network_and_saves_the_ratios(tmp_path, monkeypatch):
+    """Widths (e): one row per network, its rate the batch over the (here fixed) step time, and
+    its ratio to the first network's. The step timer is replaced: the test checks the
+    arithmetic and the files, a real timing is this machine's."""
+    from litforge import budget
+
+    seconds = {(8, 16, 16): 0.5, (8, 16, 32): 0.25}  # per step of 8 images
+
+    def timer(model, batch, device, precision, steps=3):
+        widths = tuple(b[0].out_channels for b in model.net.blocks)
+        return seconds[widths]
+
+    monkeypatch.setattr(budget, "time_train_steps", timer)
+    bench.main_bench(
+        ["--only=e", "--widths=8/16/16,8/16/32", "--batch=8", "--rounds=2", f"--out={tmp_path}"]
+    )
+    (out,) = tmp_path.iterdir()
+    with open(out / "widths.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["widths"] for r in rows] == ["8/16/16", "8/16/32"]
+    assert [float(r["images_per_s"]) for r in rows] == [16.0, 32.0]
+    assert [float(r["relative"]) for r in rows] == [1.0, 2.0]
+    assert rows[0]["precision"] in ("bf16-mixed", "32-true") and rows[0]["cpu"]

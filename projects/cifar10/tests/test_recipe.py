@@ -6,6 +6,7 @@ run. A tiny generated image folder stands in for CIFAR-10: no data set is needed
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from pytorch_lightning.callbacks import Callback
 from cifar10_demo.cli import main
 from cifar10_demo.model import Cifar10Model
 from litforge import testing
+from litforge.budget import MARGIN_FRACTION, MARGIN_S, BudgetGuard, process_age
 from litforge.callbacks import Lookahead
 from litforge.cli import RUN_DIR_ENV
 from litforge.structs import ClassificationExample
@@ -158,3 +160,43 @@ def test_recipe_resumes_bit_exact_at_an_epoch_boundary(tmp_path: Path, isolated:
     assert a.keys() == b.keys()
     different = [k for k in a if not torch.equal(a[k], b[k])]
     assert not different, different
+
+
+# ---------------------------------------------------------------------- the recipe on a budget
+class SlowDown(Callback):
+    """From step ``after`` on, every step takes ``seconds`` longer: the machine got slower."""
+
+    def __init__(self, after: int, seconds: float) -> None:
+        self.after, self.seconds = after, seconds
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        if trainer.global_step >= self.after:
+            time.sleep(self.seconds)
+
+
+@pytest.mark.slow
+def test_the_schedule_ends_on_the_last_step_the_budget_allowed(
+    tmp_path: Path, isolated: None
+) -> None:
+    """A budgeted run whose machine slows down half-way: the guard cuts the planned steps, and
+    the learning rate still ends at its final value on the last step trained (the LambdaLR
+    reads the step count the guard set)."""
+    folder = write_image_folder(tmp_path / "images")
+    left = 8.0  # seconds to measure, train and test after the margins
+    given = (process_age() + left + MARGIN_S) / (1 - MARGIN_FRACTION)
+    run = fit(
+        folder,
+        tmp_path / "run",
+        f"--run.time_budget={given:.1f}",
+        "--run.test_after_fit=true",
+        trainer_defaults={"callbacks": [SlowDown(after=12, seconds=0.05)]},
+    )
+    guard = next(c for c in run.trainer.callbacks if isinstance(c, BudgetGuard))
+    assert guard.plan is not None
+    trained = run.trainer.global_step
+    assert 12 < trained == run.trainer.max_steps < guard.plan.max_steps
+    scheduler = run.trainer.lr_scheduler_configs[0].scheduler
+    assert scheduler.last_epoch == trained
+    for group, base in zip(scheduler.optimizer.param_groups, scheduler.base_lrs):
+        assert group["lr"] == pytest.approx(base * run.model.lr_end, rel=1e-9)
+    assert (run.run_dir / "results.json").exists()

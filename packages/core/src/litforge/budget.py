@@ -91,18 +91,17 @@ def time_train_steps(
 @torch.no_grad()
 def time_eval_batch(model: Any, batch: Example, device: torch.device, precision: str) -> float:
     """Seconds to predict one evaluation batch with a copy of ``model`` (test-time
-    augmentation included, as the model's forward does it in eval mode)."""
+    augmentation included, as the model's forward does it in eval mode), timed once after a
+    warm-up on an eighth of it (a whole batch with test-time augmentation can take seconds)."""
     m = copy.deepcopy(model).to(device).eval()
     batch = batch.to(device)
-    times = []
-    for _ in range(2):
+    with _autocast(device, precision):
+        m(batch[: max(1, len(batch) // 8)])
         sync(device)
         start = time.perf_counter()
-        with _autocast(device, precision):
-            m(batch)
+        m(batch)
         sync(device)
-        times.append(time.perf_counter() - start)
-    return times[-1]
+    return time.perf_counter() - start
 
 
 def choose_precision(model: Any, batch: Example, device: torch.device) -> tuple[str, str]:
@@ -266,8 +265,8 @@ def fit_the_machine(
     import json
 
     overrides: dict[str, Any] = {}
-    if os.environ.get(PLAN_ENV):  # a DDP child: the launching process measured already
-        saved = json.loads(os.environ[PLAN_ENV])
+    saved = json.loads(os.environ.get(PLAN_ENV) or "{}")
+    if saved.get("pid") == os.getppid():  # a DDP child: its launching process measured already
         found = Plan(**saved["plan"]) if saved["plan"] else None
         return saved["overrides"], found
     device = device_of(accelerator)
@@ -301,6 +300,12 @@ def fit_the_machine(
         )
         overrides |= {"max_steps": found.max_steps, "max_epochs": -1}
         rank_zero_info(found.describe())
-    state = {"overrides": overrides, "plan": dataclasses.asdict(found) if found else None}
+    # Only this process's direct children (the DDP launcher's) reuse it: another run in this
+    # process, or a run this one starts some other way, measures for itself.
+    state = {
+        "pid": os.getpid(),
+        "overrides": overrides,
+        "plan": dataclasses.asdict(found) if found else None,
+    }
     os.environ[PLAN_ENV] = json.dumps(state)
     return overrides, found

@@ -8,7 +8,9 @@ c. time to accuracy: test accuracy against training wall time, per epoch, of a d
    (the clock stops while the test set is evaluated);
 d. the default recipe (``python -m cifar10_demo fit`` with ``--run.time_budget``) against
    airbench94's published recipe as a plain PyTorch loop (``cifar10_demo.reference``), both
-   given the same wall budget, one after the other, each in its own process.
+   given the same wall budget, one after the other, each in its own process;
+e. training images/s of networks of several widths (``--widths``), in the precision the CPU
+   preset would choose, on random images, in alternating rounds: what the size table rests on.
 
 Results are printed as a table and saved under ``bench-results/<time>/`` (CSV and PNG).
 """
@@ -344,6 +346,37 @@ def bench_budget(
 
 
 # ------------------------------------------------------------------------------- main
+def bench_widths(
+    widths: list[tuple[int, int, int]], batch: int, rounds: int
+) -> list[dict[str, Any]]:
+    """Training images/s of each network (median of ``rounds`` alternating rounds, each the
+    least disturbed of 3 steps): the same batch of random images, the same precision."""
+    from statistics import median
+
+    from cifar10_demo.cli import _Timed, random_batch
+    from litforge.budget import choose_precision, time_train_steps
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    example = random_batch(batch)
+    precision, why = choose_precision(_Timed(widths[0]), example, device)
+    print(f"   precision: {precision} ({why})", flush=True)
+    rates: dict[tuple[int, int, int], list[float]] = {w: [] for w in widths}
+    for _ in range(rounds):
+        for w in widths:
+            rates[w].append(batch / time_train_steps(_Timed(w), example, device, precision))
+    return [
+        {
+            "widths": "/".join(map(str, w)),
+            "images_per_s": median(r),
+            "relative": median(r) / median(rates[widths[0]]),
+            "batch": batch,
+            "precision": precision,
+            **cpu_info(),
+        }
+        for w, r in rates.items()
+    ]
+
+
 def main_bench(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -351,10 +384,19 @@ def main_bench(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", help="a local image-folder copy (default: the official download)")
     parser.add_argument("--only", default="a,b,c", help="which benchmarks, e.g. a,b or d")
     parser.add_argument("--budget", type=float, default=600.0, help="seconds for each run of (d)")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="(d): both recipes' seed (weights, data order)"
+    )
     parser.add_argument("--steps", type=int, default=20, help="timed steps for (a)")
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds for (a)")
     parser.add_argument("--aug-images", type=int, default=10000, help="images for (b)")
+    parser.add_argument(
+        "--widths",
+        default="32/64/128,64/128/128,64/128/256,48/128/256,64/256/256",
+        help="networks for (e): comma-separated block widths",
+    )
+    parser.add_argument("--batch", type=int, default=512, help="batch for (e)")
     parser.add_argument("--out", default="bench-results")
     parser.add_argument(
         "extra", nargs="*", help="config overrides for the run, e.g. --trainer.max_epochs=2"
@@ -416,7 +458,10 @@ def main_bench(argv: list[str] | None = None) -> None:
             f"d. default recipe vs airbench94 reference loop, {args.budget:g} s each ...",
             flush=True,
         )
-        rows_d = bench_budget(args.data, args.budget, out, extra)
+        seeded = [f"--seed_everything={args.seed}", f"--data.seed={args.seed}"]
+        rows_d = bench_budget(
+            args.data, args.budget, out, [*seeded, *extra], (f"--seed={args.seed}",)
+        )
         with open(out / "budget.csv", "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(rows_d[0]))
             writer.writeheader()
@@ -433,6 +478,20 @@ def main_bench(argv: list[str] | None = None) -> None:
         for r in rows_d:
             table.append(("d", f"{r['recipe']} accuracy", r["accuracy"]))
             table.append(("d", f"{r['recipe']} wall_seconds", r["wall_seconds"]))
+    if "e" in only:
+        print("e. training images/s by network width ...", flush=True)
+        nets = [tuple(int(c) for c in w.split("/")) for w in args.widths.split(",")]
+        rows_e = bench_widths(nets, args.batch, args.rounds)  # type: ignore[arg-type]
+        with open(out / "widths.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows_e[0]))
+            writer.writeheader()
+            writer.writerows(rows_e)
+        print(f"\n{'widths':<14}{'images/s':>10}{'relative':>10}")
+        for r in rows_e:
+            print(f"{r['widths']:<14}{r['images_per_s']:>10.0f}{r['relative']:>10.3f}")
+        print(f"{rows_e[0]['cpu']} ({rows_e[0]['flags']}), {rows_e[0]['precision']}")
+        for r in rows_e:
+            table.append(("e", f"{r['widths']} images/s", r["images_per_s"]))
     with open(out / "results.csv", "w", newline="") as f:
         table_writer = csv.writer(f)
         table_writer.writerow(["benchmark", "measure", "value"])

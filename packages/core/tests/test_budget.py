@@ -1,0 +1,237 @@
+"""The time budget and the measured precision (litforge.budget) through real Trainer runs of the
+synthetic regression task: what is planned, what is saved, what a resumed run keeps, and how
+the guard moves the plan when the machine slows down.
+
+The budget counts from process start; inside pytest the process is as old as the session, so
+every budget here is "the process's age now + a few seconds"."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytorch_lightning as pl
+import yaml
+from pytorch_lightning.callbacks import Callback
+
+from litforge import budget, testing
+from litforge.budget import BudgetGuard, process_age, steps_that_fit
+from litforge.cli import RUN_DIR_ENV
+from litforge.testing import regression
+
+EPOCH_STEPS = 6  # 320 rows, 15% val, 20% test: 208 training rows, batch 32, drop_last
+
+
+def budget_leaving(seconds: float) -> float:
+    """A budget that leaves about ``seconds`` to measure, train and test after its margins."""
+    return (process_age() + seconds + budget.MARGIN_S) / (1 - budget.MARGIN_FRACTION)
+
+
+def saved_config(cli: Any) -> dict[str, Any]:
+    return yaml.safe_load((cli.run_dir / "config.yaml").read_text())
+
+
+def guard_of(cli: Any) -> BudgetGuard:
+    return next(c for c in cli.trainer.callbacks if isinstance(c, BudgetGuard))
+
+
+# ---------------------------------------------------------------------- the arithmetic
+def simulated_steps(seconds: float, step_s: float, per_epoch: int, val_s: float) -> int:
+    """Independent count: add steps one at a time; every started epoch ends in a validation."""
+    n = 0
+    while True:
+        m = n + 1
+        epochs_started = -(-m // per_epoch)
+        if m * step_s + epochs_started * val_s > seconds:
+            return n
+        n = m
+
+
+@pytest.mark.parametrize("seconds", [0.0, 4.0, 9.5, 10.0, 33.35, 100.0, 250.0])
+@pytest.mark.parametrize(
+    ("step_s", "per_epoch", "val_s"), [(1.0, 10, 5.0), (0.3, 7, 0.0), (2.5, 3, 1.25)]
+)
+def test_steps_that_fit_matches_a_step_by_step_count(
+    seconds: float, step_s: float, per_epoch: int, val_s: float
+) -> None:
+    assert steps_that_fit(seconds, step_s, per_epoch, val_s) == simulated_steps(
+        seconds, step_s, per_epoch, val_s
+    )
+
+
+# ---------------------------------------------------------------------- real runs
+@pytest.mark.slow
+def test_a_budgeted_run_trains_the_planned_steps_and_saves_them(tmp_path: Path) -> None:
+    given = budget_leaving(8)
+    cli = testing.train(regression.main, tmp_path, "fit", f"--run.time_budget={given:.1f}")
+    plan = guard_of(cli).plan
+    assert plan is not None and plan.budget_s == pytest.approx(given, abs=0.05)
+    assert (plan.steps_per_epoch, plan.val_batches, plan.test_batches) == (EPOCH_STEPS, 2, 2)
+    # the plan is the most steps that fit what was left when it was made
+    left = (
+        plan.budget_s
+        - plan.elapsed_s
+        - plan.test_s
+        - budget.MARGIN_S
+        - budget.MARGIN_FRACTION * plan.budget_s
+    )
+    val_s = plan.val_batches * plan.eval_batch_s
+    assert plan.max_steps == simulated_steps(left, plan.step_s, plan.steps_per_epoch, val_s)
+    assert plan.max_steps > 10 * EPOCH_STEPS  # a tiny model: many epochs fit in 8 s
+    config = saved_config(cli)
+    assert config["trainer"]["max_epochs"] == -1
+    # the guard may have moved the step count while training; the trainer trained exactly it
+    assert cli.trainer.global_step == cli.trainer.max_steps
+    assert config["trainer"]["max_steps"] == plan.max_steps
+    assert (cli.run_dir / "results.json").exists()
+    assert json.loads((cli.run_dir / "results.json").read_text())["test/rows/mse"] >= 0
+
+
+def test_without_a_budget_nothing_is_measured_or_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def forbidden(*args: Any, **kwargs: Any) -> float:
+        raise AssertionError("timed a step without a budget or precision=auto")
+
+    monkeypatch.setattr(budget, "time_train_steps", forbidden)
+    cli = testing.train(regression.main, tmp_path, "fit", "--trainer.max_epochs=2")
+    assert guard_of(cli).plan is None
+    config = saved_config(cli)
+    assert (config["trainer"]["max_steps"], config["trainer"]["max_epochs"]) == (-1, 2)
+    assert config["trainer"]["precision"] is None or str(config["trainer"]["precision"]) in (
+        "32",
+        "32-true",
+    )
+    assert cli.trainer.global_step == 2 * EPOCH_STEPS
+
+
+@pytest.mark.parametrize(
+    ("fp32_s", "bf16_s", "expected"), [(2.0, 1.0, "bf16-mixed"), (1.0, 2.0, "32-true")]
+)
+def test_auto_precision_keeps_the_faster_and_saves_it(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    fp32_s: float,
+    bf16_s: float,
+    expected: str,
+) -> None:
+    """The timer is replaced (a real timing is this machine's to decide): the choice follows the
+    times, is printed with them and is what config.yaml and the trainer say."""
+    times = {"32-true": fp32_s, "bf16-mixed": bf16_s}
+    monkeypatch.setattr(
+        budget, "time_train_steps", lambda m, b, d, precision, steps=3: times[precision]
+    )
+    with caplog.at_level("INFO"):
+        cli = testing.train(
+            regression.main, tmp_path, "fit", "--trainer.max_epochs=1", "--run.precision=auto"
+        )
+    assert saved_config(cli)["trainer"]["precision"] == expected
+    assert cli.trainer.precision == expected
+    assert (
+        f"precision: {expected} (a training step took {fp32_s:.3f} s in fp32 and {bf16_s:.3f} s"
+        in caplog.text
+    )
+
+
+def test_auto_precision_on_this_machine_is_one_of_the_two_and_trains(tmp_path: Path) -> None:
+    cli = testing.train(
+        regression.main, tmp_path, "fit", "--trainer.max_epochs=1", "--run.precision=auto"
+    )
+    chosen = saved_config(cli)["trainer"]["precision"]
+    assert chosen in ("bf16-mixed", "32-true")
+    assert cli.trainer.precision == chosen
+    assert cli.trainer.global_step == EPOCH_STEPS
+
+
+@pytest.mark.slow
+def test_a_resumed_run_keeps_the_saved_plan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = testing.train(
+        regression.main, tmp_path, "fit", f"--run.time_budget={budget_leaving(5):.1f}"
+    )
+    steps = first.trainer.global_step
+    config, last = first.run_dir / "config.yaml", first.run_dir / "checkpoints" / "last.ckpt"
+
+    def forbidden(*args: Any, **kwargs: Any) -> float:
+        raise AssertionError("a resumed run measured again")
+
+    monkeypatch.setattr(budget, "time_train_steps", forbidden)
+    # Its saved budget is long gone (the process is older now): a new plan would raise
+    # BudgetError or train other steps. A resumed run keeps the saved ones and measures nothing.
+    resumed = testing.train(
+        regression.main, tmp_path, "fit", f"--config={config}", f"--ckpt_path={last}"
+    )
+    assert guard_of(resumed).plan is None
+    assert resumed.trainer.max_steps == saved_config(first)["trainer"]["max_steps"]
+    assert resumed.trainer.global_step == steps
+
+
+def test_a_budget_too_small_for_one_step_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(budget.BudgetError, match=r"--run.time_budget=1 s leaves no time to train"):
+        testing.train(regression.main, tmp_path, "fit", "--run.time_budget=1")
+
+
+class SlowDown(Callback):
+    """From step ``after`` on, every step takes ``seconds`` longer: the machine got slower."""
+
+    def __init__(self, after: int, seconds: float) -> None:
+        self.after, self.seconds = after, seconds
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        if trainer.global_step >= self.after:
+            time.sleep(self.seconds)
+
+
+@pytest.mark.slow
+def test_the_guard_shortens_the_run_when_the_machine_slows_down(tmp_path: Path) -> None:
+    given = budget_leaving(8)
+    spec = {"class_path": "test_budget.SlowDown", "init_args": {"after": 12, "seconds": 0.02}}
+    sys.path.insert(0, str(Path(__file__).parent))
+    try:
+        cli = testing.train(
+            regression.main,
+            tmp_path,
+            "fit",
+            f"--run.time_budget={given:.1f}",
+            f"--trainer.callbacks+={json.dumps(spec)}",
+        )
+    finally:
+        sys.path.remove(str(Path(__file__).parent))
+    plan = guard_of(cli).plan
+    assert plan is not None
+    # planned at the unslowed pace; the slowed steps cost ~20 ms more each, so far fewer fit
+    assert cli.trainer.global_step < plan.max_steps / 2
+    assert cli.trainer.global_step == cli.trainer.max_steps < plan.max_steps
+    # ... and the run (test included) ended within its budget
+    assert process_age() <= given + 1.0
+
+
+@pytest.mark.slow
+def test_ddp_children_train_the_parents_plan(tmp_path: Path) -> None:
+    """Two processes with a budget: the launching process measures, its DDP child reuses the
+    plan (both must train the same steps, or the collectives would hang)."""
+    env = {k: v for k, v in os.environ.items() if k not in (RUN_DIR_ENV, budget.PLAN_ENV)}
+    env["OMP_NUM_THREADS"] = "1"
+    args = [
+        sys.executable, "-m", "litforge.testing.regression", "fit", f"--run.root={tmp_path}",
+        "--run.loggers=[csv]", *testing.QUIET, "--trainer.accelerator=cpu",
+        "--trainer.strategy=ddp", "--trainer.devices=2", "--data.batch_size=16",
+        "--run.time_budget=25",
+    ]  # fmt: skip
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    output = done.stdout + done.stderr
+    assert output.count("time budget 25 s:") == 1  # measured once, by the launching process
+    (run_dir,) = (tmp_path / "rows").iterdir()
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    results = json.loads((run_dir / "results.json").read_text())
+    assert config["trainer"]["max_steps"] > 0
+    assert results["step"] <= config["trainer"]["max_steps"]
