@@ -6,7 +6,6 @@ run. A tiny generated image folder stands in for CIFAR-10: no data set is needed
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -163,17 +162,6 @@ def test_recipe_resumes_bit_exact_at_an_epoch_boundary(tmp_path: Path, isolated:
 
 
 # ---------------------------------------------------------------------- the recipe on a budget
-class SlowDown(Callback):
-    """From step ``after`` on, every step takes ``seconds`` longer: the machine got slower."""
-
-    def __init__(self, after: int, seconds: float) -> None:
-        self.after, self.seconds = after, seconds
-
-    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
-        if trainer.global_step >= self.after:
-            time.sleep(self.seconds)
-
-
 @pytest.mark.slow
 def test_the_schedule_ends_on_the_last_step_the_budget_allowed(
     tmp_path: Path, isolated: None
@@ -189,7 +177,7 @@ def test_the_schedule_ends_on_the_last_step_the_budget_allowed(
         tmp_path / "run",
         f"--run.time_budget={given:.1f}",
         "--run.test_after_fit=true",
-        trainer_defaults={"callbacks": [SlowDown(after=12, seconds=0.05)]},
+        trainer_defaults={"callbacks": [testing.SlowDown(after=12, seconds=0.05)]},
     )
     guard = next(c for c in run.trainer.callbacks if isinstance(c, BudgetGuard))
     assert guard.plan is not None

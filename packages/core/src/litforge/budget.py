@@ -189,29 +189,46 @@ class BudgetGuard(Callback):
     plan could not time (the framework's own per-step work, validations, diagnostics) show up:
     every twentieth of the planned steps it measures the pace of the run so far and sets the
     trainer's step count to what still fits. Schedules that read the trainer's step count
-    follow. A resumed run keeps the steps of its saved config: the guard is off then."""
+    follow. A resumed run ends at the step count the guard had set when its checkpoint was
+    written (saved in the checkpoint's callback state); the guard is off then."""
 
     def __init__(self, plan: Plan | None = None) -> None:
         self.plan = plan
         self._start: tuple[float, int] | None = None
         self._next_check = 0
+        self._next_check_t = 0.0
         self._epochs_seen = 0
+        self._max_steps: int | None = None  # the step count as the guard last set it
+        self._resumed_max_steps: int | None = None
 
     def _every(self) -> int:
         return max(5, self.plan.max_steps // 20) if self.plan else 1
 
+    def _every_s(self) -> float:
+        # and at least every 2% of the budget in seconds: a plan that underestimates the cost
+        # of a step many times over (a tiny model, whose framework overhead the plan could not
+        # time) would otherwise be checked only after the budget is gone
+        return max(0.5, 0.02 * self.plan.budget_s) if self.plan else 1.0
+
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._resumed_max_steps is not None:
+            trainer.fit_loop.epoch_loop.max_steps = self._resumed_max_steps
+        self._max_steps = trainer.fit_loop.max_steps
         if self.plan is not None:
             self._start = (process_age(), trainer.global_step)
             self._next_check = trainer.global_step + self._every()
+            self._next_check_t = time.perf_counter() + self._every_s()
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._epochs_seen += 1
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, *args: Any) -> None:
-        if self.plan is None or self._start is None or trainer.global_step < self._next_check:
+        if self.plan is None or self._start is None:
+            return
+        if trainer.global_step < self._next_check and time.perf_counter() < self._next_check_t:
             return
         self._next_check = trainer.global_step + self._every()
+        self._next_check_t = time.perf_counter() + self._every_s()
         plan, now = self.plan, process_age()
         started, first = self._start
         pace = (now - started) / max(1, trainer.global_step - first)  # s per step, all included
@@ -225,6 +242,7 @@ class BudgetGuard(Callback):
         target = min(target, current + max(1, plan.max_steps // 4))
         if target != current:
             trainer.fit_loop.epoch_loop.max_steps = target
+            self._max_steps = target
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.plan is not None and trainer.global_step != self.plan.max_steps:
@@ -234,10 +252,16 @@ class BudgetGuard(Callback):
             )
 
     def state_dict(self) -> dict[str, Any]:
-        return {"plan": dataclasses.asdict(self.plan) if self.plan else None}
+        return {
+            "plan": dataclasses.asdict(self.plan) if self.plan else None,
+            "max_steps": self._max_steps,
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.plan = None  # resumed: keep the saved steps; the new process's clock guards nothing
+        # Resumed: the new process's clock guards nothing; the run ends at the step count the
+        # guard had set when the checkpoint was written (its schedules were spanning that).
+        self.plan = None
+        self._resumed_max_steps = state_dict.get("max_steps")
 
 
 PLAN_ENV = "LITFORGE_PLAN"  # a DDP launcher's children reuse the parent's plan (same steps)

@@ -31,8 +31,9 @@ CPU = CONFIGS / "cpu.yaml"
 # the fewest epochs worth training it for). A larger network learns more per epoch but costs
 # more per image; below its epoch count a smaller one, trained longer, does better. On a CPU the
 # first block (at full resolution) costs most: widening the last block from 128 to 256 costs
-# about 1% of the speed (measured, README), so "small" has it. Measured on a Zen 4 with a 600 s
-# budget: small at 9 epochs 89.7%, tiny at 26 epochs 88.7% (README: the epoch counts).
+# 1% of the speed at batch 256 and 12% at 512 (bench e), and the wider one trained for 600 s
+# scored higher (README). Measured on a Zen 4 with a 600 s budget: small at 9 epochs 89.4 to
+# 89.8%, tiny at 26 epochs 88.7%.
 SIZES: dict[str, tuple[tuple[int, int, int], int, float]] = {
     "tiny": ((32, 64, 128), 256, 0.0),
     "small": ((64, 128, 256), 512, 6.0),

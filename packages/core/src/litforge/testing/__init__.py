@@ -7,6 +7,8 @@ Kit (each returns what it checked, so a test can assert more):
     media_files(run_dir)          every PNG the diagnostics wrote
     rerun_saved_config(main, ...) the saved config.yaml runs again as it is
     write_image_folder(root)      a tiny <split>/<class>/*.png folder (CIFAR-10's layout)
+    SlowDown(after, seconds)      a callback: every step from ``after`` on takes longer (a
+                                  machine slowing down, for time-budget tests)
 
 Tiny synthetic tasks, each runnable as ``python -m litforge.testing.<task> fit ...`` (for DDP
 tests in a subprocess; ``python -m litforge.testing`` is the image task):
@@ -20,6 +22,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import pytorch_lightning as pl
 
 from litforge.cli import LitforgeCLI
 from litforge.model import BaseModel
@@ -91,6 +95,20 @@ def rerun_saved_config(main: Main, run_dir: Path, tmp: Path, *args: str) -> Litf
 
 
 # The image task is the default one: ``testing.main`` runs it.
+class SlowDown(pl.Callback):
+    """From step ``after`` on, every training step takes ``seconds`` longer: the machine got
+    slower (a time budget's guard must notice)."""
+
+    def __init__(self, after: int, seconds: float) -> None:
+        self.after, self.seconds = after, seconds
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        if trainer.global_step >= self.after:
+            import time
+
+            time.sleep(self.seconds)
+
+
 from litforge.testing.folders import write_image_folder  # noqa: E402
 from litforge.testing.images import SyntheticData, TinyClassifier, main, synthetic_images  # noqa: E402
 
