@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from cifar10_demo import cli
 from cifar10_demo.cli import SIZES, choose_size, main
@@ -96,7 +95,7 @@ def test_size_auto_saves_the_network_it_chose(
         "--trainer.fast_dev_run=true",
         "--data.eval_batch_size=30",
     )
-    config = yaml.safe_load((run.run_dir / "config.yaml").read_text())
+    config = run.config["fit"]  # as the run's config.yaml saves it
     assert config["size"] == "small"
     assert tuple(config["model"]["widths"]) == widths
     assert config["data"]["batch_size"] == config["model"]["batch_size"] == batch

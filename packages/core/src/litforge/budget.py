@@ -216,7 +216,9 @@ class BudgetGuard(Callback):
         self._max_steps = trainer.fit_loop.max_steps
         if self.plan is not None:
             self._start = (process_age(), trainer.global_step)
-            self._next_check = trainer.global_step + self._every()
+            # under DDP, checks are by step (every rank at the same one): the first one soon
+            first_check = min(self._every(), 20) if trainer.world_size > 1 else self._every()
+            self._next_check = trainer.global_step + first_check
             self._next_check_t = time.perf_counter() + self._every_s()
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -225,9 +227,12 @@ class BudgetGuard(Callback):
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, *args: Any) -> None:
         if self.plan is None or self._start is None:
             return
-        if trainer.global_step < self._next_check and time.perf_counter() < self._next_check_t:
+        distributed = trainer.world_size > 1
+        # Under DDP every rank must check at the same step (the check is a collective): by
+        # steps only there.
+        early = distributed or time.perf_counter() < self._next_check_t
+        if trainer.global_step < self._next_check and early:
             return
-        self._next_check = trainer.global_step + self._every()
         self._next_check_t = time.perf_counter() + self._every_s()
         plan, now = self.plan, process_age()
         started, first = self._start
@@ -240,6 +245,13 @@ class BudgetGuard(Callback):
         # time, so that one quick minute does not stretch the run past what a slow one allows.
         current = trainer.fit_loop.max_steps
         target = min(target, current + max(1, plan.max_steps // 4))
+        # the next check: after 2% of the budget at this pace, or a twentieth of the plan
+        next_check = trainer.global_step + max(
+            1, min(self._every(), math.floor(self._every_s() / pace))
+        )
+        if distributed:  # rank 0's clock decides for every rank, or they would stop apart
+            target, next_check = trainer.strategy.broadcast((target, next_check), src=0)
+        self._next_check, target = int(next_check), int(target)
         if target != current:
             trainer.fit_loop.epoch_loop.max_steps = target
             self._max_steps = target
