@@ -94,7 +94,6 @@ def rerun_saved_config(main: Main, run_dir: Path, tmp: Path, *args: str) -> Litf
     )
 
 
-# The image task is the default one: ``testing.main`` runs it.
 class SlowDown(pl.Callback):
     """From step ``after`` on, every training step takes ``seconds`` longer: the machine got
     slower (a time budget's guard must notice)."""
@@ -109,6 +108,7 @@ class SlowDown(pl.Callback):
             time.sleep(self.seconds)
 
 
+# The image task is the default one: ``testing.main`` runs it.
 from litforge.testing.folders import write_image_folder  # noqa: E402
 from litforge.testing.images import SyntheticData, TinyClassifier, main, synthetic_images  # noqa: E402
 
