@@ -16,11 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 import yaml
 
 from litforge import budget, testing
 from litforge.budget import BudgetGuard, process_age, steps_that_fit
 from litforge.cli import RUN_DIR_ENV
+from litforge.structs import RegressionExample
 from litforge.testing import regression
 
 EPOCH_STEPS = 6  # 320 rows, 15% val, 20% test: 208 training rows, batch 32, drop_last
@@ -61,6 +63,32 @@ def test_steps_that_fit_matches_a_step_by_step_count(
     assert steps_that_fit(seconds, step_s, per_epoch, val_s) == simulated_steps(
         seconds, step_s, per_epoch, val_s
     )
+
+
+# ---------------------------------------------------------------------- the step timed
+class SleepySGD(torch.optim.SGD):
+    """SGD whose every step also sleeps 50 ms: an optimizer far costlier than the stand-in."""
+
+    def step(self, closure: Any = None) -> Any:
+        time.sleep(0.05)
+        return super().step(closure)
+
+
+class NeedsTrainer(regression.MLPRegressor):
+    def configure_optimizers(self) -> Any:
+        return self.trainer.max_steps  # not attached: raises, as a schedule reading it would
+
+
+def test_the_step_is_timed_with_the_models_own_optimizer() -> None:
+    rows = regression.feature_rows(64)
+    batch = RegressionExample(torch.arange(64), rows["features"], rows["target"])
+    sleepy = regression.MLPRegressor(4, optimizer=lambda groups: SleepySGD(groups, lr=1e-3))
+    assert isinstance(budget.own_optimizer(sleepy), SleepySGD)
+    # the 50 ms sleep is in every timed step: the model's own optimizer stepped, not SGD
+    assert budget.time_train_steps(sleepy, batch, torch.device("cpu"), "32-true") >= 0.05
+    # where the optimizer cannot be built before fit, SGD with momentum stands in
+    stand_in = budget.own_optimizer(NeedsTrainer(4))
+    assert type(stand_in) is torch.optim.SGD and stand_in.defaults["momentum"] == 0.9
 
 
 # ---------------------------------------------------------------------- real runs

@@ -1,8 +1,8 @@
 """The demo's recipe held to values: the ``flip_translate`` test-time augmentation equals its
-formula, written out here view by view, and a run of the whole recipe (Lookahead, the LambdaLR
-warm-up and decay, the whitening fitted on the first batch, the whitening-bias freeze keyed on
-the global step) resumed at an epoch boundary ends with the very weights of an uninterrupted
-run. A tiny generated image folder stands in for CIFAR-10: no data set is needed."""
+formula, written out here view by view, and a run of the whole recipe (the GPU's with Lookahead
+and the LambdaLR warm-up, the CPU's with Muon; the decay, the whitening fitted on the first
+batch, the whitening-bias freeze keyed on the global step) resumed at an epoch boundary ends
+with the very weights of an uninterrupted run. A tiny generated image folder stands in for CIFAR-10: no data set is needed."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ import torch
 from PIL import Image
 from pytorch_lightning.callbacks import Callback
 
-from cifar10_demo.cli import main
-from cifar10_demo.model import Cifar10Model
+from cifar10_demo.cli import CPU, DEFAULT, MUON, main
+from cifar10_demo.model import Cifar10Model, MuonSGD
 from litforge import testing
 from litforge.budget import MARGIN_FRACTION, MARGIN_S, BudgetGuard, process_age
 from litforge.callbacks import Lookahead
@@ -135,25 +135,38 @@ def fit(folder: Path, run: Path, *args: str, **kwargs: Any) -> Any:
 
 
 @pytest.mark.slow
-def test_recipe_resumes_bit_exact_at_an_epoch_boundary(tmp_path: Path, isolated: None) -> None:
+@pytest.mark.parametrize("recipe", ["gpu", "cpu"])
+def test_recipe_resumes_bit_exact_at_an_epoch_boundary(
+    tmp_path: Path, isolated: None, recipe: str
+) -> None:
+    """Both recipes: the GPU's (Nesterov SGD, Lookahead, warm-up) and the CPU's (Muon for the
+    filters, their momentum buffers in the checkpoint)."""
+    configs: list[str | Path] = [DEFAULT] if recipe == "gpu" else [DEFAULT, MUON, CPU]
     folder = write_image_folder(tmp_path / "images")
-    whole = fit(folder, tmp_path / "whole")
+    whole = fit(folder, tmp_path / "whole", default_config=configs)
     assert whole.trainer.global_step == 2 * STEPS_PER_EPOCH
-    assert any(isinstance(c, Lookahead) for c in whole.trainer.callbacks)
+    has_lookahead = any(isinstance(c, Lookahead) for c in whole.trainer.callbacks)
+    assert has_lookahead == (recipe == "gpu")
+    assert isinstance(whole.trainer.optimizers[0], MuonSGD) == (recipe == "cpu")
     assert not whole.model.net.whiten.bias.requires_grad  # the freeze happened
 
     run = tmp_path / "run"
-    first = fit(folder, run, trainer_defaults={"callbacks": [StopAfterEpochs(1)]})
+    first = fit(
+        folder, run, default_config=configs, trainer_defaults={"callbacks": [StopAfterEpochs(1)]}
+    )
     assert first.trainer.global_step == STEPS_PER_EPOCH
     last = run / "checkpoints" / "last.ckpt"
     ckpt = torch.load(last, map_location="cpu", weights_only=True)
     assert ckpt["global_step"] == STEPS_PER_EPOCH
     assert bool(ckpt["state_dict"]["whitened"])  # fitted on the first batch: not again
-    assert any(k.startswith("Lookahead") for k in ckpt["callbacks"])
+    assert any(k.startswith("Lookahead") for k in ckpt["callbacks"]) == has_lookahead
+    (optimizer_state,) = ckpt["optimizer_states"]
+    buffers = [s["momentum_buffer"] for s in optimizer_state["state"].values()]
+    assert len(buffers) == sum(len(g["params"]) for g in optimizer_state["param_groups"])
     (scheduler,) = ckpt["lr_schedulers"]
     assert scheduler["last_epoch"] == STEPS_PER_EPOCH  # the LambdaLR went on from step 6
 
-    resumed = fit(folder, run, f"--ckpt_path={last}")
+    resumed = fit(folder, run, f"--ckpt_path={last}", default_config=configs)
     assert resumed.trainer.global_step == 2 * STEPS_PER_EPOCH
     a, b = resumed.model.state_dict(), whole.model.state_dict()
     assert a.keys() == b.keys()

@@ -65,15 +65,34 @@ def _autocast(device: torch.device, precision: str) -> Iterator[None]:
         yield
 
 
+def own_optimizer(model: Any) -> torch.optim.Optimizer:
+    """The optimizer that ``model.configure_optimizers()`` builds (its step can cost much more
+    than SGD's: Muon's orthogonalization, second-moment updates), or SGD with momentum where it
+    cannot be built before fit (it reads the trainer, or the model has none)."""
+    configure = getattr(model, "configure_optimizers", None)
+    try:
+        conf = configure() if configure is not None else None
+    except Exception:  # any failure only means: time a stand-in optimizer
+        conf = None
+    while isinstance(conf, list | tuple) and conf:  # [opt], (opt, sched), ([opt], [sched])
+        conf = conf[0]
+    if isinstance(conf, dict):
+        conf = conf.get("optimizer")
+    if isinstance(conf, torch.optim.Optimizer):
+        return conf
+    params = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.SGD(params, lr=1e-6, momentum=0.9)
+
+
 def time_train_steps(
     model: Any, batch: Example, device: torch.device, precision: str, steps: int = 3
 ) -> float:
-    """Seconds per training step (forward, loss, backward, SGD step) of a copy of ``model`` on
-    ``batch``, after one warm-up step. The model itself is not touched."""
+    """Seconds per training step (forward, loss, backward, the model's own optimizer step:
+    ``own_optimizer``) of a copy of ``model`` on ``batch``, after one warm-up step. The model
+    itself is not touched."""
     m = copy.deepcopy(model).to(device).train()
     batch = batch.to(device)
-    params = [p for p in m.parameters() if p.requires_grad]
-    opt = torch.optim.SGD(params, lr=1e-6, momentum=0.9)
+    opt = own_optimizer(m)
     times = []
     for _ in range(steps + 1):
         sync(device)

@@ -26,6 +26,77 @@ from litforge.structs import ClassificationExample, ClassificationPrediction
 from litforge.tasks import Classifier
 
 TTA = Literal["none", "flip", "flip_translate"]
+Optimizer = Literal["sgd", "muon"]
+
+
+def orthogonalize(g: Tensor, steps: int, dtype: torch.dtype) -> Tensor:
+    """The nearest semi-orthogonal matrix to ``g`` (2-D), approximately: a quintic Newton-Schulz
+    iteration whose coefficients favour speed over convergence (Jordan et al., Muon, 2024)."""
+    a, b, c = 3.4445, -4.7750, 2.0315
+    x = g.to(dtype)
+    tall = x.shape[0] > x.shape[1]
+    if tall:
+        x = x.T
+    x = x / (x.norm() + 1e-7)
+    for _ in range(steps):
+        gram = x @ x.T
+        x = a * x + (b * gram + c * gram @ gram) @ x
+    return (x.T if tall else x).to(g.dtype)
+
+
+class MuonSGD(torch.optim.Optimizer):
+    """Nesterov SGD, and Muon for the groups marked ``muon=True`` (airbench94_muon's conv rule).
+
+    A Muon group's parameters (conv filters, each followed by BatchNorm, so that only their
+    direction matters) are first rescaled to norm sqrt(out_channels), then moved by ``lr`` along
+    the orthogonalized Nesterov momentum of their gradient, flattened to (out, in * kh * kw).
+    ``torch.optim.Muon`` takes only 2-D parameters and does not rescale, and Lightning's automatic
+    optimization steps one optimizer: hence one optimizer for both rules.
+    """
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float,
+        momentum: float,
+        weight_decay: float = 0.0,
+        muon: bool = False,
+        ns_steps: int = 3,
+        ns_dtype: torch.dtype | None = None,
+    ) -> None:
+        defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, muon=muon)
+        super().__init__(params, defaults)
+        self.ns_steps, self.ns_dtype = ns_steps, ns_dtype
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            lr, m, muon = group["lr"], group["momentum"], group["muon"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = p.grad
+                if group["weight_decay"] and not muon:
+                    g = g.add(p, alpha=group["weight_decay"])
+                state = self.state[p]
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = torch.zeros_like(p)
+                buf = state["momentum_buffer"]
+                buf.mul_(m).add_(g)
+                update = g.add(buf, alpha=m)  # Nesterov
+                if muon:
+                    p.mul_(len(p) ** 0.5 / p.norm())
+                    # bf16 on a GPU, as airbench94_muon; fp32 on a CPU, where bf16 matrix
+                    # products are many times slower without AVX512_BF16
+                    dtype = self.ns_dtype or (torch.bfloat16 if p.is_cuda else torch.float32)
+                    update = orthogonalize(update.flatten(1), self.ns_steps, dtype)
+                    update = update.view_as(p)
+                p.add_(update, alpha=-lr)
+        return loss
 
 
 class BatchNorm(nn.BatchNorm2d):
@@ -57,6 +128,7 @@ class Net(nn.Module):
         bn_momentum: float,
         num_classes: int,
         logit_scale: float,
+        head_std: float | None = None,
     ) -> None:
         super().__init__()
         self.whiten = nn.Conv2d(3, whiten_width, 2, padding=0, bias=True)
@@ -67,6 +139,8 @@ class Net(nn.Module):
             c_in = w
         self.blocks = nn.Sequential(*blocks)
         self.head = nn.Linear(c_in, num_classes, bias=False)
+        if head_std is not None:
+            self.head.weight.data *= head_std / self.head.weight.data.std()
         self.logit_scale = logit_scale
         for m in self.blocks.modules():
             if isinstance(m, nn.Conv2d):  # identity on the first in-channels: a residual-like start
@@ -113,6 +187,12 @@ class Cifar10Model(Classifier):
         lr_start: the lr multiplier at the first step.
         lr_end: the lr multiplier at the last step.
         whiten_bias_epochs: epochs after which the whitening bias is frozen.
+        optimizer: 'sgd' (airbench94: Nesterov SGD for all) or 'muon' (airbench94_muon: Muon
+            for the conv filters, Nesterov SGD at ``lr`` for the head and at ``lr *
+            bias_lr_scale`` for the biases, the whitening bias among them).
+        muon_lr: the filters' step per 1024 examples (scaled to the batch), with 'muon'.
+        muon_momentum: the filters' Nesterov momentum, with 'muon'.
+        head_std: the head's initial weights rescaled to this std (None: PyTorch's init).
         tta: test-time augmentation of validation, test and predict.
         channels_last: run the convolutions in channels-last memory format.
         compile: torch.compile the network.
@@ -135,17 +215,22 @@ class Cifar10Model(Classifier):
         lr_start: float = 0.2,
         lr_end: float = 0.07,
         whiten_bias_epochs: float = 3.0,
+        optimizer: Optimizer = "sgd",
+        muon_lr: float = 0.123,
+        muon_momentum: float = 0.6,
+        head_std: float | None = None,
         tta: TTA = "flip_translate",
         channels_last: bool = True,
         compile: bool = False,
     ) -> None:
         super().__init__(num_classes, label_smoothing)
         self.batch_size = batch_size
-        self.net = Net(widths, whiten_width, bn_momentum, num_classes, logit_scale)
+        self.net = Net(widths, whiten_width, bn_momentum, num_classes, logit_scale, head_std)
         self.lr, self.weight_decay, self.momentum = lr, weight_decay, momentum
         self.bias_lr_scale = bias_lr_scale
         self.warmup, self.lr_start, self.lr_end = warmup, lr_start, lr_end
         self.whiten_bias_epochs = whiten_bias_epochs
+        self.optimizer, self.muon_lr, self.muon_momentum = optimizer, muon_lr, muon_momentum
         self.tta = tta
         self.channels_last = channels_last
         self.compile = compile
@@ -187,8 +272,9 @@ class Cifar10Model(Classifier):
 
     def configure_optimizers(self) -> Any:
         # The schedule reads the step count each step: a time budget may move it (BudgetGuard).
+        # Without a trainer (a copy timed to plan a budget) the schedule is never stepped.
         optimizer, scheduler = self.build_optimizer(
-            lambda: int(self.trainer.estimated_stepping_batches)
+            lambda: int(self.trainer.estimated_stepping_batches) if self._trainer else 1
         )
         return {
             "optimizer": optimizer,
@@ -198,30 +284,36 @@ class Cifar10Model(Classifier):
     def build_optimizer(
         self, total_steps: int | Callable[[], int]
     ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
-        """Nesterov SGD and its warm-up / linear-decay schedule over ``total_steps`` (a number,
-        or a callable read at every step)."""
+        """The optimizer (Nesterov SGD, with Muon for the filters if chosen) and its warm-up /
+        linear-decay schedule over ``total_steps`` (a number, or a callable read at every step)."""
         batch = self.batch_size
         # airbench's units: lr per 1024 examples of a summed loss, divided by 1 + 1/(1-momentum).
         # A mean loss over `batch` examples takes `batch` times that lr.
         kilostep = 1024 * (1 + 1 / (1 - self.momentum))
         lr = self.lr / kilostep * batch
         decay = self.weight_decay * batch / kilostep  # the absolute decay per step
-        bn_biases = [p for n, p in self.net.named_parameters() if "blocks" in n and p.ndim == 1]
-        ids = {id(p) for p in bn_biases}
-        others = [p for p in self.net.parameters() if id(p) not in ids and p.requires_grad]
+        named = [(n, p) for n, p in self.net.named_parameters() if p.requires_grad]
+        muon = self.optimizer == "muon"
+        # airbench94: the BatchNorm biases at bias_lr; airbench94_muon: the whitening bias too
+        biases = [
+            p for n, p in named if p.ndim == 1 and ("blocks" in n or (muon and n == "whiten.bias"))
+        ]
+        filters = [p for n, p in named if "blocks" in n and p.ndim == 4]
+        ids = {id(p) for p in biases + (filters if muon else [])}
+        others = [p for n, p in named if id(p) not in ids]
         bias_lr = lr * self.bias_lr_scale
-        optimizer = torch.optim.SGD(
-            [
-                {
-                    "params": [p for p in bn_biases if p.requires_grad],
-                    "lr": bias_lr,
-                    "weight_decay": decay / bias_lr,
-                },
-                {"params": others, "lr": lr, "weight_decay": decay / lr},
-            ],
-            momentum=self.momentum,
-            nesterov=True,
-        )
+        groups: list[dict[str, Any]] = [
+            {"params": biases, "lr": bias_lr, "weight_decay": decay / bias_lr},
+            {"params": others, "lr": lr, "weight_decay": decay / lr},
+        ]
+        if muon:
+            muon_lr = self.muon_lr / 1024 * batch
+            groups.append(
+                {"params": filters, "lr": muon_lr, "momentum": self.muon_momentum, "muon": True}
+            )
+            optimizer: torch.optim.Optimizer = MuonSGD(groups, lr=lr, momentum=self.momentum)
+        else:
+            optimizer = torch.optim.SGD(groups, momentum=self.momentum, nesterov=True)
 
         def multiplier(step: int) -> float:
             total = max(1, total_steps() if callable(total_steps) else total_steps)
