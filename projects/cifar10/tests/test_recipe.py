@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
+import yaml
 from PIL import Image
 from pytorch_lightning.callbacks import Callback
 
-from cifar10_demo.cli import CPU, DEFAULT, MUON, main
+from cifar10_demo.cli import CPU, DEFAULT, MUON, SGD, main
 from cifar10_demo.model import Cifar10Model, MuonSGD
 from litforge import testing
 from litforge.budget import MARGIN_FRACTION, MARGIN_S, BudgetGuard, process_age
@@ -201,3 +202,27 @@ def test_the_schedule_ends_on_the_last_step_the_budget_allowed(
     for group, base in zip(scheduler.optimizer.param_groups, scheduler.base_lrs):
         assert group["lr"] == pytest.approx(base * run.model.lr_end, rel=1e-9)
     assert (run.run_dir / "results.json").exists()
+
+
+# ---------------------------------------------------------------------- the recipes' files
+def printed_config(capsys: pytest.CaptureFixture[str], *args: str, **kwargs: Any) -> Any:
+    with pytest.raises(SystemExit):
+        main(["fit", *args, "--print_config"], **kwargs)
+    return yaml.safe_load(capsys.readouterr().out)
+
+
+def test_sgd_yaml_on_a_cpu_gives_back_the_gpu_recipes_optimizer(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """configs/sgd.yaml over the CPU's files: the model and callbacks of default.yaml alone
+    (airbench94's), everything else the CPU's."""
+    gpu = printed_config(capsys, default_config=[DEFAULT])
+    cpu = printed_config(capsys, default_config=[DEFAULT, MUON, CPU])
+    cpu_sgd = printed_config(capsys, f"--config={SGD}", default_config=[DEFAULT, MUON, CPU])
+    assert cpu["model"]["optimizer"] == "muon" and gpu["model"]["optimizer"] == "sgd"
+    muon_keys = {"muon_lr", "muon_momentum"}  # unused by SGD; muon.yaml's stay
+    drop = lambda model: {k: v for k, v in model.items() if k not in muon_keys}  # noqa: E731
+    assert drop(cpu_sgd["model"]) == drop(gpu["model"])
+    assert cpu_sgd["trainer"]["callbacks"] == gpu["trainer"]["callbacks"]
+    for key in ("size", "run"):
+        assert cpu_sgd[key] == cpu[key]

@@ -28,6 +28,7 @@ from litforge.tasks import Classifier
 CONFIGS = Path(__file__).parent / "configs"
 DEFAULT = CONFIGS / "default.yaml"
 MUON = CONFIGS / "muon.yaml"
+SGD = CONFIGS / "sgd.yaml"  # undoes MUON: --config with its path
 CPU = CONFIGS / "cpu.yaml"
 
 # The networks the recipe picks from, smallest first: (widths of the three blocks, batch size,

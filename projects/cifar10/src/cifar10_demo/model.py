@@ -5,7 +5,8 @@ Network: a frozen 2x2 patch-whitening conv (3 -> 24 channels, its bias trained f
 epochs), three blocks conv3x3 -> maxpool2 -> BN -> GELU -> conv3x3 -> BN -> GELU (no residuals,
 identity-initialised filters), a global max pool and a bias-free linear head whose logits are
 scaled by 1/9. BatchNorm weights are frozen at 1; its biases learn at 64x the learning rate.
-Optimiser: Nesterov SGD on the label-smoothed cross-entropy; warm-up then linear decay.
+Optimiser: Nesterov SGD on the label-smoothed cross-entropy; warm-up then linear decay. With
+``optimizer: muon`` (airbench94_muon, configs/muon.yaml) the conv filters are trained by Muon.
 Test-time augmentation: the mean of logits over flips and 1-pixel shifts.
 
 Every input arrives as an argument: ``num_classes`` and ``batch_size`` are linked from the data
