@@ -119,3 +119,30 @@ def test_rerun_of_a_saved_config_has_the_saved_settings(tmp_path: Path) -> None:
     assert rerun.config["fit"]["run"]["test_after_fit"] is False
     diagnostics = (Extremes, Uncertainty, ConfusionMatrix)
     assert not any(isinstance(c, diagnostics) for c in rerun.trainer.callbacks)
+
+
+def test_a_saved_config_with_tuple_defaults_reruns_equal(tmp_path: Path) -> None:
+    """ArrayDataModule's ``standardize`` left at its default (an empty tuple): config.yaml
+    writes a list, and the rerun reads it back equal to the first run's settings."""
+    from litforge.cli import cli_main
+    from litforge.testing import regression
+
+    text = regression.CONFIG.read_text()
+    assert "  standardize:" in text
+    config = tmp_path / "no_standardize.yaml"
+    config.write_text("\n".join(ln for ln in text.splitlines() if "standardize:" not in ln))
+
+    def main(args: list[str]) -> Any:
+        return cli_main(
+            regression.MLPRegressor,
+            regression.FeatureRows,
+            project="rows",
+            default_config=config,
+            args=args,
+        )
+
+    first = main(["fit", f"--run.dir={tmp_path / 'first'}", "--run.loggers=[csv]", *QUIET])
+    assert first.datamodule.standardize == ()
+    rerun = testing.rerun_saved_config(main, first.run_dir, tmp_path)
+    assert rerun.config["fit"]["data"] == first.config["fit"]["data"]
+    assert rerun.config["fit"]["model"] == first.config["fit"]["model"]

@@ -13,7 +13,6 @@ properties here; the CLI links each one the model's constructor takes by the sam
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any, ClassVar, TypeAlias
 
 import pytorch_lightning as pl
@@ -60,7 +59,7 @@ class ArrayDataModule(pl.LightningDataModule):
         val_size: float = 0,
         test_size: float = 0,
         stratify: str | None = None,
-        standardize: Sequence[str] = (),
+        standardize: tuple[str, ...] = (),
         seed: int = 0,
     ) -> None:
         super().__init__()
