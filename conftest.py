@@ -10,7 +10,7 @@ fixtures run before any function-scoped one) and again for every test:
   ``~/.config/wandb`` and ``~/.cache/wandb`` are that folder's; ``NETRC`` names its ``.netrc``,
   which does not exist.
 
-Without credentials W&B runs offline (``litforge.loggers.wandb_offline``); a test that wants
+Without credentials W&B runs offline (``litforge.run.loggers.wandb_offline``); a test that wants
 another set-up says so with ``monkeypatch.setenv``. ``WANDB_*`` variables that a test leaves
 behind (Lightning's offline WandbLogger sets ``WANDB_MODE=dryrun`` in the process) are removed
 after it. ``hermetic_home`` is the test's HOME.

@@ -12,7 +12,7 @@ it the import of torch and Lightning; the whole file takes longer than the fast 
 Where the message comes from: argument and config errors are jsonargparse's, printed on one line
 by ``LitforgeCLI.parse_arguments`` (with a "did you mean" for a key close to a real one); data,
 checkpoint and non-finite-loss errors are ``litforge.errors.LitforgeError``s, printed on one
-line by ``litforge.cli.run``; the unwritable run folder is ``rundir.check_writable``'s exit.
+line by ``litforge.run.cli.run``; the unwritable run folder is ``rundir.check_writable``'s exit.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import pytest
 from PIL import Image
 
 from litforge import testing
-from litforge.cli import RUN_DIR_ENV
+from litforge.run.cli import RUN_DIR_ENV
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from litforge.data import ImageArrays, ImageDataModule
+from litforge import ImageArrays, ImageDataModule
 
 DIGITS = tuple("0123456789")
 # 5 x 3 pixel glyphs, three bits a row, top row first

@@ -10,8 +10,7 @@ from typing import Any
 
 import torch
 
-from litforge.data import ArrayDataModule, Arrays
-from litforge.structs import RegressionExample
+from litforge import ArrayDataModule, Arrays, RegressionExample
 
 
 def make_rows(n: int, n_features: int, noise: float, seed: int) -> Arrays:

@@ -6,8 +6,7 @@ from typing import Any
 
 from torch import nn
 
-from litforge.structs import RegressionExample, RegressionPrediction
-from litforge.tasks import Regressor
+from litforge import RegressionExample, RegressionPrediction, Regressor
 
 
 class MLP(Regressor):

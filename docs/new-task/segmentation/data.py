@@ -11,8 +11,7 @@ from typing import Any
 
 import torch
 
-from litforge.data import ImageArrays, ImageDataModule
-from litforge.structs import SegmentationExample
+from litforge import ImageArrays, ImageDataModule, SegmentationExample
 
 SHAPES = ("disk", "ring", "square", "frame")
 CLASSES = ("background", "round", "angular")  # per pixel; round: disk, ring; angular: the others

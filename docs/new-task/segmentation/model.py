@@ -7,8 +7,7 @@ from typing import Any
 
 from torch import nn
 
-from litforge.structs import SegmentationExample, SegmentationPrediction
-from litforge.tasks import Segmenter
+from litforge import SegmentationExample, SegmentationPrediction, Segmenter
 
 
 def block(c_in: int, c_out: int) -> nn.Sequential:

@@ -17,7 +17,7 @@ from typing import Any
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback
 
-from litforge.callbacks import ConfusionMatrix, Uncertainty
+from litforge import ConfusionMatrix, Uncertainty
 
 WAIT_S = 60.0  # the longest a probe waits for a signal before failing the run
 

@@ -13,7 +13,7 @@ from typing import IO, Any
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback
 
-from litforge.checkpoint_io import AtomicCheckpointIO
+from litforge.run.checkpoint_io import AtomicCheckpointIO
 
 HANG_S = 120.0  # how long a hung write waits to be killed before it fails the run
 

@@ -2,7 +2,7 @@ import torch
 
 from litforge.data import DeviceLoader, ImageArrays, ImageTransform
 from litforge.data.augment import flip, random_translate, translate
-from litforge.structs import ClassificationExample
+from litforge.tasks.structs import ClassificationExample
 
 
 def known_image() -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Best checkpoints (``litforge.checkpoints``): the monitored metric and its direction, the best
+"""Best checkpoints (``litforge.run.checkpoints``): the monitored metric and its direction, the best
 k kept beside last.ckpt, the test after fit scoring the best one, and results.json saying so.
 Real Trainer runs of the synthetic image task."""
 
@@ -14,13 +14,13 @@ import torch
 from torchmetrics import MetricCollection
 
 from litforge import testing
-from litforge.checkpoints import default_monitor, known_monitors, resolve_monitor
-from litforge.cli import LitforgeCLI
 from litforge.errors import LitforgeError
-from litforge.loggers import CheckpointWandbLogger, make_loggers
-from litforge.metrics import StructMetric, classification_metrics, regression_metrics
-from litforge.model import BaseModel
-from litforge.runs import final_metrics
+from litforge.run.checkpoints import default_monitor, known_monitors, resolve_monitor
+from litforge.run.cli import LitforgeCLI
+from litforge.run.loggers import CheckpointWandbLogger, make_loggers
+from litforge.run.runs import final_metrics
+from litforge.tasks.metrics import StructMetric, classification_metrics, regression_metrics
+from litforge.tasks.model import BaseModel
 from litforge.testing import SyntheticData, TinyClassifier
 from litforge.testing.regression import FeatureRows, MLPRegressor
 

@@ -1,4 +1,4 @@
-"""The time budget and the measured precision (litforge.budget) through real Trainer runs of the
+"""The time budget and the measured precision (litforge.run.budget) through real Trainer runs of the
 synthetic regression task: what is planned, what is saved, what a resumed run keeps, and how
 the guard moves the plan when the machine slows down.
 
@@ -19,10 +19,11 @@ import pytest
 import torch
 import yaml
 
-from litforge import budget, testing
-from litforge.budget import BudgetGuard, process_age, steps_that_fit
-from litforge.cli import RUN_DIR_ENV
-from litforge.structs import RegressionExample
+from litforge import testing
+from litforge.run import budget
+from litforge.run.budget import BudgetGuard, process_age, steps_that_fit
+from litforge.run.cli import RUN_DIR_ENV
+from litforge.tasks.structs import RegressionExample
 from litforge.testing import regression
 
 EPOCH_STEPS = 6  # 320 rows, 15% val, 20% test: 208 training rows, batch 32, drop_last

@@ -8,9 +8,9 @@ import pytorch_lightning as pl
 import torch
 
 from litforge import testing
-from litforge.cli import cli_main
-from litforge.contracts import ContractError, check_data
 from litforge.data import ArrayDataModule, Arrays, ImageDataModule
+from litforge.run.cli import cli_main
+from litforge.tasks.contracts import ContractError, check_data
 from litforge.testing.images import TinyClassifier
 
 

@@ -25,11 +25,10 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback
 
-from litforge import testing
-from litforge.callbacks import Regression
-from litforge.cli import RUN_DIR_ENV
-from litforge.runs import final_metrics
-from litforge.structs import ClassificationExample
+from litforge import Regression, testing
+from litforge.run.cli import RUN_DIR_ENV
+from litforge.run.runs import final_metrics
+from litforge.tasks.structs import ClassificationExample
 from litforge.testing import regression
 
 pytestmark = pytest.mark.slow  # every test here starts two or three processes: make test-all

@@ -1,4 +1,4 @@
-"""Debug presets (``--run.debug``, ``litforge.debug``): each sets what it says on the Trainer, and
+"""Debug presets (``--run.debug``, ``litforge.run.debug``): each sets what it says on the Trainer, and
 a profiler writes its report into the run folder."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from litforge import testing
-from litforge.cli import LitforgeCLI, cli_main
 from litforge.data import DeviceLoader
-from litforge.debug import PRESETS
+from litforge.run.cli import LitforgeCLI, cli_main
+from litforge.run.debug import PRESETS
 from litforge.testing.images import CONFIG, SyntheticData, TinyClassifier
 
 

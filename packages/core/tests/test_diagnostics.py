@@ -5,10 +5,9 @@ import json
 import pytest
 import torch
 
-from litforge import testing
-from litforge.callbacks import ConfusionMatrix, Extremes
-from litforge.callbacks.uncertainty import error_by_entropy, expected_calibration_error
-from litforge.structs import ClassificationExample
+from litforge import ConfusionMatrix, Extremes, testing
+from litforge.diagnostics.uncertainty import error_by_entropy, expected_calibration_error
+from litforge.tasks.structs import ClassificationExample
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +135,7 @@ def test_media_in_png_tensorboard_and_wandb(run):
 
 
 def test_gather_dedup_drops_padding_duplicates():
-    from litforge.callbacks.base import dedup
+    from litforge.diagnostics.base import dedup
 
     data = {"index": torch.tensor([3, 1, 3, 2, 1]), "v": torch.tensor([10, 11, 12, 13, 14])}
     out = dedup(data)

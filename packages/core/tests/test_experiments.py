@@ -21,7 +21,7 @@ from optuna.trial import TrialState
 
 from litforge.experiments import space, stats, study
 from litforge.experiments.space import SweepFileError, load_sweep
-from litforge.rundir import RUN_DIR_ENV
+from litforge.run.rundir import RUN_DIR_ENV
 
 # Every trial: one or a few epochs on 64 training images, no diagnostics, no test.
 FAST = {
@@ -222,7 +222,7 @@ def test_student_t_interval() -> None:
 
 
 def test_wandb_group_reaches_the_logger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from litforge.loggers import make_loggers
+    from litforge.run.loggers import make_loggers
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     (logger,) = make_loggers(["wandb"], tmp_path / "run", "p", group="p-sweep-s")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from litforge.loggers import wandb_has_credentials, wandb_offline
+from litforge.run.loggers import wandb_has_credentials, wandb_offline
 
 KEY = "0123456789abcdef0123456789abcdef01234567"  # fake, shaped like a W&B key
 DEFAULT_HOST = "api.wandb.ai"  # W&B's own server, when WANDB_BASE_URL is not set

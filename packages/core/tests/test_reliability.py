@@ -26,9 +26,8 @@ from typing import Any
 import pytest
 import torch
 
-from litforge import testing
-from litforge.callbacks import NonFiniteLossError
-from litforge.cli import RUN_DIR_ENV
+from litforge import NonFiniteLossError, testing
+from litforge.run.cli import RUN_DIR_ENV
 
 TESTS = Path(__file__).resolve().parent
 QUIET = testing.QUIET
@@ -426,7 +425,7 @@ def test_checkpoint_with_lookahead_loads_weights_only_and_resume_uses_it(
     # only Lookahead: the diagnostics add no checkpoint state, and take seconds
     lookahead = [
         "--trainer.callbacks=[]",
-        '--trainer.callbacks+={"class_path": "litforge.callbacks.Lookahead"}',
+        '--trainer.callbacks+={"class_path": "litforge.Lookahead"}',
         "--run.test_after_fit=false",
     ]
     fit(f"--run.dir={run}", *lookahead, "--trainer.max_epochs=1")

@@ -27,11 +27,10 @@ from typing import Any
 import pytest
 import torch
 
-from litforge import testing
-from litforge.callbacks import RngState
-from litforge.checkpoint_io import AtomicCheckpointIO
-from litforge.cli import RUN_DIR_ENV
+from litforge import RngState, testing
 from litforge.data import DeviceLoader, ImageTransform
+from litforge.run.checkpoint_io import AtomicCheckpointIO
+from litforge.run.cli import RUN_DIR_ENV
 
 TESTS = Path(__file__).resolve().parent
 QUIET = testing.QUIET

@@ -1,4 +1,4 @@
-"""The table of runs (``litforge.runs``): status.json written by the CLI (finished, interrupted,
+"""The table of runs (``litforge.run.runs``): status.json written by the CLI (finished, interrupted,
 failed, killed), the settings that differ, the final metrics, runs.csv and the curves' plot.
 Real, short Trainer runs of the synthetic image task."""
 
@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from litforge import testing
-from litforge.cli import RUN_DIR_ENV, run
-from litforge.runs import (
+from litforge.run.cli import RUN_DIR_ENV, run
+from litforge.run.runs import (
     RUNS_CSV,
     effective_status,
     final_metrics,
@@ -135,7 +135,7 @@ def test_table_lists_statuses_differing_settings_and_final_metrics(
 def test_runs_command_prints_the_table_writes_csv_and_plots(
     four_runs: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """``python -m litforge.testing runs ...`` through litforge.cli.run, in this process."""
+    """``python -m litforge.testing runs ...`` through litforge.run.cli.run, in this process."""
     root, folder, dirs = four_runs["root"], four_runs["folder"], four_runs["dirs"]
     args = ["litforge.testing", "runs", f"--root={root}", f"--plot={VAL_ACCURACY}"]
     monkeypatch.setattr(sys, "argv", args)
@@ -252,7 +252,7 @@ def test_resumed_run_keeps_its_start_and_adds_up_its_wall_time(tmp_path: Path) -
 
 def test_a_pruned_trial_is_listed_as_pruned_not_failed() -> None:
     from litforge.experiments.child import TrialPruned
-    from litforge.runs import outcome_of
+    from litforge.run.runs import outcome_of
 
     assert outcome_of(TrialPruned("val/x/accuracy 0.2 at epoch 1"), "interrupted") == "pruned"
     assert outcome_of(RuntimeError("boom"), "interrupted") == "failed"

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from litforge.structs import ClassificationExample, ClassificationPrediction, Loss
+from litforge.tasks.structs import ClassificationExample, ClassificationPrediction, Loss
 
 
 def make_example(n: int = 4) -> ClassificationExample:

@@ -12,13 +12,13 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from litforge import media, testing
-from litforge.callbacks import Extremes, Regression
-from litforge.cli import LitforgeCLI
-from litforge.contracts import ContractError
+from litforge import Extremes, Regression, testing
 from litforge.data import Arrays, split_pool
-from litforge.loggers import finish_wandb, make_loggers
-from litforge.runs import final_metrics
+from litforge.diagnostics import media
+from litforge.run.cli import LitforgeCLI
+from litforge.run.loggers import finish_wandb, make_loggers
+from litforge.run.runs import final_metrics
+from litforge.tasks.contracts import ContractError
 from litforge.testing import regression, sequence
 
 EPOCHS = 2
@@ -309,7 +309,7 @@ def test_classification_callback_on_regression_stops_before_the_first_step(
     tmp_path: Path,
 ) -> None:
     with pytest.raises(ContractError) as caught:
-        fit(regression.main, tmp_path, "--trainer.callbacks+=litforge.callbacks.Uncertainty")
+        fit(regression.main, tmp_path, "--trainer.callbacks+=litforge.Uncertainty")
     message = str(caught.value)
     for word in ("Uncertainty", "RegressionPrediction", "RegressionExample", "probs", "label"):
         assert word in message, message

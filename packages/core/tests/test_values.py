@@ -15,9 +15,8 @@ import pytest
 import torch
 import yaml
 
-from litforge import testing
-from litforge.callbacks import ConfusionMatrix, Extremes, Uncertainty
-from litforge.cli import RUN_DIR_ENV
+from litforge import ConfusionMatrix, Extremes, Uncertainty, testing
+from litforge.run.cli import RUN_DIR_ENV
 from litforge.testing.images import CONFIG
 
 QUIET = testing.QUIET
@@ -124,7 +123,7 @@ def test_rerun_of_a_saved_config_has_the_saved_settings(tmp_path: Path) -> None:
 def test_a_saved_config_with_tuple_defaults_reruns_equal(tmp_path: Path) -> None:
     """ArrayDataModule's ``standardize`` left at its default (an empty tuple): config.yaml
     writes a list, and the rerun reads it back equal to the first run's settings."""
-    from litforge.cli import cli_main
+    from litforge.run.cli import cli_main
     from litforge.testing import regression
 
     text = regression.CONFIG.read_text()

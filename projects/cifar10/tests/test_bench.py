@@ -80,7 +80,8 @@ def test_bench_e_times_each_network_and_saves_the_ratios(tmp_path, monkeypatch):
     """Widths (e): one row per network, its rate the batch over the (here fixed) step time, and
     its ratio to the first network's. The step timer is replaced: the test checks the
     arithmetic and the files, a real timing is this machine's."""
-    from litforge import budget
+    import litforge
+    from litforge.run import budget
 
     seconds = {(8, 16, 16): 0.5, (8, 16, 32): 0.25}  # per step of 8 images
 
@@ -88,7 +89,8 @@ def test_bench_e_times_each_network_and_saves_the_ratios(tmp_path, monkeypatch):
         widths = tuple(b[0].out_channels for b in model.net.blocks)
         return seconds[widths]
 
-    monkeypatch.setattr(budget, "time_train_steps", timer)
+    monkeypatch.setattr(budget, "time_train_steps", timer)  # what choose_precision calls
+    monkeypatch.setattr(litforge, "time_train_steps", timer)  # what the bench imports
     bench.main_bench(
         ["--only=e", "--widths=8/16/16,8/16/32", "--batch=8", "--rounds=2", f"--out={tmp_path}"]
     )

@@ -12,7 +12,7 @@ from cifar10_demo.cli import main
 from cifar10_demo.data import Cifar10Data, DataUnavailableError
 from cifar10_demo.model import Cifar10Model, Net
 from litforge import testing
-from litforge.structs import ClassificationExample
+from litforge.tasks.structs import ClassificationExample
 
 TINY = ["--model.widths=[16,32,32]", "--trainer.precision=32-true"]
 # The network and precision as given: no timing of this machine against a time budget (cpu.yaml).

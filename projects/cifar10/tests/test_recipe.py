@@ -20,11 +20,10 @@ from pytorch_lightning.callbacks import Callback
 
 from cifar10_demo.cli import CPU, DEFAULT, MUON, SGD, main
 from cifar10_demo.model import Cifar10Model, MuonSGD
-from litforge import testing
-from litforge.budget import MARGIN_FRACTION, MARGIN_S, BudgetGuard, process_age
-from litforge.callbacks import Lookahead
-from litforge.cli import RUN_DIR_ENV
-from litforge.structs import ClassificationExample
+from litforge import Lookahead, testing
+from litforge.run.budget import MARGIN_FRACTION, MARGIN_S, BudgetGuard, process_age
+from litforge.run.cli import RUN_DIR_ENV
+from litforge.tasks.structs import ClassificationExample
 
 CLASSES = 10
 TRAIN_PER_CLASS, TEST_PER_CLASS = 20, 5  # 200 training images: 6 steps of 32 an epoch

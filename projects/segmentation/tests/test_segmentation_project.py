@@ -9,10 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from litforge import testing
-from litforge.callbacks import Extremes
-from litforge.contracts import ContractError
-from litforge.structs import SegmentationExample, SegmentationPrediction
+from litforge import Extremes, testing
+from litforge.tasks.contracts import ContractError
+from litforge.tasks.structs import SegmentationExample, SegmentationPrediction
 from segmentation_demo import cli
 from segmentation_demo.data import CLASS_NAMES, ShapesMasks
 from segmentation_demo.model import SegModel
@@ -144,7 +143,7 @@ def test_classification_diagnostics_stop_the_run_at_fit_start(tmp_path):
             tmp_path,
             "fit",
             *SMALL,
-            "--trainer.callbacks+=litforge.callbacks.ConfusionMatrix",
+            "--trainer.callbacks+=litforge.ConfusionMatrix",
         )
 
 

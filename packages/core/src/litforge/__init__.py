@@ -1,0 +1,151 @@
+"""litforge: the shared core of every task project. Everything a project uses is here, by name.
+
+    from litforge import ClassificationExample, Classifier, ImageDataModule, cli_main
+
+What a task is made of (``litforge.tasks``)
+    Example, Prediction, Loss and each kind's subclasses; BaseModel and the kinds' bases
+    Classifier, Regressor, Segmenter; their default metrics; TaskData, the data contract.
+Data (``litforge.data``)
+    Arrays held in memory and batched on the device, ArrayDataModule for any task,
+    ImageDataModule for images, readers of image folders.
+Diagnostics (``litforge.diagnostics``)
+    Extremes, Uncertainty, ConfusionMatrix, Regression: optional callbacks that draw to every
+    logger and to files in the run folder.
+The run (``litforge.run``)
+    cli_main / LitforgeCLI, the command line of a project; the time budget; safety callbacks.
+Experiments (``litforge.experiments``)
+    sweeps and seed groups, started as ``python -m <project> sweep|repeat``.
+The test kit (``litforge.testing``)
+    tiny data and one-call fit/test helpers for a project's tests.
+
+Every name in ``__all__`` is public and stable. Modules inside the folders are internal: their
+layout may change; import from ``litforge``.
+"""
+
+from litforge.data.arrays import Arrays, ImageArrays
+from litforge.data.augment import FlipMode, ImageTransform, flip, random_translate
+from litforge.data.device import DeviceLoader
+from litforge.data.image_folder import (
+    ImageFolderError,
+    MissingFolderError,
+    default_cache_dir,
+    load_arrays_npz,
+    read_image_folder,
+    save_arrays_npz,
+)
+from litforge.data.images import ImageDataModule
+from litforge.data.module import ArrayDataModule
+from litforge.data.split import split_pool
+from litforge.diagnostics.base import EpochCallback
+from litforge.diagnostics.confusion import ConfusionMatrix
+from litforge.diagnostics.extremes import Extremes
+from litforge.diagnostics.media import Images, Table
+from litforge.diagnostics.regression import Regression
+from litforge.diagnostics.uncertainty import Uncertainty
+from litforge.errors import (
+    CheckpointError,
+    CheckpointMismatchError,
+    DataError,
+    LitforgeError,
+    MissingCheckpointError,
+)
+from litforge.experiments.pruning import OptunaReport
+from litforge.run.budget import BudgetError, choose_precision, process_age, time_train_steps
+from litforge.run.cli import LitforgeCLI, cli_main, run
+from litforge.run.lookahead import Lookahead
+from litforge.run.resume import RngState
+from litforge.run.safety import NonFiniteLossError, SaveOnInterrupt, StopOnNonFinite
+from litforge.tasks.bases import Classifier, PerExampleLossModel, Regressor, Segmenter
+from litforge.tasks.contracts import ContractError, TaskData, check_data
+from litforge.tasks.metrics import (
+    StructMetric,
+    classification_metrics,
+    regression_metrics,
+    segmentation_metrics,
+)
+from litforge.tasks.model import BaseModel
+from litforge.tasks.structs import (
+    ClassificationExample,
+    ClassificationPrediction,
+    Example,
+    Loss,
+    Prediction,
+    RegressionExample,
+    RegressionPrediction,
+    SegmentationExample,
+    SegmentationPrediction,
+    Struct,
+)
+
+__all__ = [  # noqa: RUF022 (grouped by concern, as the docs list them)
+    # tasks: structs
+    "Struct",
+    "Example",
+    "Prediction",
+    "Loss",
+    "ClassificationExample",
+    "ClassificationPrediction",
+    "RegressionExample",
+    "RegressionPrediction",
+    "SegmentationExample",
+    "SegmentationPrediction",
+    # tasks: models, metrics, the data contract
+    "BaseModel",
+    "Classifier",
+    "Regressor",
+    "Segmenter",
+    "PerExampleLossModel",
+    "StructMetric",
+    "classification_metrics",
+    "regression_metrics",
+    "segmentation_metrics",
+    "TaskData",
+    "ContractError",
+    "check_data",
+    # data
+    "Arrays",
+    "ImageArrays",
+    "ArrayDataModule",
+    "ImageDataModule",
+    "DeviceLoader",
+    "ImageTransform",
+    "FlipMode",
+    "flip",
+    "random_translate",
+    "split_pool",
+    "read_image_folder",
+    "default_cache_dir",
+    "save_arrays_npz",
+    "load_arrays_npz",
+    "ImageFolderError",
+    "MissingFolderError",
+    # diagnostics
+    "Extremes",
+    "Uncertainty",
+    "ConfusionMatrix",
+    "Regression",
+    "EpochCallback",
+    "Images",
+    "Table",
+    # the run
+    "cli_main",
+    "run",
+    "LitforgeCLI",
+    "Lookahead",
+    "StopOnNonFinite",
+    "SaveOnInterrupt",
+    "RngState",
+    "NonFiniteLossError",
+    "BudgetError",
+    "choose_precision",
+    "time_train_steps",
+    "process_age",
+    # experiments
+    "OptunaReport",
+    # errors
+    "LitforgeError",
+    "DataError",
+    "CheckpointError",
+    "CheckpointMismatchError",
+    "MissingCheckpointError",
+]

@@ -1,6 +1,6 @@
 """What ``python -m <project>`` runs: ``run(main)``.
 
-It hands ``runs`` (a table of the project's runs, ``litforge.runs``), ``sweep`` and ``repeat``
+It hands ``runs`` (a table of the project's runs, ``litforge.run.runs``), ``sweep`` and ``repeat``
 (many runs, ``litforge.experiments``) to their modules and everything else to the project's
 ``main`` (a LitforgeCLI); a LitforgeError is printed as one line, without a traceback.
 """
@@ -13,7 +13,7 @@ from typing import Any
 
 from litforge.errors import LitforgeError, one_line
 from litforge.experiments.child import PRUNED_EXIT, TrialPruned, die_with_parent
-from litforge.runs import main as runs_main
+from litforge.run.runs import main as runs_main
 
 DESCRIBE: ContextVar[bool] = ContextVar("litforge_describe", default=False)
 
@@ -32,7 +32,7 @@ def project_of(main: Any) -> str:
         return described.project
     finally:
         DESCRIBE.reset(token)
-    raise LitforgeError(f"{main!r} did not call litforge.cli.cli_main")
+    raise LitforgeError(f"{main!r} did not call litforge.run.cli.cli_main")
 
 
 def _main_module() -> str | None:
@@ -44,7 +44,7 @@ def _main_module() -> str | None:
 def run(main: Any) -> None:
     """Runs a project's ``main()`` as a command: a LitforgeError (bad data, a non-finite loss,
     ...) is printed as one clear message, without a traceback, and exits with status 1."""
-    if sys.argv[1:2] == ["runs"]:  # a table of the project's runs: litforge.runs
+    if sys.argv[1:2] == ["runs"]:  # a table of the project's runs: litforge.run.runs
         raise SystemExit(runs_main(sys.argv[2:], project_of(main), _main_module()))
     die_with_parent()  # the child of a sweep or seed group ends with its launcher
     try:

@@ -1,5 +1,5 @@
 from cifar10_demo.cli import main
-from litforge.cli import run
+from litforge import run
 
 if __name__ == "__main__":
     run(main)

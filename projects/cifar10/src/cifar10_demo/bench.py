@@ -38,7 +38,7 @@ import torch
 import yaml
 
 from cifar10_demo.cli import main
-from litforge.data import DeviceLoader, ImageTransform
+from litforge import DeviceLoader, ImageTransform
 
 
 def build(data: str | None, extra: list[str]) -> Any:
@@ -354,7 +354,7 @@ def bench_widths(
     from statistics import median
 
     from cifar10_demo.cli import _Timed, random_batch
-    from litforge.budget import choose_precision, time_train_steps
+    from litforge import choose_precision, time_train_steps
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     example = random_batch(batch)

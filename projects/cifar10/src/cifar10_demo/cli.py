@@ -20,10 +20,14 @@ from pytorch_lightning.utilities import rank_zero_info
 
 from cifar10_demo.data import Cifar10Data
 from cifar10_demo.model import Cifar10Model, Net
-from litforge.budget import choose_precision, time_train_steps
-from litforge.cli import LitforgeCLI, cli_main
-from litforge.structs import ClassificationExample
-from litforge.tasks import Classifier
+from litforge import (
+    ClassificationExample,
+    Classifier,
+    LitforgeCLI,
+    choose_precision,
+    cli_main,
+    time_train_steps,
+)
 
 CONFIGS = Path(__file__).parent / "configs"
 DEFAULT = CONFIGS / "default.yaml"
@@ -60,7 +64,7 @@ class _Timed(Classifier):
         self.net = Net(widths, 24, 0.4, 10, 1 / 9).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
     def forward(self, example: ClassificationExample) -> Any:  # type: ignore[override]
-        from litforge.structs import ClassificationPrediction
+        from litforge import ClassificationPrediction
 
         x = example.image.contiguous(memory_format=torch.channels_last)
         return ClassificationPrediction(self.net(x))

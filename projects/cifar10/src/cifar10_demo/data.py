@@ -15,10 +15,14 @@ from pathlib import Path
 import torch
 
 from cifar10_demo.download import CIFAR10_MD5, CIFAR10_URL, DownloadError, load_cifar10
-from litforge.data import ImageArrays, ImageDataModule
-from litforge.data.augment import FlipMode
-from litforge.data.image_folder import default_cache_dir, read_image_folder
-from litforge.errors import LitforgeError
+from litforge import (
+    FlipMode,
+    ImageArrays,
+    ImageDataModule,
+    LitforgeError,
+    default_cache_dir,
+    read_image_folder,
+)
 
 
 class DataUnavailableError(LitforgeError, RuntimeError):

@@ -60,8 +60,7 @@ from torchvision.datasets import CIFAR10
 from torchvision.datasets.utils import calculate_md5, check_integrity
 from tqdm import tqdm
 
-from litforge.data.arrays import ImageArrays
-from litforge.data.image_folder import load_arrays_npz, save_arrays_npz
+from litforge import ImageArrays, load_arrays_npz, save_arrays_npz
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"

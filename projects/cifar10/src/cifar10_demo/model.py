@@ -23,8 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from litforge.structs import ClassificationExample, ClassificationPrediction
-from litforge.tasks import Classifier
+from litforge import ClassificationExample, ClassificationPrediction, Classifier
 
 TTA = Literal["none", "flip", "flip_translate"]
 Optimizer = Literal["sgd", "muon"]

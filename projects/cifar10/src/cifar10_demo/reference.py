@@ -26,8 +26,7 @@ from torch import Tensor
 
 from cifar10_demo.data import Cifar10Data
 from cifar10_demo.model import Net
-from litforge.budget import process_age
-from litforge.data.augment import flip, random_translate
+from litforge import flip, process_age, random_translate
 
 LR, WD, MOMENTUM, BIAS_SCALE = 11.5, 0.0153, 0.85, 64.0
 SMOOTHING, WARMUP, LR_START, LR_END, WHITEN_BIAS_EPOCHS = 0.2, 0.23, 0.2, 0.07, 3

@@ -1,4 +1,4 @@
-from litforge.cli import run
+from litforge import run
 from segmentation_demo.cli import main
 
 if __name__ == "__main__":

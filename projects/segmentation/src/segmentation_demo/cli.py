@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from litforge.cli import LitforgeCLI, cli_main
+from litforge import LitforgeCLI, cli_main
 from segmentation_demo.data import ShapesMasks
 from segmentation_demo.model import SegModel
 

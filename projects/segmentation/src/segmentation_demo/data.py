@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from litforge.data import ImageArrays, ImageDataModule
-from litforge.data.augment import FlipMode
-from litforge.structs import SegmentationExample
+from litforge import FlipMode, ImageArrays, ImageDataModule, SegmentationExample
 
 CLASS_NAMES = ("background", "disk", "square", "triangle")
 

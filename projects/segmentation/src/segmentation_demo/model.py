@@ -15,8 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from litforge.structs import SegmentationExample, SegmentationPrediction
-from litforge.tasks import Segmenter
+from litforge import SegmentationExample, SegmentationPrediction, Segmenter
 
 
 def double_conv(c_in: int, c_out: int) -> nn.Sequential:

@@ -1,4 +1,4 @@
-from litforge.cli import run
+from litforge import run
 from template_project.cli import main
 
 if __name__ == "__main__":

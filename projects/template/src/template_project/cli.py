@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from litforge.cli import LitforgeCLI, cli_main
+from litforge import LitforgeCLI, cli_main
 from template_project.data import ShapesData
 from template_project.model import ShapeModel
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from litforge.data import ImageArrays, ImageDataModule
+from litforge import ImageArrays, ImageDataModule
 
 SHAPES = ("disk", "ring", "square", "frame")
 

@@ -6,8 +6,7 @@ from typing import Any
 
 from torch import nn
 
-from litforge.structs import ClassificationExample, ClassificationPrediction
-from litforge.tasks import Classifier
+from litforge import ClassificationExample, ClassificationPrediction, Classifier
 
 
 def block(c_in: int, c_out: int) -> nn.Sequential:

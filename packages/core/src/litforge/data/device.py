@@ -26,7 +26,7 @@ from pytorch_lightning.utilities import rank_zero_warn
 from torch import Tensor
 
 from litforge.data.arrays import Arrays
-from litforge.structs import Example
+from litforge.tasks.structs import Example
 
 Fields = dict[str, Tensor]
 

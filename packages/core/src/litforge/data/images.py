@@ -14,11 +14,11 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from litforge.contracts import Split
 from litforge.data.augment import FlipMode, ImageTransform
 from litforge.data.module import ArrayDataModule
-from litforge.media import Images, overlay, side_by_side
-from litforge.structs import ClassificationExample, Example, Prediction
+from litforge.diagnostics.media import Images, overlay, side_by_side
+from litforge.tasks.contracts import Split
+from litforge.tasks.structs import ClassificationExample, Example, Prediction
 
 
 class ImageDataModule(ArrayDataModule):

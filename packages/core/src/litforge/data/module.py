@@ -4,7 +4,7 @@ A task subclasses it, sets ``name`` and ``example_type``, and implements ``load(
 items (split here into train / val / test) or its own (train, test). Everything else is here:
 the split (random or stratified, seeded), standardisation of float fields with statistics of
 the training part, device placement, DDP sharding, and the whole ``TaskData`` contract
-(``litforge.contracts``): dataset names, which splits exist, class names, samples, and how to
+(``litforge.tasks.contracts``): dataset names, which splits exist, class names, samples, and how to
 show examples (a table of their fields; ``ImageDataModule`` draws pictures instead).
 
 Values the model needs from the data (``num_classes``, ``num_features``, ``in_channels``, ...) are
@@ -19,13 +19,13 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
-from litforge.contracts import Split
 from litforge.data.arrays import Arrays
 from litforge.data.device import DeviceLoader, Fields, Transform
 from litforge.data.split import split_pool
+from litforge.diagnostics.media import Table, View
 from litforge.errors import DataError
-from litforge.media import Table, View
-from litforge.structs import Example, Prediction
+from litforge.tasks.contracts import Split
+from litforge.tasks.structs import Example, Prediction
 
 Loaded: TypeAlias = Arrays | tuple[Arrays, Arrays | None]
 

@@ -3,7 +3,7 @@
     python -m <project> sweep <name> [--workers N] [--trials N] [-- fit args]   (sweep.py)
     python -m <project> repeat --seeds S [--workers N] [-- fit args]           (repeat.py)
 
-``litforge.cli.run`` sends these two words here (command.py). The pieces, one idea each:
+``litforge.run.cli.run`` sends these two words here (command.py). The pieces, one idea each:
 space.py (the sweep file: parameters, metric, sampler, pruner), study.py (the Optuna study on
 disk, shared by workers and resumable), launch.py (a child run as a process or a submitit job),
 child.py (what a child run reads from its parent: its trial, pruning), stats.py (mean, spread

@@ -1,9 +1,9 @@
 """What a child run reads from the sweep or seed group that started it, through its environment.
 
 - ``LITFORGE_TRIAL``: a JSON object (storage URL, study name, trial number, metric, pruner) set
-  for a sweep's trial; the CLI then adds ``litforge.callbacks.OptunaReport``, which reports the
+  for a sweep's trial; the CLI then adds ``litforge.OptunaReport``, which reports the
   validation metric to the study each epoch and stops a pruned trial with ``TrialPruned``;
-  ``litforge.cli.run`` turns that into exit status ``PRUNED_EXIT``.
+  ``litforge.run.cli.run`` turns that into exit status ``PRUNED_EXIT``.
 - ``LITFORGE_PARENT_PID``: the launcher's process id; the child asks Linux to send it SIGTERM
   when that process dies, so a killed sweep leaves no orphan training on.
 
@@ -55,6 +55,6 @@ def child_callbacks() -> list[Any]:
     spec = trial_spec()
     if spec is None:
         return []
-    from litforge.callbacks.sweep import OptunaReport
+    from litforge.experiments.pruning import OptunaReport
 
     return [OptunaReport(**spec)]

@@ -1,4 +1,4 @@
-"""The ``sweep`` and ``repeat`` words of a project's command (``litforge.cli.run`` sends them
+"""The ``sweep`` and ``repeat`` words of a project's command (``litforge.run.cli.run`` sends them
 here): argument parsing, a dry parse of the child runs' arguments (``fit --print_config``, in
 this process: a wrong key fails now, once, not in every trial), then sweep.py / repeat.py."""
 
@@ -19,7 +19,7 @@ import yaml
 
 from litforge.errors import LitforgeError
 from litforge.experiments.launch import LAUNCHERS, gpu_slots, make_launcher, python_module
-from litforge.rundir import new_run_dir
+from litforge.run.rundir import new_run_dir
 
 COMMANDS = ("sweep", "repeat")
 

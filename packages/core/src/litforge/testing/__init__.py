@@ -25,8 +25,8 @@ from typing import Any
 
 import pytorch_lightning as pl
 
-from litforge.cli import LitforgeCLI
-from litforge.model import BaseModel
+from litforge.run.cli import LitforgeCLI
+from litforge.tasks.model import BaseModel
 
 Main = Callable[[list[str]], LitforgeCLI]
 QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]

@@ -1,4 +1,4 @@
-from litforge.cli import run
+from litforge.run.cli import run
 from litforge.testing.images import main
 
 if __name__ == "__main__":

@@ -10,10 +10,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from litforge.cli import LitforgeCLI, cli_main
 from litforge.data import ImageArrays, ImageDataModule
-from litforge.structs import ClassificationExample, ClassificationPrediction
-from litforge.tasks import Classifier
+from litforge.run.cli import LitforgeCLI, cli_main
+from litforge.tasks.bases import Classifier
+from litforge.tasks.structs import ClassificationExample, ClassificationPrediction
 
 
 def synthetic_images(n: int, num_classes: int = 4, size: int = 8, seed: int = 0) -> ImageArrays:

@@ -10,10 +10,10 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from litforge.cli import LitforgeCLI, cli_main, run
 from litforge.data import ArrayDataModule, Arrays
-from litforge.structs import Example, RegressionExample, RegressionPrediction
-from litforge.tasks import Regressor
+from litforge.run.cli import LitforgeCLI, cli_main, run
+from litforge.tasks.bases import Regressor
+from litforge.tasks.structs import Example, RegressionExample, RegressionPrediction
 
 
 def known_function(features: Tensor) -> Tensor:

@@ -13,10 +13,10 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from litforge.cli import LitforgeCLI, cli_main, run
 from litforge.data import ArrayDataModule, Arrays
-from litforge.structs import ClassificationPrediction, Example
-from litforge.tasks import Classifier
+from litforge.run.cli import LitforgeCLI, cli_main, run
+from litforge.tasks.bases import Classifier
+from litforge.tasks.structs import ClassificationPrediction, Example
 
 NUM_CLASSES = 3  # the tokens 0, 1, 2 (a, b, c) compete; the others are filler
 

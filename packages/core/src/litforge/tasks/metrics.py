@@ -10,7 +10,7 @@ import torchmetrics
 from torch import Tensor
 from torchmetrics import Metric, MetricCollection
 
-from litforge.structs import Example, Prediction
+from litforge.tasks.structs import Example, Prediction
 
 
 class StructMetric(Metric):

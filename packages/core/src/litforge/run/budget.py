@@ -29,7 +29,7 @@ from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.utilities import rank_zero_info
 
 from litforge.errors import LitforgeError
-from litforge.structs import Example
+from litforge.tasks.structs import Example
 
 MARGIN_S = 4.0  # fixed end-of-run costs: diagnostics' figures, the summary, closing loggers
 MARGIN_FRACTION = 0.015  # and a share of the budget for the machine's speed drifting

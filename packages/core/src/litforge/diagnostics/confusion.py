@@ -10,11 +10,11 @@ import pytorch_lightning as pl
 from torch import Tensor
 from torchmetrics.functional.classification import multiclass_confusion_matrix
 
-from litforge.callbacks.base import EpochCallback, append, concat, gather_dedup
-from litforge.callbacks.uncertainty import class_probabilities
-from litforge.contracts import task_data
-from litforge.media import emit_figure
-from litforge.structs import Example, Prediction
+from litforge.diagnostics.base import EpochCallback, append, concat, gather_dedup
+from litforge.diagnostics.media import emit_figure
+from litforge.diagnostics.uncertainty import class_probabilities
+from litforge.tasks.contracts import task_data
+from litforge.tasks.structs import Example, Prediction
 
 
 class ConfusionMatrix(EpochCallback):

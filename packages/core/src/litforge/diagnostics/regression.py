@@ -16,11 +16,11 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
-from litforge.callbacks.base import EpochCallback, append, concat, gather_dedup
-from litforge.contracts import ContractError, per_example, require_fields
-from litforge.media import emit_figure
-from litforge.model import BaseModel
-from litforge.structs import Example, Prediction
+from litforge.diagnostics.base import EpochCallback, append, concat, gather_dedup
+from litforge.diagnostics.media import emit_figure
+from litforge.tasks.contracts import ContractError, per_example, require_fields
+from litforge.tasks.model import BaseModel
+from litforge.tasks.structs import Example, Prediction
 
 
 class Regression(EpochCallback):

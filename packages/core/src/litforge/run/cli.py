@@ -8,14 +8,14 @@
   constructor also takes is set from the data module, and ``data.batch_size`` reaches a model
   that takes ``batch_size`` (``--help`` lists the links);
 - the data module is checked against the ``TaskData`` contract right after it is built;
-- each run lives in its own folder (``litforge.rundir``) with its loggers (``litforge.loggers``),
-  results.json, predictions.pt and a summary (``litforge.outputs``), and a status.json that
-  ``python -m <project> runs`` tabulates (``litforge.runs``);
+- each run lives in its own folder (``litforge.run.rundir``) with its loggers (``litforge.run.loggers``),
+  results.json, predictions.pt and a summary (``litforge.run.outputs``), and a status.json that
+  ``python -m <project> runs`` tabulates (``litforge.run.runs``);
 - with a validation set, fit keeps the best checkpoints and tests the best one
-  (``litforge.checkpoints``); ``--run.debug=<preset>`` for quick checks (``litforge.debug``);
+  (``litforge.run.checkpoints``); ``--run.debug=<preset>`` for quick checks (``litforge.run.debug``);
 - an interrupted run (SIGTERM, Ctrl-C, crash) leaves checkpoints/last.ckpt, and the resume
   command printed at start continues the same run directory, W&B run and step count;
-  checkpoints are written atomically (``litforge.checkpoint_io``) and carry the global random
+  checkpoints are written atomically (``litforge.run.checkpoint_io``) and carry the global random
   generators (``RngState``) and the training loader's place in the epoch (``DeviceLoader``);
 - many runs: ``python -m <project> sweep <name>`` (an Optuna study over
   configs/sweeps/<name>.yaml) and ``python -m <project> repeat --seeds S`` (one config, several
@@ -40,34 +40,34 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from litforge.arguments import add_run_arguments, link_shared_values
-from litforge.budget import PLAN_ENV, BudgetGuard, fit_the_machine
-from litforge.callbacks.resume import RngState
-from litforge.callbacks.safety import SaveOnInterrupt
-from litforge.checkpoint_io import with_atomic_checkpoints
-from litforge.checkpoints import (
+from litforge.command import DESCRIBE, Described
+from litforge.command import run as run  # the projects' __main__ call litforge.run.cli.run
+from litforge.errors import CheckpointMismatchError, one_line
+from litforge.experiments.child import child_callbacks
+from litforge.run.arguments import add_run_arguments, link_shared_values
+from litforge.run.budget import PLAN_ENV, BudgetGuard, fit_the_machine
+from litforge.run.checkpoint_io import with_atomic_checkpoints
+from litforge.run.checkpoints import (
     add_checkpoint_arguments,
     best_checkpoint_callback,
     scored_checkpoint,
     tested_checkpoint,
 )
-from litforge.command import DESCRIBE, Described
-from litforge.command import run as run  # the projects' __main__ call litforge.cli.run
-from litforge.contracts import check_data
-from litforge.debug import add_debug_argument, apply_debug_preset, describe_preset
-from litforge.errors import CheckpointMismatchError, one_line
-from litforge.experiments.child import child_callbacks
-from litforge.loggers import make_loggers
-from litforge.messages import (
+from litforge.run.debug import add_debug_argument, apply_debug_preset, describe_preset
+from litforge.run.loggers import make_loggers
+from litforge.run.messages import (
     SUBCOMMANDS,
     bad_yaml,
     check_ckpt_path,
     did_you_mean,
     state_dict_mismatch,
 )
-from litforge.outputs import print_summary, save_predictions, write_results
-from litforge.rundir import RUN_DIR_ENV, RunConfigSaver, check_writable, new_run_dir
-from litforge.runs import end_status, outcome_of, start_status
+from litforge.run.outputs import print_summary, save_predictions, write_results
+from litforge.run.resume import RngState
+from litforge.run.rundir import RUN_DIR_ENV, RunConfigSaver, check_writable, new_run_dir
+from litforge.run.runs import end_status, outcome_of, start_status
+from litforge.run.safety import SaveOnInterrupt
+from litforge.tasks.contracts import check_data
 
 PROGRESS_REFRESH = 10  # steps between progress bar redraws
 
@@ -99,7 +99,7 @@ class LitforgeCLI(LightningCLI):
         self._extra: list[str] = []  # lines the summary adds (the predictions' path)
         self._plan: Any = None  # the time budget's plan, when one was made
         self.linked: list[str] = []  # names whose value the model takes from the data module
-        self._status: dict[str, Any] | None = None  # <run dir>/status.json (litforge.runs)
+        self._status: dict[str, Any] | None = None  # <run dir>/status.json (litforge.run.runs)
         if default_config is None:
             default_config = []
         elif not isinstance(default_config, list):
@@ -151,7 +151,9 @@ class LitforgeCLI(LightningCLI):
             raise SystemExit(2) from None
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        add_run_arguments(parser)  # --run.root, --run.dir, --run.loggers, ... (litforge.arguments)
+        add_run_arguments(
+            parser
+        )  # --run.root, --run.dir, --run.loggers, ... (litforge.run.arguments)
         add_checkpoint_arguments(parser)  # --run.save_top_k, --run.monitor, --run.monitor_mode
         add_debug_argument(parser)  # --run.debug
         self.linked += link_shared_values(parser, self.model_class, self.datamodule_class)
@@ -168,7 +170,7 @@ class LitforgeCLI(LightningCLI):
         os.environ[RUN_DIR_ENV] = str(run_dir)
         self.run_dir = run_dir
         config.trainer.default_root_dir = str(run_dir)
-        if run.debug:  # litforge.debug
+        if run.debug:  # litforge.run.debug
             applied = apply_debug_preset(run.debug, config.trainer, run_dir)
             rank_zero_info(describe_preset(run.debug, applied))
         if self.subcommand is not None and getattr(rank_zero_only, "rank", 0) == 0:
@@ -220,7 +222,7 @@ class LitforgeCLI(LightningCLI):
             best = best_checkpoint_callback(run, self.model, self.datamodule, ckpt_dir)
             callbacks = [
                 *callbacks,
-                # the best k by run.monitor, with a validation set (litforge.checkpoints); first,
+                # the best k by run.monitor, with a validation set (litforge.run.checkpoints); first,
                 # so that it is trainer.checkpoint_callback, what ckpt_path="best" names
                 *([best] if best is not None else []),
                 # last.ckpt at every epoch end (or validation end), overwritten in place. Not

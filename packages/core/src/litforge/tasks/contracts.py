@@ -20,10 +20,10 @@ import torch
 from torch import Tensor
 
 from litforge.errors import LitforgeError
-from litforge.structs import Example, Prediction
+from litforge.tasks.structs import Example, Prediction
 
 if TYPE_CHECKING:
-    from litforge.media import View
+    from litforge.diagnostics.media import View
 
 Split = Literal["train", "val", "test"]
 
@@ -66,7 +66,7 @@ def check_data(datamodule: Any) -> TaskData:
         raise ContractError(
             f"the data module {type(datamodule).__name__} lacks {', '.join(missing)}: "
             "every data module must provide class_names, dataset_names(stage), has_split(split), "
-            "sample(split, n) and show(example, prediction) (litforge.contracts.TaskData); "
+            "sample(split, n) and show(example, prediction) (litforge.tasks.contracts.TaskData); "
             "subclass litforge.data.ArrayDataModule or ImageDataModule to get them all"
         )
     return datamodule

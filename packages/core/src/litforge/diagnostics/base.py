@@ -11,8 +11,8 @@ from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.utilities import rank_zero_warn
 from torch import Tensor
 
-from litforge.contracts import ContractError, dataset_names, probe
-from litforge.structs import Example, Prediction
+from litforge.tasks.contracts import ContractError, dataset_names, probe
+from litforge.tasks.structs import Example, Prediction
 
 
 def gather_dedup(pl_module: pl.LightningModule, data: dict[str, Tensor]) -> dict[str, Tensor]:

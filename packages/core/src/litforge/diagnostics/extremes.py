@@ -19,11 +19,11 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
-from litforge.callbacks.base import EpochCallback, dedup, gather_dedup
-from litforge.contracts import ContractError, per_example, task_data
-from litforge.media import Images, Table, View, emit_view
-from litforge.model import BaseModel
-from litforge.structs import Example, Prediction
+from litforge.diagnostics.base import EpochCallback, dedup, gather_dedup
+from litforge.diagnostics.media import Images, Table, View, emit_view
+from litforge.tasks.contracts import ContractError, per_example, task_data
+from litforge.tasks.model import BaseModel
+from litforge.tasks.structs import Example, Prediction
 
 
 def select(data: dict[str, Tensor], k: int, highest: bool) -> dict[str, Tensor]:

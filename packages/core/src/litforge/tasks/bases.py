@@ -18,9 +18,9 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics import MetricCollection
 
-from litforge.metrics import classification_metrics, regression_metrics, segmentation_metrics
-from litforge.model import BaseModel
-from litforge.structs import (
+from litforge.tasks.metrics import classification_metrics, regression_metrics, segmentation_metrics
+from litforge.tasks.model import BaseModel
+from litforge.tasks.structs import (
     ClassificationExample,
     ClassificationPrediction,
     Loss,

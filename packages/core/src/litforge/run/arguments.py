@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pytorch_lightning.cli import LightningArgumentParser
 
-from litforge.loggers import LoggerName
+from litforge.run.loggers import LoggerName
 
 
 def add_run_arguments(parser: LightningArgumentParser) -> None:

@@ -12,16 +12,16 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
-from litforge.loggers import finish_wandb
-from litforge.structs import Struct
+from litforge.run.loggers import finish_wandb
+from litforge.tasks.structs import Struct
 
 
 def write_results(
     trainer: pl.Trainer, run_dir: Path, scored: dict[str, Any] | None = None
 ) -> Path | None:
     """Every ``test/...`` metric as a float, atomically, to ``<run dir>/results.json``, with
-    ``scored``: what the test scored (``checkpoint``, ``epoch``, ...; ``litforge.checkpoints``).
-    The metrics are the ``test/`` keys; ``litforge.runs.final_metrics`` reads them alone."""
+    ``scored``: what the test scored (``checkpoint``, ``epoch``, ...; ``litforge.run.checkpoints``).
+    The metrics are the ``test/`` keys; ``litforge.run.runs.final_metrics`` reads them alone."""
     if not trainer.is_global_zero:
         return None
     results: dict[str, Any] = {

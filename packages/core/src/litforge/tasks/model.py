@@ -7,7 +7,7 @@ A task implements two methods:
 
 and optionally ``build_metrics()`` (a MetricCollection of ``StructMetric``), ``param_groups()``
 and ``example_error()`` (what the diagnostics rank examples by; default: the per-example loss).
-``litforge.tasks`` has ready bases for classification, regression and segmentation.
+``litforge.tasks.bases`` has ready bases for classification, regression and segmentation.
 Every loss term and the total are logged as ``<stage>/<dataset>/loss/<term>``, every metric as
 ``<stage>/<dataset>/<metric>`` (e.g. ``val/cifar10/accuracy``); dataset names come from the data
 module (``dataset_names(stage)``), so several validation or test sets stay apart.
@@ -23,8 +23,8 @@ from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 from torchmetrics import MeanMetric, MetricCollection
 
-from litforge.contracts import dataset_names
-from litforge.structs import Example, Loss, Prediction
+from litforge.tasks.contracts import dataset_names
+from litforge.tasks.structs import Example, Loss, Prediction
 
 STAGES = ("train", "val", "test")
 
@@ -75,7 +75,7 @@ class BaseModel(pl.LightningModule):
     def example_error(self, example: Example, prediction: Prediction) -> torch.Tensor:
         """One error per example (shape N), higher is worse: what Extremes ranks by. Default:
         ``compute_loss`` on each example alone (exact, but a call per example: a task with a
-        vectorised per-example loss should override it, as ``litforge.tasks`` do)."""
+        vectorised per-example loss should override it, as ``litforge.tasks.bases`` do)."""
         return torch.stack(
             [
                 self.compute_loss(example[i], prediction[i]).total.detach().float().reshape(())

@@ -15,10 +15,10 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
-from litforge.callbacks.base import EpochCallback, append, concat, gather_dedup
-from litforge.contracts import ContractError, require_fields
-from litforge.media import emit_figure
-from litforge.structs import Example, Prediction
+from litforge.diagnostics.base import EpochCallback, append, concat, gather_dedup
+from litforge.diagnostics.media import emit_figure
+from litforge.tasks.contracts import ContractError, require_fields
+from litforge.tasks.structs import Example, Prediction
 
 NEEDS = {"example_fields": ("label",), "prediction_fields": ("probs",)}
 
