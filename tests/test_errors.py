@@ -31,7 +31,7 @@ import pytest
 from PIL import Image
 
 from litforge import testing
-from litforge.run.cli import RUN_DIR_ENV
+from litforge.run.handoff import HANDOFF_ENV
 
 pytestmark = pytest.mark.slow
 
@@ -46,7 +46,7 @@ CIFAR10 += ["--trainer.fast_dev_run=true", "--data.batch_size=50"]
 
 
 def command(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != RUN_DIR_ENV}
+    env = {k: v for k, v in os.environ.items() if k != HANDOFF_ENV}
     env.update(OMP_NUM_THREADS="1", PYTHONPATH=str(PROBES), no_proxy="127.0.0.1,localhost")
     env.update(NO_PROXY="127.0.0.1,localhost", LITFORGE_CACHE=str(Path(env["HOME"]) / "cache"))
     return subprocess.run(
@@ -200,7 +200,7 @@ def synthetic_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """last.ckpt of one step of the synthetic image task (litforge.testing)."""
     run = tmp_path_factory.mktemp("synthetic") / "run"
     with pytest.MonkeyPatch.context() as mp:
-        mp.delenv(RUN_DIR_ENV, raising=False)
+        mp.delenv(HANDOFF_ENV, raising=False)
         one_step = ["--trainer.max_steps=1", "--trainer.limit_val_batches=0"]
         no_extras = ["--trainer.callbacks=[]", "--run.test_after_fit=false"]
         testing.main(["fit", *QUIET, f"--run.dir={run}", *one_step, *no_extras])

@@ -22,7 +22,7 @@ import yaml
 from litforge import testing
 from litforge.run import budget
 from litforge.run.budget import BudgetGuard, process_age, steps_that_fit
-from litforge.run.cli import RUN_DIR_ENV
+from litforge.run.handoff import HANDOFF_ENV
 from litforge.tasks.structs import RegressionExample
 from litforge.testing import regression
 
@@ -231,7 +231,7 @@ def test_the_guard_shortens_the_run_when_the_machine_slows_down(tmp_path: Path) 
 def test_ddp_children_train_the_parents_plan(tmp_path: Path) -> None:
     """Two processes with a budget: the launching process measures, its DDP child reuses the
     plan (both must train the same steps, or the collectives would hang)."""
-    env = {k: v for k, v in os.environ.items() if k not in (RUN_DIR_ENV, budget.PLAN_ENV)}
+    env = {k: v for k, v in os.environ.items() if k != HANDOFF_ENV}
     env["OMP_NUM_THREADS"] = "1"
     args = [
         sys.executable, "-m", "litforge.testing.regression", "fit", f"--run.root={tmp_path}",

@@ -26,7 +26,7 @@ import torch
 from pytorch_lightning.callbacks import Callback
 
 from litforge import Regression, testing
-from litforge.run.cli import RUN_DIR_ENV
+from litforge.run.handoff import HANDOFF_ENV
 from litforge.run.runs import final_metrics
 from litforge.tasks.structs import ClassificationExample
 from litforge.testing import regression
@@ -53,7 +53,7 @@ ACCURACY_ATOL, ECE_ATOL = 1 / 64 + 1e-6, 2 / 64 + 1e-6
 
 
 def run_ddp(tmp: Path) -> tuple[Path, float]:
-    env = {k: v for k, v in os.environ.items() if k != RUN_DIR_ENV}
+    env = {k: v for k, v in os.environ.items() if k != HANDOFF_ENV}
     env["PYTHONPATH"] = os.pathsep.join([str(TESTS), *filter(None, [env.get("PYTHONPATH")])])
     env["OMP_NUM_THREADS"] = "1"
     spec = {
@@ -244,7 +244,7 @@ class RecordTestShards(Callback):
 
 def launch(args: list[str], log: Path) -> None:
     """Runs a command line (a DDP launch) to its end, or fails the test after TIMEOUT_S."""
-    env = {k: v for k, v in os.environ.items() if k != RUN_DIR_ENV}
+    env = {k: v for k, v in os.environ.items() if k != HANDOFF_ENV}
     env["PYTHONPATH"] = os.pathsep.join([str(TESTS), *filter(None, [env.get("PYTHONPATH")])])
     env["OMP_NUM_THREADS"] = "1"
     with log.open("wb") as out:

@@ -21,7 +21,7 @@ from optuna.trial import TrialState
 
 from litforge.experiments import space, stats, study
 from litforge.experiments.space import SweepFileError, load_sweep
-from litforge.run.rundir import RUN_DIR_ENV
+from litforge.run.handoff import HANDOFF_ENV
 
 # Every trial: one or a few epochs on 64 training images, no diagnostics, no test.
 FAST = {
@@ -64,7 +64,7 @@ def command(*args: str) -> list[str]:
 
 
 def env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k != RUN_DIR_ENV}
+    return {k: v for k, v in os.environ.items() if k != HANDOFF_ENV}
 
 
 def run(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:

@@ -27,7 +27,7 @@ import pytest
 import torch
 
 from litforge import NonFiniteLossError, testing
-from litforge.run.cli import RUN_DIR_ENV
+from litforge.run.handoff import HANDOFF_ENV
 
 TESTS = Path(__file__).resolve().parent
 QUIET = testing.QUIET
@@ -41,7 +41,7 @@ def probes_importable() -> Iterator[None]:
     """The probes are imported by class path, in this process and in subprocesses."""
     with pytest.MonkeyPatch.context() as mp:
         mp.syspath_prepend(str(TESTS))
-        mp.delenv(RUN_DIR_ENV, raising=False)
+        mp.delenv(HANDOFF_ENV, raising=False)
         yield
 
 
@@ -75,7 +75,7 @@ def all_finite(state: dict[str, torch.Tensor]) -> bool:
 
 # ---------------------------------------------------------------------- SIGTERM and resume
 def subprocess_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != RUN_DIR_ENV}
+    env = {k: v for k, v in os.environ.items() if k != HANDOFF_ENV}
     env["PYTHONPATH"] = os.pathsep.join([str(TESTS), *filter(None, [env.get("PYTHONPATH")])])
     env.update(OMP_NUM_THREADS="1", WANDB_MODE="offline", WANDB_SILENT="true", **extra)
     return env

@@ -30,7 +30,7 @@ import torch
 from litforge import RngState, testing
 from litforge.data import DeviceLoader, ImageTransform
 from litforge.run.checkpoint_io import AtomicCheckpointIO
-from litforge.run.cli import RUN_DIR_ENV
+from litforge.run.handoff import HANDOFF_ENV
 
 TESTS = Path(__file__).resolve().parent
 QUIET = testing.QUIET
@@ -45,7 +45,7 @@ def probes_importable() -> Iterator[None]:
     """The probes are imported by class path, in this process and in subprocesses."""
     with pytest.MonkeyPatch.context() as mp:
         mp.syspath_prepend(str(TESTS))
-        mp.delenv(RUN_DIR_ENV, raising=False)
+        mp.delenv(HANDOFF_ENV, raising=False)
         yield
 
 
@@ -252,7 +252,7 @@ def test_sigterm_mid_epoch_resume_continues_with_the_next_batch_bit_exact(
 
 # ---------------------------------------------------------------------- kill -9 mid-write
 def subprocess_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != RUN_DIR_ENV}
+    env = {k: v for k, v in os.environ.items() if k != HANDOFF_ENV}
     env["PYTHONPATH"] = os.pathsep.join([str(TESTS), *filter(None, [env.get("PYTHONPATH")])])
     env.update(OMP_NUM_THREADS="1", WANDB_MODE="offline", WANDB_SILENT="true")
     return env

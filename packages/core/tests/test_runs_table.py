@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from litforge import testing
-from litforge.run.cli import RUN_DIR_ENV, run
+from litforge.command import run
+from litforge.run.handoff import HANDOFF_ENV
 from litforge.run.runs import (
     RUNS_CSV,
     effective_status,
@@ -41,7 +42,7 @@ def probes_importable() -> Iterator[None]:
     """The reliability probes (crash, signal) are given to the CLI by class path."""
     with pytest.MonkeyPatch.context() as mp:
         mp.syspath_prepend(str(TESTS))
-        mp.delenv(RUN_DIR_ENV, raising=False)
+        mp.delenv(HANDOFF_ENV, raising=False)
         yield
 
 
@@ -140,7 +141,7 @@ def test_runs_command_prints_the_table_writes_csv_and_plots(
     args = ["litforge.testing", "runs", f"--root={root}", f"--plot={VAL_ACCURACY}"]
     monkeypatch.setattr(sys, "argv", args)
     with pytest.raises(SystemExit) as exit_:
-        run(testing.main)
+        run(testing.project)
     assert exit_.value.code == 0
     out = capsys.readouterr().out
     lines = out.splitlines()
@@ -178,7 +179,7 @@ def test_runs_command_prints_the_table_writes_csv_and_plots(
     # --last 2: the two most recent runs only
     monkeypatch.setattr(sys, "argv", [*args[:3], "--last=2", "--metric=accuracy"])
     with pytest.raises(SystemExit):
-        run(testing.main)
+        run(testing.project)
     out = capsys.readouterr().out
     assert dirs[0].name not in out and dirs[1].name not in out
     assert dirs[2].name in out and dirs[3].name in out and "2 runs" in out
@@ -251,7 +252,7 @@ def test_resumed_run_keeps_its_start_and_adds_up_its_wall_time(tmp_path: Path) -
 
 
 def test_a_pruned_trial_is_listed_as_pruned_not_failed() -> None:
-    from litforge.experiments.child import TrialPruned
+    from litforge.errors import TrialPruned
     from litforge.run.runs import outcome_of
 
     assert outcome_of(TrialPruned("val/x/accuracy 0.2 at epoch 1"), "interrupted") == "pruned"

@@ -16,7 +16,7 @@ import torch
 import yaml
 
 from litforge import ConfusionMatrix, Extremes, Uncertainty, testing
-from litforge.run.cli import RUN_DIR_ENV
+from litforge.run.handoff import HANDOFF_ENV
 from litforge.testing.images import CONFIG
 
 QUIET = testing.QUIET
@@ -25,7 +25,7 @@ N_TEST, N_VAL = 64, 64  # images.yaml
 
 @pytest.fixture(autouse=True)
 def no_inherited_run_dir(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(RUN_DIR_ENV, raising=False)
+    monkeypatch.delenv(HANDOFF_ENV, raising=False)
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,7 @@ def one_epoch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     writes results.json."""
     tmp = tmp_path_factory.mktemp("values")
     with pytest.MonkeyPatch.context() as mp:
-        mp.delenv(RUN_DIR_ENV, raising=False)
+        mp.delenv(HANDOFF_ENV, raising=False)
         yield testing.main(
             ["fit", f"--run.dir={tmp / 'run'}", "--run.loggers=[csv]", *QUIET,
              "--trainer.max_epochs=1"]

@@ -22,7 +22,7 @@ from cifar10_demo.cli import CPU, DEFAULT, MUON, SGD, main
 from cifar10_demo.model import Cifar10Model, MuonSGD
 from litforge import Lookahead, testing
 from litforge.run.budget import MARGIN_FRACTION, MARGIN_S, BudgetGuard, process_age
-from litforge.run.cli import RUN_DIR_ENV
+from litforge.run.handoff import HANDOFF_ENV
 from litforge.tasks.structs import ClassificationExample
 
 CLASSES = 10
@@ -64,7 +64,7 @@ def test_flip_translate_tta_is_the_mean_of_its_six_views() -> None:
     x = torch.randn(6, 3, 32, 32)
     model.net.init_whitening(x)
     model.eval()
-    example = ClassificationExample(torch.arange(6), x, torch.arange(6))
+    example = ClassificationExample(torch.arange(6), image=x, label=torch.arange(6))
     with torch.no_grad():
         tta = model(example).logits
 
@@ -101,7 +101,7 @@ def isolated() -> Iterator[None]:
     (``--trainer.deterministic=true`` sets it) switched back afterwards."""
     before = torch.are_deterministic_algorithms_enabled()
     with pytest.MonkeyPatch.context() as mp:
-        mp.delenv(RUN_DIR_ENV, raising=False)
+        mp.delenv(HANDOFF_ENV, raising=False)
         yield
     torch.use_deterministic_algorithms(before)
 

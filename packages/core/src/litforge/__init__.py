@@ -22,6 +22,7 @@ Every name in ``__all__`` is public and stable. Modules inside the folders are i
 layout may change; import from ``litforge``.
 """
 
+from litforge.command import run
 from litforge.data.arrays import Arrays, ImageArrays
 from litforge.data.augment import FlipMode, ImageTransform, flip, random_translate
 from litforge.data.device import DeviceLoader
@@ -51,8 +52,9 @@ from litforge.errors import (
 )
 from litforge.experiments.pruning import OptunaReport
 from litforge.run.budget import BudgetError, choose_precision, process_age, time_train_steps
-from litforge.run.cli import LitforgeCLI, cli_main, run
+from litforge.run.cli import LitforgeCLI, cli_main
 from litforge.run.lookahead import Lookahead
+from litforge.run.project import Project
 from litforge.run.resume import RngState
 from litforge.run.safety import NonFiniteLossError, SaveOnInterrupt, StopOnNonFinite
 from litforge.tasks.bases import Classifier, PerExampleLossModel, Regressor, Segmenter
@@ -128,8 +130,9 @@ __all__ = [  # noqa: RUF022 (grouped by concern, as the docs list them)
     "Images",
     "Table",
     # the run
-    "cli_main",
+    "Project",
     "run",
+    "cli_main",
     "LitforgeCLI",
     "Lookahead",
     "StopOnNonFinite",

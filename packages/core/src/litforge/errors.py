@@ -24,6 +24,14 @@ class CheckpointMismatchError(CheckpointError, RuntimeError):
     """The checkpoint's weights do not fit the model (another project's, other settings)."""
 
 
+PRUNED_EXIT = 3  # the exit status of a pruned sweep trial: not a failure, not a finished run
+
+
+class TrialPruned(Exception):
+    """A sweep's pruner stopped this trial: its metric is not promising. Not a failure: the
+    command prints ``pruned: ...`` and exits with ``PRUNED_EXIT``; status.json says ``pruned``."""
+
+
 def one_line(text: str, limit: int | None = None) -> str:
     """``text`` on one line: its lines stripped and joined by spaces; cut to ``limit``
     characters (with " ...") when given."""

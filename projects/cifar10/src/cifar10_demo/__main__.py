@@ -1,5 +1,5 @@
-from cifar10_demo.cli import main
+from cifar10_demo.cli import project
 from litforge import run
 
 if __name__ == "__main__":
-    run(main)
+    run(project)

@@ -46,7 +46,7 @@ def build(data: str | None, extra: list[str]) -> Any:
     args = ["--run.loggers=[]", "--run.root=/tmp/litforge-bench-runs", *extra]
     if data:
         args.append(f"--data.root={data}")
-    return main(args, run=False)  # type: ignore[call-arg]
+    return main(args, run=False)
 
 
 def sync(device: torch.device) -> None:

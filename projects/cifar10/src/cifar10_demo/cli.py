@@ -24,8 +24,8 @@ from litforge import (
     ClassificationExample,
     Classifier,
     LitforgeCLI,
+    Project,
     choose_precision,
-    cli_main,
     time_train_steps,
 )
 
@@ -138,16 +138,6 @@ class Cifar10CLI(LitforgeCLI):
             config.model.batch_size = batch
 
 
-def main(
-    args: list[str] | None = None, default_config: list[str | Path] | None = None, **kwargs: Any
-) -> LitforgeCLI:
-    """``default_config``: the recipe's files (default: this machine's, ``default_configs``)."""
-    return cli_main(
-        Cifar10Model,
-        Cifar10Data,
-        project="cifar10",
-        default_config=default_config or default_configs(),
-        args=args,
-        cli_class=Cifar10CLI,
-        **kwargs,
-    )
+# default_configs is called when a command starts: the recipe's files for this machine
+project = Project("cifar10", Cifar10Model, Cifar10Data, default_configs, cli_class=Cifar10CLI)
+main = project.main  # main(args, default_config=[...]): other recipe files

@@ -1,5 +1,5 @@
 from litforge import run
-from segmentation_demo.cli import main
+from segmentation_demo.cli import project
 
 if __name__ == "__main__":
-    run(main)
+    run(project)

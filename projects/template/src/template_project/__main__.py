@@ -1,5 +1,5 @@
 from litforge import run
-from template_project.cli import main
+from template_project.cli import project
 
 if __name__ == "__main__":
-    run(main)
+    run(project)

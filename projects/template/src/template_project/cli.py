@@ -1,14 +1,14 @@
-"""The command line: ``python -m template_project fit|validate|test|predict [--config x.yaml]``."""
+"""The command line: ``python -m template_project fit|validate|test|predict [--config x.yaml]``;
+``main(["fit", ...])`` runs the same from Python (tests, notebooks)."""
 
 from pathlib import Path
 
-from litforge import LitforgeCLI, cli_main
+from litforge import Project
 from template_project.data import ShapesData
 from template_project.model import ShapeModel
 
-CONFIG = Path(__file__).parent / "configs" / "default.yaml"
-
-
-def main(args: list[str] | None = None) -> LitforgeCLI:
-    # Real task: your model and data classes; runs go to runs/<project>/<time>-<id>/.
-    return cli_main(ShapeModel, ShapesData, project="template", default_config=CONFIG, args=args)
+# Real task: your model and data classes; runs go to runs/<name>/<time>-<id>/.
+project = Project(
+    "template", ShapeModel, ShapesData, Path(__file__).parent / "configs" / "default.yaml"
+)
+main = project.main

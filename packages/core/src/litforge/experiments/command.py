@@ -1,4 +1,4 @@
-"""The ``sweep`` and ``repeat`` words of a project's command (``litforge.run.cli.run`` sends them
+"""The ``sweep`` and ``repeat`` words of a project's command (``litforge.command.run`` sends them
 here): argument parsing, a dry parse of the child runs' arguments (``fit --print_config``, in
 this process: a wrong key fails now, once, not in every trial), then sweep.py / repeat.py."""
 
@@ -39,11 +39,9 @@ def package_dir(module: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
-def probe(main: Callable[..., Any], args: list[str]) -> tuple[str, dict[str, Any]]:
-    """Parses ``fit <args>`` as a child would (``--print_config``) and returns the project's
-    name (its runs' folder) and the resolved config; a refused argument stops here."""
-    from litforge.command import project_of
-
+def probe(main: Callable[..., Any], args: list[str]) -> dict[str, Any]:
+    """Parses ``fit <args>`` as a child would (``--print_config``) and returns the resolved
+    config; a refused argument stops here."""
     printed, argv = io.StringIO(), sys.argv
     try:
         sys.argv = argv[:1]  # LightningCLI warns when it has both args and a command line
@@ -56,7 +54,7 @@ def probe(main: Callable[..., Any], args: list[str]) -> tuple[str, dict[str, Any
             ) from None
     finally:
         sys.argv = argv
-    return project_of(main), yaml.safe_load(printed.getvalue()) or {}
+    return yaml.safe_load(printed.getvalue()) or {}
 
 
 def _key_values(items: Sequence[str]) -> dict[str, Any]:
@@ -109,7 +107,7 @@ def parser(command: str, module: str) -> argparse.ArgumentParser:
 
 
 def _sweep(
-    main: Callable[..., Any], module: str, opts: argparse.Namespace, extra: list[str]
+    main: Callable[..., Any], project: str, module: str, opts: argparse.Namespace, extra: list[str]
 ) -> int:
     from litforge.experiments.space import cli_args, find_sweep, load_sweep
     from litforge.experiments.study import counts
@@ -122,9 +120,7 @@ def _sweep(
         for k, p in sweep.parameters.items()
     }
     try:
-        project, _ = probe(
-            main, [*cli_args(sweep.fixed), *extra, *cli_args(example), "--run.wandb_group=probe"]
-        )
+        probe(main, [*cli_args(sweep.fixed), *extra, *cli_args(example), "--run.wandb_group=probe"])
     except LitforgeError as err:
         raise LitforgeError(f"{path}: {err}") from None
     folder = Path(opts.root) / project / "sweeps" / sweep.name
@@ -167,13 +163,13 @@ def _sweep(
 
 
 def _repeat(
-    main: Callable[..., Any], module: str, opts: argparse.Namespace, extra: list[str]
+    main: Callable[..., Any], project: str, module: str, opts: argparse.Namespace, extra: list[str]
 ) -> int:
     from litforge.experiments import repeat
 
     if opts.seeds < 1:
         raise LitforgeError("--seeds: 1 or more")
-    project, config = probe(main, [*extra, "--run.wandb_group=probe"])
+    config = probe(main, [*extra, "--run.wandb_group=probe"])
     data_seed = isinstance(config.get("data"), dict) and "seed" in config["data"]
     folder = opts.group or new_run_dir(Path(opts.root) / project, "repeats")
     folder.mkdir(parents=True, exist_ok=True)
@@ -218,8 +214,9 @@ def _repeat(
     return 0 if not missing else 1
 
 
-def experiment(main: Callable[..., Any], argv: list[str]) -> int:
-    """``argv``: [sweep|repeat, options..., --, fit arguments...]."""
+def experiment(main: Callable[..., Any], project: str, argv: list[str]) -> int:
+    """``main``: the project's (``Project.main``); ``project``: its name, the folder of its
+    runs; ``argv``: [sweep|repeat, options..., --, fit arguments...]."""
     command, rest = argv[0], argv[1:]
     extra: list[str] = []
     if "--" in rest:
@@ -234,5 +231,5 @@ def experiment(main: Callable[..., Any], argv: list[str]) -> int:
     # SIGTERM (a scheduler, kill) stops like Ctrl-C: children are stopped and marked interrupted
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     if command == "sweep":
-        return _sweep(main, module, opts, extra)
-    return _repeat(main, module, opts, extra)
+        return _sweep(main, project, module, opts, extra)
+    return _repeat(main, project, module, opts, extra)

@@ -2,7 +2,7 @@
 
 - ``process`` (default): a child process on this machine, its output in a log file, its own
   session (a Ctrl-C reaches the sweep, which stops the child with SIGTERM: Lightning then saves
-  last.ckpt), told to die with its launcher (``litforge.experiments.child``).
+  last.ckpt), told to die with its launcher (``litforge.run.handoff``).
 - ``local`` / ``slurm``: a submitit job (LocalExecutor / SlurmExecutor) that runs the same
   command (pip extra ``litforge-core[slurm]``). On SLURM, the one requeue mechanism is
   Lightning's: the job asks SLURM for SIGUSR1 90 s before its time limit, Lightning's
@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from litforge.errors import LitforgeError
-from litforge.experiments.child import PARENT_ENV
+from litforge.run.handoff import parent_env
 
 LAUNCHERS = ("process", "local", "slurm")
 TERM_GRACE = 60.0  # seconds a stopped child has to save its checkpoint before SIGKILL
@@ -69,7 +69,7 @@ def run_command(args: list[str], env: dict[str, str], log: str) -> int:
     if hasattr(signal, "SIGUSR1"):
         signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     with open(log, "ab") as out:
-        full_env = {**os.environ, **env, PARENT_ENV: str(os.getpid())}
+        full_env = {**os.environ, **env, **parent_env()}
         child = subprocess.Popen(
             args, env=full_env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
         )
@@ -85,7 +85,7 @@ class ProcessLauncher:
         with open(job.log, "ab") as out:
             child = subprocess.Popen(
                 job.args,
-                env={**os.environ, **job.env, PARENT_ENV: str(os.getpid())},
+                env={**os.environ, **job.env, **parent_env()},
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,

@@ -1,4 +1,6 @@
-"""OptunaReport: a sweep trial's link to its study (added by the CLI in a sweep's child runs).
+"""OptunaReport: a sweep trial's link to its study. The sweep gives it to each trial's run on
+its command line, ``--trainer.callbacks+={"class_path": "litforge.OptunaReport", ...}``
+(``trial_callback``), so the trial's config.yaml lists it.
 
 At each validation end it reports the sweep's metric to the trial (step = the validation's
 index: 0, 1, ...), asks the study's pruner, and stops a trial that should be pruned by raising
@@ -9,14 +11,27 @@ Written here rather than taken from optuna-integration, whose callback subclasse
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback
 
-from litforge.errors import LitforgeError
-from litforge.experiments.child import TrialPruned
+from litforge.errors import LitforgeError, TrialPruned
+
+
+def trial_callback(storage: str, study: str, trial: int, metric: str, pruner: Any) -> str:
+    """The command-line argument that adds a trial's OptunaReport to its run's callbacks."""
+    init_args = {
+        "storage": storage,
+        "study": study,
+        "trial": trial,
+        "metric": metric,
+        "pruner": pruner,
+    }
+    spec = {"class_path": "litforge.OptunaReport", "init_args": init_args}
+    return f"--trainer.callbacks+={json.dumps(spec)}"
 
 
 class OptunaReport(Callback):

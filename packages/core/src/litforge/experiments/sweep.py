@@ -22,9 +22,10 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from litforge.errors import PRUNED_EXIT
 from litforge.experiments import report
-from litforge.experiments.child import PRUNED_EXIT, TRIAL_ENV
 from litforge.experiments.launch import Job, wait_for, worker_env
+from litforge.experiments.pruning import trial_callback
 from litforge.experiments.space import Sweep, cli_args
 from litforge.experiments.study import HOST, Heartbeat, ask_lock, counts, fail_stale, open_study
 
@@ -58,15 +59,19 @@ class SweepRun:
         return open_study(self.storage, s.name, s.direction, s.make_sampler(), s.make_pruner())
 
     def child_args(self, number: int, params: dict[str, Any]) -> list[str]:
+        """The trial's command line; last, its OptunaReport (reports to the study, prunes),
+        added to whatever callbacks the arguments before chose."""
         run_dir = self.folder / f"trial-{number}"
+        s = self.sweep
         return [
             *self.module_args,
             "fit",
             f"--run.dir={run_dir}",
             f"--run.wandb_group={self.group}",
-            *cli_args(self.sweep.fixed),
+            *cli_args(s.fixed),
             *self.extra,
             *cli_args(params),
+            trial_callback(self.storage, self.study_name, number, s.metric, s.pruner),
         ]
 
 
@@ -131,18 +136,7 @@ def run_trial(
     """Runs one trial as a child and tells the study how it ended."""
     sweep, number = run.sweep, trial.number
     run_dir = run.folder / f"trial-{number}"
-    spec = {
-        "storage": run.storage,
-        "study": run.study_name,
-        "trial": number,
-        "metric": sweep.metric,
-        "pruner": sweep.pruner,
-    }
-    job = Job(
-        run.child_args(number, trial.params),
-        {**env, TRIAL_ENV: json.dumps(spec)},
-        run_dir / "train.log",
-    )
+    job = Job(run.child_args(number, trial.params), env, run_dir / "train.log")
     print(f"[worker {worker}] trial {number}: {_describe(trial.params)}", flush=True)
     started = time.time()
     heartbeat = Heartbeat(trial)

@@ -29,6 +29,7 @@ from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.utilities import rank_zero_info
 
 from litforge.errors import LitforgeError
+from litforge.run.handoff import hand_fit_plan, inherited_fit_plan
 from litforge.tasks.structs import Example
 
 MARGIN_S = 4.0  # fixed end-of-run costs: diagnostics' figures, the summary, closing loggers
@@ -295,9 +296,6 @@ class BudgetGuard(Callback):
         self._resumed_max_steps = state_dict.get("max_steps")
 
 
-PLAN_ENV = "LITFORGE_PLAN"  # a DDP launcher's children reuse the parent's plan (same steps)
-
-
 def device_of(accelerator: Any) -> torch.device:
     """The device a trainer with this ``accelerator`` setting will train on."""
     name = str(accelerator).lower()
@@ -317,11 +315,9 @@ def fit_the_machine(
     """Trainer settings for this machine: the precision (when ``auto_precision``) and the step
     count that fits ``budget_s``, measured on throw-away copies of ``model``. Prints what it
     measured and chose. Returns (trainer overrides, plan)."""
-    import json
-
     overrides: dict[str, Any] = {}
-    saved = json.loads(os.environ.get(PLAN_ENV) or "{}")
-    if saved.get("pid") == os.getppid():  # a DDP child: its launching process measured already
+    saved = inherited_fit_plan()
+    if saved is not None:  # a DDP child: its launching process measured already (same steps)
         found = Plan(**saved["plan"]) if saved["plan"] else None
         return saved["overrides"], found
     device = device_of(accelerator)
@@ -355,12 +351,7 @@ def fit_the_machine(
         )
         overrides |= {"max_steps": found.max_steps, "max_epochs": -1}
         rank_zero_info(found.describe())
-    # Only this process's direct children (the DDP launcher's) reuse it: another run in this
+    # Only this process's DDP children reuse it (litforge.run.handoff): another run in this
     # process, or a run this one starts some other way, measures for itself.
-    state = {
-        "pid": os.getpid(),
-        "overrides": overrides,
-        "plan": dataclasses.asdict(found) if found else None,
-    }
-    os.environ[PLAN_ENV] = json.dumps(state)
+    hand_fit_plan(overrides, dataclasses.asdict(found) if found else None)
     return overrides, found

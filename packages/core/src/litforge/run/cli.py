@@ -25,7 +25,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import sys
 import time
@@ -40,13 +39,10 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from litforge.command import DESCRIBE, Described
-from litforge.command import run as run  # the projects' __main__ call litforge.run.cli.run
 from litforge.errors import CheckpointMismatchError, one_line
-from litforge.experiments.child import child_callbacks
 from litforge.run.arguments import add_run_arguments, link_shared_values
-from litforge.run.budget import PLAN_ENV, BudgetGuard, fit_the_machine
-from litforge.run.checkpoint_io import with_atomic_checkpoints
+from litforge.run.budget import BudgetGuard, fit_the_machine
+from litforge.run.checkpoint_io import AtomicCheckpointIO, with_atomic_checkpoints
 from litforge.run.checkpoints import (
     add_checkpoint_arguments,
     best_checkpoint_callback,
@@ -54,6 +50,7 @@ from litforge.run.checkpoints import (
     tested_checkpoint,
 )
 from litforge.run.debug import add_debug_argument, apply_debug_preset, describe_preset
+from litforge.run.handoff import hand_run_dir, handing_off, inherited_run_dir
 from litforge.run.loggers import make_loggers
 from litforge.run.messages import (
     SUBCOMMANDS,
@@ -64,7 +61,7 @@ from litforge.run.messages import (
 )
 from litforge.run.outputs import print_summary, save_predictions, write_results
 from litforge.run.resume import RngState
-from litforge.run.rundir import RUN_DIR_ENV, RunConfigSaver, check_writable, new_run_dir
+from litforge.run.rundir import RunConfigSaver, check_writable, new_run_dir
 from litforge.run.runs import end_status, outcome_of, start_status
 from litforge.run.safety import SaveOnInterrupt
 from litforge.tasks.contracts import check_data
@@ -80,6 +77,34 @@ class _NoLibraryTips(logging.Filter):
 
 
 NO_TIPS = _NoLibraryTips()
+
+
+def as_list(value: Any) -> list[Any]:
+    """A trainer setting that takes one item or a list (callbacks, plugins), as a list."""
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list | tuple) else [value]
+
+
+def describe_added(items: list[Any]) -> list[str]:
+    """Short names of what core adds to a trainer, for the line printed at the start of a run
+    and the end of its config.yaml."""
+    out = []
+    for item in items:
+        name = type(item).__name__
+        if isinstance(item, ModelCheckpoint):
+            if item.monitor:
+                top = f"top {item.save_top_k}" if item.save_top_k != 1 else "best"
+                out.append(f"{name}({top} by {item.monitor}, {item.mode})")
+            else:
+                out.append(f"{name}({item.filename}.ckpt)")
+        elif isinstance(item, TQDMProgressBar):
+            out.append(f"{name}(refresh_rate={item.refresh_rate})")
+        elif isinstance(item, AtomicCheckpointIO):
+            out.append(f"{name} (plugin: atomic checkpoint writes)")
+        else:
+            out.append(name)
+    return out
 
 
 class LitforgeCLI(LightningCLI):
@@ -98,6 +123,7 @@ class LitforgeCLI(LightningCLI):
         self.started = time.perf_counter()
         self._extra: list[str] = []  # lines the summary adds (the predictions' path)
         self._plan: Any = None  # the time budget's plan, when one was made
+        self.core_adds: list[str] = []  # what core added to the trainer (describe_added)
         self.linked: list[str] = []  # names whose value the model takes from the data module
         self._status: dict[str, Any] | None = None  # <run dir>/status.json (litforge.run.runs)
         if default_config is None:
@@ -115,11 +141,10 @@ class LitforgeCLI(LightningCLI):
         kwargs.setdefault("parser_kwargs", parser_kwargs)
         kwargs.setdefault("save_config_callback", RunConfigSaver)
         kwargs.setdefault("seed_everything_default", 0)
-        # The run folder is handed to DDP child processes through the environment; a child
-        # starts with it set, the parent removes it when done so a later run gets its own.
-        owns_env = RUN_DIR_ENV not in os.environ
         try:
-            super().__init__(model_class, datamodule_class, **kwargs)
+            # what this command hands to DDP children it starts is gone when it ends
+            with handing_off():
+                super().__init__(model_class, datamodule_class, **kwargs)
         except SIGTERMException as stop:
             self._end_status(stop)
             # Lightning stops on SIGTERM with SystemExit(None): exit status 0, and a scheduler
@@ -130,10 +155,6 @@ class LitforgeCLI(LightningCLI):
             raise
         else:
             self._end_status(None)
-        finally:
-            if owns_env:
-                os.environ.pop(RUN_DIR_ENV, None)
-                os.environ.pop(PLAN_ENV, None)
 
     # ------------------------------------------------------------------ arguments
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
@@ -163,11 +184,11 @@ class LitforgeCLI(LightningCLI):
         config = self.config[self.subcommand] if self.subcommand else self.config
         check_ckpt_path(config.get("ckpt_path"))  # before anything is written
         run = config.run
-        if run.dir is None:
-            run.dir = os.environ.get(RUN_DIR_ENV) or str(new_run_dir(Path(run.root), self.project))
+        if run.dir is None:  # a DDP child: its launching rank's (litforge.run.handoff)
+            run.dir = inherited_run_dir() or str(new_run_dir(Path(run.root), self.project))
         run_dir = Path(run.dir)
         check_writable(run_dir)
-        os.environ[RUN_DIR_ENV] = str(run_dir)
+        hand_run_dir(str(run_dir))
         self.run_dir = run_dir
         config.trainer.default_root_dir = str(run_dir)
         if run.debug:  # litforge.run.debug
@@ -211,19 +232,44 @@ class LitforgeCLI(LightningCLI):
             for key, value in overrides.items():  # the saved config.yaml says what was chosen
                 config.trainer[key] = value
             kwargs = {**kwargs, **overrides}
-        trainer = super().instantiate_trainer(logger=loggers or False, **kwargs)
+        trainer_config = self._trainer_config()
+        added = self._core_callbacks(trainer_config.get("callbacks"))
+        if self.subcommand == "fit":
+            # written to a temporary file and renamed: a kill mid-write keeps the last one
+            given = as_list(trainer_config.get("plugins"))
+            kwargs["plugins"] = with_atomic_checkpoints(trainer_config.get("plugins"))
+            added_plugins = [
+                p for p in as_list(kwargs["plugins"]) if all(p is not g for g in given)
+            ]
+        else:
+            added_plugins = []
+        self.core_adds = describe_added([*added, *added_plugins])
+        if self.core_adds:  # listed at the start and at the end of the saved config.yaml
+            rank_zero_info(f"core adds: {', '.join(self.core_adds)} (docs/runs.md)")
+            self.save_config_kwargs = {**self.save_config_kwargs, "core_adds": self.core_adds}
+        callbacks = [*as_list(trainer_config.get("callbacks")), *added]
+        trainer = super().instantiate_trainer(
+            logger=loggers or False, callbacks=callbacks, **kwargs
+        )
         self._announce(trainer)
         return trainer
 
-    def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Any]) -> pl.Trainer:
+    def _trainer_config(self) -> dict[str, Any]:
+        """The trainer's settings as instantiated (its callbacks are objects now)."""
+        config = self.config_init[self.subcommand] if self.subcommand else self.config_init
+        return dict(config.get("trainer") or {})
+
+    def _core_callbacks(self, given: Any) -> list[Any]:
+        """What core adds to the callbacks of the config (docs/runs.md, "What every run adds")."""
+        added: list[Any] = []
         if self.subcommand == "fit":
             ckpt_dir = self.run_dir / "checkpoints"
             run = self.config[self.subcommand].run
             best = best_checkpoint_callback(run, self.model, self.datamodule, ckpt_dir)
-            callbacks = [
-                *callbacks,
-                # the best k by run.monitor, with a validation set (litforge.run.checkpoints); first,
-                # so that it is trainer.checkpoint_callback, what ckpt_path="best" names
+            added += [
+                # the best k by run.monitor, with a validation set (litforge.run.checkpoints);
+                # before last.ckpt's, so that it is trainer.checkpoint_callback, what
+                # ckpt_path="best" names (a ModelCheckpoint of the config comes first still)
                 *([best] if best is not None else []),
                 # last.ckpt at every epoch end (or validation end), overwritten in place. Not
                 # save_top_k=0 with save_last=True: Lightning 2.6 then writes last.ckpt only
@@ -234,17 +280,14 @@ class LitforgeCLI(LightningCLI):
                 SaveOnInterrupt(ckpt_dir),
                 BudgetGuard(self._plan),
                 RngState(),  # dropout & co. resume bit for bit
-                *child_callbacks(),  # a sweep's trial: OptunaReport (litforge.experiments)
             ]
-            # written to a temporary file and renamed: a kill mid-write keeps the last one
-            config = {**config, "plugins": with_atomic_checkpoints(config.get("plugins"))}
-        given = [*callbacks, *(config.get("callbacks") or [])]
-        if config.get("enable_progress_bar") is not False and not any(
-            isinstance(c, ProgressBar) for c in given
+        trainer = self._trainer_config()
+        if trainer.get("enable_progress_bar") is not False and not any(
+            isinstance(c, ProgressBar) for c in as_list(given)
         ):
             # Lightning's default redraws every step, a host sync that costs GPU time.
-            callbacks = [*callbacks, TQDMProgressBar(refresh_rate=PROGRESS_REFRESH)]
-        return super()._instantiate_trainer(config, callbacks)
+            added.append(TQDMProgressBar(refresh_rate=PROGRESS_REFRESH))
+        return added
 
     def _announce(self, trainer: pl.Trainer) -> None:
         if self.subcommand != "fit":
@@ -261,28 +304,49 @@ class LitforgeCLI(LightningCLI):
         name = spec.name if spec is not None else self.project
         return name.removesuffix(".__main__")
 
-    def _run_subcommand(self, subcommand: str) -> None:
+    # ------------------------------------------------------------------ the work
+    # LightningCLI runs ``self.<subcommand>(**kwargs)`` when the CLI defines it (else the
+    # trainer's method): each loads a checkpoint with torch's safe loader and names a
+    # checkpoint that does not fit the model in one line.
+    def fit(self, model: pl.LightningModule, **kwargs: Any) -> None:
+        """``trainer.fit``, see ``_checked``."""
+        self._checked(self.trainer.fit, model, **kwargs)
+
+    def validate(self, model: pl.LightningModule, **kwargs: Any) -> None:
+        """``trainer.validate``, see ``_checked``."""
+        self._checked(self.trainer.validate, model, **kwargs)
+
+    def test(self, model: pl.LightningModule, **kwargs: Any) -> None:
+        """``trainer.test``, see ``_checked``."""
+        self._checked(self.trainer.test, model, **kwargs)
+
+    def predict(self, model: pl.LightningModule, **kwargs: Any) -> None:
+        """Runs prediction and saves every tensor the task's Prediction declares, joined over
+        all batches, to ``<run dir>/predictions.pt``."""
+        kwargs["return_predictions"] = True
+        batches = self._checked(self.trainer.predict, model, **kwargs) or []
+        path = save_predictions(batches, self.run_dir) if self.trainer.is_global_zero else None
+        self._extra = [f"predictions: {path}"] if path else []
+
+    def _checked(self, method: Any, model: pl.LightningModule, **kwargs: Any) -> Any:
+        """Calls the trainer's ``method``. A checkpoint holds tensors and plain containers only:
+        it is loaded with torch's safe loader (Lightning passes ``weights_only=None`` through,
+        which TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD can turn into a full unpickling;
+        ``--weights_only=false`` still opts out). A checkpoint whose weights do not fit the
+        model raises CheckpointMismatchError, one line naming the file and the keys at fault."""
+        if kwargs.get("weights_only") is None and "weights_only" in kwargs:
+            kwargs["weights_only"] = True
         try:
-            super()._run_subcommand(subcommand)
+            return method(model, **kwargs)
         except RuntimeError as err:
-            ckpt_path = self.config[subcommand].get("ckpt_path")
+            ckpt_path = kwargs.get("ckpt_path")
             if ckpt_path and str(err).startswith("Error(s) in loading state_dict"):
-                model = type(self.model).__name__
                 raise CheckpointMismatchError(
-                    f"the checkpoint {ckpt_path} does not fit {model}: "
+                    f"the checkpoint {ckpt_path} does not fit {type(model).__name__}: "
                     f"{state_dict_mismatch(str(err))}; was it written by another project, or "
                     "with other --model settings?"
                 ) from err
             raise
-
-    def _prepare_subcommand_kwargs(self, subcommand: str) -> dict[str, Any]:
-        kwargs = super()._prepare_subcommand_kwargs(subcommand)
-        # A checkpoint holds tensors and plain containers only: resume with torch's safe loader.
-        # Lightning passes None through, which TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD can turn into a
-        # full unpickling; --weights_only=false still opts out.
-        if "weights_only" in kwargs and kwargs["weights_only"] is None:
-            kwargs["weights_only"] = True
-        return kwargs
 
     # ------------------------------------------------------------------ after the work
     def after_fit(self) -> None:
@@ -315,14 +379,6 @@ class LitforgeCLI(LightningCLI):
 
     def after_validate(self) -> None:
         self._summary()
-
-    def predict(self, model: Any, datamodule: Any = None, **kwargs: Any) -> None:
-        """Runs prediction and saves every tensor the task's Prediction declares, joined over
-        all batches, to ``<run dir>/predictions.pt``."""
-        kwargs["return_predictions"] = True
-        batches = self.trainer.predict(model, datamodule=datamodule, **kwargs) or []
-        path = save_predictions(batches, self.run_dir) if self.trainer.is_global_zero else None
-        self._extra = [f"predictions: {path}"] if path else []
 
     def after_predict(self) -> None:
         self._summary()
@@ -357,10 +413,10 @@ def cli_main(
     cli_class: type[LitforgeCLI] | None = None,
     **kwargs: Any,
 ) -> LitforgeCLI:
-    """What a project's ``__main__`` calls; ``args`` defaults to the command line;
-    ``cli_class``: a LitforgeCLI subclass with the project's own options."""
-    if DESCRIBE.get():  # project_of(main) asks only the project's name
-        raise Described(project)
+    """Builds and runs a project's command line (``Project.main`` calls it): ``project`` names
+    the folder of its runs (``runs/<project>/``); ``args`` defaults to the command line;
+    ``cli_class``: a LitforgeCLI subclass with the project's own options; ``kwargs`` go to
+    LightningCLI (``run=False``: build the model, data and trainer only)."""
     torch.set_float32_matmul_precision("high")
     logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(NO_TIPS)  # once: a set
     return (cli_class or LitforgeCLI)(

@@ -34,6 +34,8 @@ from typing import Any
 
 import yaml
 
+from litforge.errors import TrialPruned
+
 STATUS_FILE = "status.json"
 RUNS_CSV = "runs.csv"
 # Keys that differ between any two runs by construction: not a setting.
@@ -103,8 +105,6 @@ def outcome_of(error: BaseException | None, trainer_status: str | None) -> str:
     """finished, interrupted, pruned or failed, from what ended the command and the trainer's
     state (pruned: a sweep's pruner stopped the trial early, as it should)."""
     from pytorch_lightning.utilities.exceptions import SIGTERMException
-
-    from litforge.experiments.child import TrialPruned
 
     if isinstance(error, TrialPruned):
         return "pruned"

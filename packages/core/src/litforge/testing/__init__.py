@@ -108,9 +108,15 @@ class SlowDown(pl.Callback):
             time.sleep(self.seconds)
 
 
-# The image task is the default one: ``testing.main`` runs it.
+# The image task is the default one: ``testing.main`` runs it (``testing.project`` is its Project).
 from litforge.testing.folders import write_image_folder  # noqa: E402
-from litforge.testing.images import SyntheticData, TinyClassifier, main, synthetic_images  # noqa: E402
+from litforge.testing.images import (  # noqa: E402
+    SyntheticData,
+    TinyClassifier,
+    main,
+    project,
+    synthetic_images,
+)
 
 __all__ = [
     "SyntheticData",
@@ -118,6 +124,7 @@ __all__ = [
     "main",
     "media_files",
     "overfit",
+    "project",
     "rerun_saved_config",
     "smoke",
     "synthetic_images",

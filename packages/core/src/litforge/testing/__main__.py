@@ -1,5 +1,5 @@
-from litforge.run.cli import run
-from litforge.testing.images import main
+from litforge.command import run
+from litforge.testing.images import project
 
 if __name__ == "__main__":
-    run(main)
+    run(project)

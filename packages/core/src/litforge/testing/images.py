@@ -3,7 +3,6 @@ bright quadrant. ``python -m litforge.testing.images fit ...``"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,7 @@ import torch
 from torch import nn
 
 from litforge.data import ImageArrays, ImageDataModule
-from litforge.run.cli import LitforgeCLI, cli_main
+from litforge.run.project import Project
 from litforge.tasks.bases import Classifier
 from litforge.tasks.structs import ClassificationExample, ClassificationPrediction
 
@@ -80,15 +79,9 @@ class TinyClassifier(Classifier):
 CONFIG = Path(__file__).with_name("images.yaml")
 
 
-def main(args: Sequence[str] | None = None) -> LitforgeCLI:
-    return cli_main(
-        TinyClassifier,
-        SyntheticData,
-        project="synthetic",
-        default_config=CONFIG,
-        args=list(args) if args is not None else None,
-    )
+project = Project("synthetic", TinyClassifier, SyntheticData, CONFIG)
+main = project.main
 
 
 if __name__ == "__main__":
-    main()
+    main()  # python -m litforge.testing runs it with litforge.run (the package's __main__)

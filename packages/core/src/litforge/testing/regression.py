@@ -3,15 +3,15 @@ noise. ``python -m litforge.testing.regression fit ...``"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
+from litforge.command import run
 from litforge.data import ArrayDataModule, Arrays
-from litforge.run.cli import LitforgeCLI, cli_main, run
+from litforge.run.project import Project
 from litforge.tasks.bases import Regressor
 from litforge.tasks.structs import Example, RegressionExample, RegressionPrediction
 
@@ -90,15 +90,9 @@ class MLPRegressor(Regressor):
 CONFIG = Path(__file__).with_name("regression.yaml")
 
 
-def main(args: Sequence[str] | None = None) -> LitforgeCLI:
-    return cli_main(
-        MLPRegressor,
-        FeatureRows,
-        project="rows",
-        default_config=CONFIG,
-        args=list(args) if args is not None else None,
-    )
+project = Project("rows", MLPRegressor, FeatureRows, CONFIG)
+main = project.main
 
 
 if __name__ == "__main__":
-    run(main)
+    run(project)

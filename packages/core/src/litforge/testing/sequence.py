@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import dataclasses
 import string
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
+from litforge.command import run
 from litforge.data import ArrayDataModule, Arrays
-from litforge.run.cli import LitforgeCLI, cli_main, run
+from litforge.run.project import Project
 from litforge.tasks.bases import Classifier
 from litforge.tasks.structs import ClassificationPrediction, Example
 
@@ -129,15 +129,9 @@ class TinySequenceClassifier(Classifier):
 CONFIG = Path(__file__).with_name("sequence.yaml")
 
 
-def main(args: Sequence[str] | None = None) -> LitforgeCLI:
-    return cli_main(
-        TinySequenceClassifier,
-        TokenSequences,
-        project="sequences",
-        default_config=CONFIG,
-        args=list(args) if args is not None else None,
-    )
+project = Project("sequences", TinySequenceClassifier, TokenSequences, CONFIG)
+main = project.main
 
 
 if __name__ == "__main__":
-    run(main)
+    run(project)
