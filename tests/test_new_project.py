@@ -239,7 +239,7 @@ def test_a_failure_half_way_undoes_everything(repo: Path, monkeypatch: pytest.Mo
 
 
 # ---------------------------------------------------------------------- the recipes
-RECIPES = REPO / "docs" / "new-task"
+RECIPES = REPO / "docs" / "recipes"
 RECIPE_PROJECT = "mytask"  # the recipes are written for `make new-project NAME=mytask`
 QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
 # A few epochs, validated (and so drawn) once, at the end: each run takes ~7 s of CPU.
@@ -309,7 +309,7 @@ def media(root: Path, key: str, suffix: str = ".png") -> list[Path]:
 @pytest.mark.slow
 def test_recipe_regression(mytask: Path, tmp_path: Path) -> None:
     """Rows of float features -> one float: ArrayDataModule, Regressor, table diagnostics."""
-    changed = apply_recipe("regression", mytask)
+    changed = apply_recipe("tabular-regression", mytask)
     assert len(changed) <= 3 and sum(changed.values()) <= 80, changed
     results, output = fit(mytask, tmp_path, *EPOCHS)
     assert "from the data module to the model: num_features=8" in output, output[-3000:]
@@ -330,7 +330,7 @@ def test_recipe_regression(mytask: Path, tmp_path: Path) -> None:
 def test_recipe_classification_gray(mytask: Path, tmp_path: Path) -> None:
     """Image classification with another size and channel count: 8 x 8 grayscale, 10 classes;
     the model takes both from the data."""
-    changed = apply_recipe("classification-gray", mytask)
+    changed = apply_recipe("grayscale", mytask)
     assert len(changed) <= 2 and sum(changed.values()) <= 30, changed
     assert "model.py" not in changed
     small = ["--data.n_train=640", "--data.n_test=160", "--data.val_size=80"]
