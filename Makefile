@@ -13,6 +13,7 @@ ARGS ?=
 DATA ?=
 
 .PHONY: help init lock test test-all test-dirs quality style clean new-project bench bench-gpu _venv
+.PHONY: docs docs-serve docs-images
 
 help: ## list the targets
 	@echo "litforge: make <target>"
@@ -106,6 +107,15 @@ bench: _venv ## benchmarks: (a) Trainer vs raw loop, (b) device augmentation vs 
 bench-gpu: _venv ## the GPU benchmark: 10 seeds of the GPU recipe (time, accuracy, peak memory), Trainer vs raw [DATA=...]
 	$(PY) -m cifar10_demo.bench_gpu $(if $(DATA),--data $(DATA)) $(ARGS)
 
+docs: _venv ## build the documentation site into site/ (mkdocs build --strict: a warning is an error)
+	$(VENV)/bin/mkdocs build --strict
+
+docs-serve: _venv ## serve the documentation at http://127.0.0.1:8000, rebuilt as you edit
+	$(VENV)/bin/mkdocs serve
+
+docs-images: _venv ## remake docs/images/ from real demo runs (template, segmentation; cifar10 with DATA=...) [ARGS="-- fit args"]
+	$(PY) scripts/docs_images.py $(if $(DATA),--data $(DATA)) $(ARGS)
+
 clean: ## remove caches and build outputs (keeps .venv, runs/ and data caches)
-	rm -rf .mypy_cache .ruff_cache .pytest_cache build dist
+	rm -rf .mypy_cache .ruff_cache .pytest_cache build dist site
 	find . -name __pycache__ -type d -prune -not -path './.venv/*' -exec rm -rf {} +
