@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 class Picture:
     """``media/test/<dataset>/<diagnostic>/<step>.png`` of a project's run -> ``docs/images/<name>``."""
 
-    project: str  # the folder under projects/
+    project: str  # the folder under projects/, or a module run as python -m (dotted)
     diagnostic: str  # the folder under media/<stage>/<dataset>/
     name: str  # the file name in docs/images/
     stage: str = "test"
@@ -54,7 +54,10 @@ PICTURES = [
 
 
 def module_of(project: str) -> str:
-    """The import name of a project: the package in projects/<project>/src/ with a __main__."""
+    """The import name of a project: the package in projects/<project>/src/ with a __main__;
+    a dotted name (``litforge.testing.regression``, a task of the test kit) is a module."""
+    if "." in project:
+        return project
     mains = sorted((REPO / "projects" / project / "src").glob("*/__main__.py"))
     if not mains:
         raise SystemExit(f"error: no project '{project}' (no projects/{project}/src/*/__main__.py)")

@@ -56,7 +56,12 @@ class Transform(Protocol):
 
 
 class DeviceLoader:
-    """Args:
+    """Batches arrays that are already on the device, without a DataLoader: a seeded permutation
+    per epoch, index gathers, an exact share per process under DDP, the task's ``Example`` built
+    per batch. Its place in the epoch is saved in checkpoints, so a resumed run continues with
+    the next batch.
+
+    Args:
     arrays: the set, already on the device the batches should be on.
     build: makes the task's Example from (index, fields of the batch).
     batch_size, shuffle, drop_last: as a DataLoader's.

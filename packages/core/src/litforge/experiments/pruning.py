@@ -35,7 +35,10 @@ def trial_callback(storage: str, study: str, trial: int, metric: str, pruner: An
 
 
 class OptunaReport(Callback):
-    """Args: ``storage`` (URL or journal file), ``study``, ``trial`` (number), ``metric``,
+    """A sweep trial's link to its Optuna study: reports the sweep's metric at each validation
+    end and stops the trial when the study's pruner says so (the sweep adds it to each trial).
+
+    Args: ``storage`` (URL or journal file), ``study``, ``trial`` (number), ``metric``,
     ``pruner`` (``{type: median, ...}``, as in the sweep file)."""
 
     def __init__(

@@ -108,7 +108,10 @@ def describe_added(items: list[Any]) -> list[str]:
 
 
 class LitforgeCLI(LightningCLI):
-    """Args: as LightningCLI, plus ``project`` (the name under runs/) and ``default_config``."""
+    """The LightningCLI of every project (``cli_main`` builds it): the run folder, the loggers,
+    the data -> model links, best and interrupt checkpoints, the time budget, results.json.
+
+    Args: as LightningCLI, plus ``project`` (the name under runs/) and ``default_config``."""
 
     def __init__(
         self,

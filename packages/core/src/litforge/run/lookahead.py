@@ -17,6 +17,11 @@ from pytorch_lightning.callbacks import Callback
 
 
 class Lookahead(Callback):
+    """Lookahead with a growing pull (airbench's): every ``every`` steps an averaged copy of all
+    float state moves towards the live weights, with decay ``base ** every * (t / T) ** power``,
+    and is copied back; the model ends as the averaged copy. Checkpointed, so resumes exactly.
+    """
+
     def __init__(self, every: int = 5, base: float = 0.95, power: float = 3.0) -> None:
         if every < 1:
             raise ValueError(f"every must be >= 1, got {every}")

@@ -63,9 +63,14 @@ class BaseModel(pl.LightningModule):
 
     # ----------------------------------------------------------------- what a task implements
     def forward(self, example: Example) -> Prediction:  # type: ignore[override]
+        """The network: a batch of the task's ``Example`` -> its ``Prediction`` (every task
+        writes it)."""
         raise NotImplementedError(f"{type(self).__name__} must implement forward(example)")
 
     def compute_loss(self, example: Example, prediction: Prediction) -> Loss:
+        """The batch's ``Loss``: ``total`` is optimised, each term is logged as
+        ``<stage>/<dataset>/loss/<term>`` (the kinds' bases write it; a task of its own kind
+        too)."""
         raise NotImplementedError(f"{type(self).__name__} must implement compute_loss")
 
     def build_metrics(self) -> MetricCollection | None:
