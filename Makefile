@@ -36,13 +36,18 @@ TEST_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 # DIR=<folder>: only the tests of one package or project (its tests/) or of tests/: CI's matrix.
 DIR ?=
 SELECTED = $(if $(DIR),$(if $(wildcard $(DIR)/tests),$(DIR)/tests,$(DIR)),$(TEST_DIRS))
-# pytest exits with 5 when it selected no test (a project without tests yet, or only slow ones):
-# said, not failed. Any other failure fails the target.
+# pytest exits with 5 when it selected no test. That passes only where there is no test file at
+# all (a new project without tests yet: said, not failed); where test files are, it fails: their
+# tests were not collected, or the marker deselected every one. Any other failure fails too.
 define run_tests
 	@for d in $(SELECTED); do [ -d "$$d" ] || { echo "error: no folder $$d" >&2; exit 2; }; done; \
 	echo "pytest $(1) $(SELECTED)"; \
 	$(TEST_ENV) $(PY) -m pytest -n 2 --dist loadfile -q $(1) $(SELECTED); rc=$$?; \
-	if [ $$rc -eq 5 ]; then echo "note: no test selected in $(SELECTED)"; rc=0; fi; exit $$rc
+	if [ $$rc -eq 5 ]; then \
+	  files=$$(find $(SELECTED) -name 'test_*.py' -o -name '*_test.py' | head -3 | tr '\n' ' '); \
+	  if [ -z "$$files" ]; then echo "note: no tests in $(SELECTED) yet: nothing to run"; rc=0; \
+	  else echo "error: pytest selected no test in $(SELECTED), which has test files ($$files...)" >&2; fi; \
+	fi; exit $$rc
 endef
 
 test: _venv ## the fast tier (tests not marked slow; 36 s on 2 cores) [DIR=projects/foo]

@@ -119,7 +119,8 @@ class DumpTestState(Callback):
         uncertainty = next((c for c in callbacks if isinstance(c, Uncertainty)), None)
         if uncertainty is not None:
             state["uncertainty_counts"] = {
-                "/".join(k): v["count"].tolist() for k, v in uncertainty.last_bins.items()
+                "/".join(k): v["reliability"]["count"].tolist()
+                for k, v in uncertainty.last_bins.items()
             }
         self.folder.mkdir(parents=True, exist_ok=True)
         (self.folder / f"rank{trainer.global_rank}.json").write_text(json.dumps(state))

@@ -259,17 +259,22 @@ def test_ctrl_c_leaves_a_checkpoint(tmp_path: Path) -> None:
     # SIGINT ignored, and Python then installs no KeyboardInterrupt handler.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        with pytest.raises(SystemExit) as exit_:  # Lightning exits with 1 after Ctrl-C
+        with pytest.raises(SystemExit) as exit_:  # 130: a shell's status for Ctrl-C
             fit(
                 f"--run.dir={tmp_path / 'run'}",
                 probe("PauseForSignal", step=8, marker=str(tmp_path / "m"), send="SIGINT"),
             )
     finally:
-        signal.signal(signal.SIGINT, handler)  # Lightning ignores further Ctrl-C
-    assert exit_.value.code == 1
+        signal.signal(signal.SIGINT, handler)  # the run ignores further Ctrl-C
+    assert exit_.value.code == 130
     ckpt = load_ckpt(tmp_path / "run" / "checkpoints" / "last.ckpt")
     assert ckpt["global_step"] == 8 and ckpt["epoch"] == 1
+    # stopped at the step's end, as by SIGTERM: Lightning's counters agree (a resume is exact:
+    # test_interrupts.py::test_ctrl_c_in_a_step_finishes_the_step_and_resumes_bit_exact)
+    progress = ckpt["loops"]["fit_loop"]["epoch_loop.batch_progress"]["current"]
+    assert progress["ready"] == progress["completed"] == 2
     assert all_finite(ckpt["state_dict"])
+    assert json.loads((tmp_path / "run" / "status.json").read_text())["status"] == "interrupted"
 
 
 def test_crash_leaves_a_checkpoint(tmp_path: Path) -> None:

@@ -29,6 +29,7 @@ from litforge.data.device import DeviceLoader
 from litforge.data.image_folder import (
     ImageFolderError,
     MissingFolderError,
+    check_same_classes,
     default_cache_dir,
     load_arrays_npz,
     read_image_folder,
@@ -116,6 +117,7 @@ __all__ = [  # noqa: RUF022 (grouped by concern, as the docs list them)
     "random_translate",
     "split_pool",
     "read_image_folder",
+    "check_same_classes",
     "default_cache_dir",
     "save_arrays_npz",
     "load_arrays_npz",

@@ -14,6 +14,7 @@ from litforge.errors import PRUNED_EXIT, LitforgeError, TrialPruned, one_line
 from litforge.run.handoff import die_with_parent
 from litforge.run.project import Project
 from litforge.run.runs import main as runs_main
+from litforge.run.safety import CTRL_C_EXIT
 
 
 def _main_module() -> str | None:
@@ -25,7 +26,8 @@ def _main_module() -> str | None:
 def run(project: Project) -> None:
     """Runs a project as a command, its arguments from the command line: a LitforgeError (bad
     data, a non-finite loss, ...) is printed as one clear message, without a traceback, and
-    exits with status 1; a sweep's pruned trial exits with ``PRUNED_EXIT``."""
+    exits with its ``exit_status`` (1; 2 for a bad setting); Ctrl-C exits with 130 wherever it
+    lands (``litforge.run.safety``); a sweep's pruned trial exits with ``PRUNED_EXIT``."""
     if not isinstance(project, Project):
         raise TypeError(
             f"litforge.run takes the project's litforge.Project, got {type(project).__name__}: "
@@ -42,7 +44,10 @@ def run(project: Project) -> None:
         project.main()
     except LitforgeError as err:
         print(f"error: {one_line(str(err))}", file=sys.stderr)
-        raise SystemExit(1) from None
+        raise SystemExit(err.exit_status) from None
+    except KeyboardInterrupt:  # Ctrl-C before or after the trainer's work (reading data, ...)
+        print("interrupted (Ctrl-C)", file=sys.stderr)
+        raise SystemExit(CTRL_C_EXIT) from None
     except TrialPruned as pruned:  # a sweep's trial stopped by its pruner: not a failure
         print(f"pruned: {pruned}", file=sys.stderr)
         raise SystemExit(PRUNED_EXIT) from None

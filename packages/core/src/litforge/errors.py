@@ -1,11 +1,22 @@
 """Errors a user can act on. The command line prints their message alone, on one line, without
-a traceback, and exits with status 1: the message names the file, key or value at fault."""
+a traceback, and exits with the error's ``exit_status``: 2 for a setting that cannot be used (as
+for a misspelled key), 1 for a run that could not go on. The message names the file, key or
+value at fault."""
 
 from __future__ import annotations
 
 
 class LitforgeError(Exception):
     """Base of the errors whose message is the whole story."""
+
+    exit_status = 1
+
+
+class SettingError(LitforgeError, ValueError):
+    """A setting's value that cannot be used (``--data.batch_size=0``, ``--trainer.max_epochs=-3``):
+    exit status 2, as for any other mistake on the command line or in a config file."""
+
+    exit_status = 2
 
 
 class DataError(LitforgeError, ValueError):

@@ -20,6 +20,7 @@ from litforge import (
     ImageArrays,
     ImageDataModule,
     LitforgeError,
+    check_same_classes,
     default_cache_dir,
     read_image_folder,
 )
@@ -46,7 +47,6 @@ class Cifar10Data(ImageDataModule):
     """
 
     name = "cifar10"
-    num_classes = 10  # known without reading the data (the model is built before it is read)
     in_channels = 3
 
     def __init__(
@@ -67,8 +67,27 @@ class Cifar10Data(ImageDataModule):
         self.root = Path(root).expanduser() if root else default_cache_dir().parent / "cifar10"
         self.url = url
         self.limit = limit
+        self.given_root = bool(root)
         if root and not self.root.exists():
             raise DataUnavailableError(self._help(f"the data folder {self.root} does not exist"))
+
+    @property
+    def num_classes(self) -> int:  # type: ignore[override]
+        """10 for the official archive; for an image folder, its class folders in ``train/``
+        (listed, not read: the model is built before the data is read), at least 2. The
+        model's head is sized to it; train/ and test/ must hold the same classes
+        (``check_same_classes``, when they are read)."""
+        if not self.is_image_folder():
+            return 10
+        train = self.root / "train"
+        classes = sorted(p.name for p in train.iterdir() if p.is_dir() and p.name[:1] != ".")
+        if len(classes) < 2:
+            raise DataUnavailableError(
+                f"{train} holds {len(classes)} class folder{'s' if len(classes) != 1 else ''}"
+                f"{' (' + classes[0] + ')' if classes else ''}: a classifier needs at least 2 "
+                "(train/<class>/*.png|jpg, one folder per class)"
+            )
+        return len(classes)
 
     def is_image_folder(self) -> bool:
         return (self.root / "train").is_dir() and (self.root / "test").is_dir()
@@ -81,6 +100,7 @@ class Cifar10Data(ImageDataModule):
         if self.is_image_folder():
             train = read_image_folder(self.root, "train", size=(32, 32))
             test = read_image_folder(self.root, "test", size=(32, 32))
+            check_same_classes(self.root, train, test)  # else test labels mean other classes
         else:
             train, test = self._official()
         if self.limit:
@@ -92,8 +112,27 @@ class Cifar10Data(ImageDataModule):
             return load_cifar10(self.root, url=self.url, md5=CIFAR10_MD5)
         except (DownloadError, urllib.error.URLError, TimeoutError, ConnectionError) as err:
             raise DataUnavailableError(
-                self._help(f"could not download CIFAR-10 from {self.url}: {err}")
+                self._help(f"{self._found()}could not download CIFAR-10 from {self.url}: {err}")
             ) from err
+
+    def _found(self) -> str:
+        """What a data folder the user gave holds, when it is not an image folder: said before
+        the failed download, which was only the fallback."""
+        if not self.given_root or not self.root.is_dir():
+            return ""
+        if not any(self.root.iterdir()):
+            return (
+                f"the data folder {self.root} is empty (no train/ and test/ image folders, no "
+                "CIFAR-10 archive), and "
+            )
+        has = [split for split in ("train", "test") if (self.root / split).is_dir()]
+        if has:
+            missing = "test" if has == ["train"] else "train"
+            return f"the data folder {self.root} has {has[0]}/ but no {missing}/, and "
+        return (
+            f"the data folder {self.root} holds no train/ and test/ image folders and no "
+            "CIFAR-10 archive, and "
+        )
 
     @staticmethod
     def _help(problem: str) -> str:

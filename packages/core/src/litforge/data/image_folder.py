@@ -310,3 +310,25 @@ def _atomic_write(path: Path) -> Iterator[IO[bytes]]:
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
+
+
+def check_same_classes(root: str | Path, train: ImageArrays, test: ImageArrays) -> None:
+    """Raise :class:`ImageFolderError` when ``<root>/train`` and ``<root>/test`` hold other class
+    folders: each split is labelled by its own sorted class list, so a test image would get the
+    label that means another class in training, and its metrics would be wrong without a word.
+    The message names both folders and the classes only one of them has."""
+    if train.class_names == test.class_names:
+        return
+    root = Path(root)
+    train_names, test_names = list(train.class_names or ()), list(test.class_names or ())
+    only_train = [c for c in train_names if c not in test_names]
+    only_test = [c for c in test_names if c not in train_names]
+    differ = [
+        f"only in {root / split}: {', '.join(names)}"
+        for split, names in (("train", only_train), ("test", only_test))
+        if names
+    ]
+    raise ImageFolderError(
+        f"{root / 'train'} and {root / 'test'} hold other classes ({'; '.join(differ)}): "
+        "give both splits the same class folders"
+    )

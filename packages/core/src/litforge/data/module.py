@@ -23,7 +23,7 @@ from litforge.data.arrays import Arrays
 from litforge.data.device import DeviceLoader, Fields, Transform
 from litforge.data.split import split_pool
 from litforge.diagnostics.media import Table, View
-from litforge.errors import DataError
+from litforge.errors import DataError, SettingError
 from litforge.tasks.contracts import Split
 from litforge.tasks.structs import Example, Prediction
 
@@ -63,6 +63,9 @@ class ArrayDataModule(pl.LightningDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
+        for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
+            if value < 1:  # the loaders would fail later, after the run folder is written
+                raise SettingError(f"--data.{key}={value}: a batch must hold at least 1 item")
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.val_size, self.test_size, self.stratify = val_size, test_size, stratify
         self.standardize, self.seed = tuple(standardize), seed

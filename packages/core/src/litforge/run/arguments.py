@@ -12,6 +12,7 @@ from __future__ import annotations
 import inspect
 from typing import Any, Literal
 
+from jsonargparse.typing import PositiveFloat
 from pytorch_lightning.cli import LightningArgumentParser
 
 from litforge.run.loggers import LoggerName
@@ -48,10 +49,11 @@ def add_run_arguments(parser: LightningArgumentParser) -> None:
     )
     parser.add_argument(
         "--run.time_budget",
-        type=float | None,
+        type=PositiveFloat | None,  # 0 or less: refused, not taken for "no budget"
         default=None,
-        help="seconds from process start to results.json: fit measures its step time and "
-        "trains as many steps as fit (trainer.max_steps is set; schedules span them)",
+        help="seconds from process start to results.json, more than 0: fit measures its step "
+        "time and trains as many steps as fit (trainer.max_steps is set; schedules span "
+        "them). null: no budget",
     )
     parser.add_argument(
         "--run.precision",

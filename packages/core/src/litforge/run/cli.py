@@ -25,7 +25,6 @@
 from __future__ import annotations
 
 import logging
-import signal
 import sys
 import time
 from pathlib import Path
@@ -37,9 +36,9 @@ from jsonargparse import ArgumentError
 from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar, TQDMProgressBar
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
-from pytorch_lightning.utilities.exceptions import SIGTERMException
+from pytorch_lightning.utilities.exceptions import MisconfigurationException, SIGTERMException
 
-from litforge.errors import CheckpointMismatchError, one_line
+from litforge.errors import CheckpointMismatchError, SettingError, one_line
 from litforge.run.arguments import add_run_arguments, link_shared_values
 from litforge.run.budget import BudgetGuard, fit_the_machine
 from litforge.run.checkpoint_io import AtomicCheckpointIO, with_atomic_checkpoints
@@ -56,14 +55,19 @@ from litforge.run.messages import (
     SUBCOMMANDS,
     bad_yaml,
     check_ckpt_path,
+    check_top_level_optimizer,
     did_you_mean,
+    foreign_config,
+    quiet_checkpoint_warnings,
+    restricted_value,
     state_dict_mismatch,
+    unknown_subcommand,
 )
 from litforge.run.outputs import print_summary, save_predictions, write_results
-from litforge.run.resume import RngState
+from litforge.run.resume import OptimizerSettings, RngState, requeued_checkpoint
 from litforge.run.rundir import RunConfigSaver, check_writable, new_run_dir
-from litforge.run.runs import end_status, outcome_of, start_status
-from litforge.run.safety import SaveOnInterrupt
+from litforge.run.runs import STATUS_FILE, end_status, outcome_of, start_status
+from litforge.run.safety import CTRL_C_EXIT, SIGTERM_EXIT, SaveOnInterrupt
 from litforge.tasks.contracts import check_data
 
 PROGRESS_REFRESH = 10  # steps between progress bar redraws
@@ -151,10 +155,18 @@ class LitforgeCLI(LightningCLI):
         except SIGTERMException as stop:
             self._end_status(stop)
             # Lightning stops on SIGTERM with SystemExit(None): exit status 0, and a scheduler
-            # or a shell `&&` would take the interrupted run for a finished one.
-            raise SystemExit(128 + signal.SIGTERM) from stop
+            # or a shell `&&` would take the interrupted run for a finished one. 143, or 130
+            # when Ctrl-C asked for the stop (SaveOnInterrupt sets it).
+            raise SystemExit(stop.code if isinstance(stop.code, int) else SIGTERM_EXIT) from stop
+        except SettingError:
+            self._forget_run_dir()  # refused before it began: no run to list
+            raise
         except BaseException as err:
             self._end_status(err)
+            if isinstance(err, SystemExit) and isinstance(err.__context__, KeyboardInterrupt):
+                # Lightning ends a Ctrl-C outside training with sys.exit(1): one status for
+                # Ctrl-C, wherever it lands
+                raise SystemExit(CTRL_C_EXIT) from None
             raise
         else:
             self._end_status(None)
@@ -167,7 +179,13 @@ class LitforgeCLI(LightningCLI):
             super().parse_arguments(parser, args)
         except ArgumentError as err:
             argv = list(args) if isinstance(args, list | tuple) else sys.argv[1:]
-            message = bad_yaml(argv) or one_line(str(err), limit=600)
+            message = (
+                bad_yaml(argv)
+                or unknown_subcommand(str(err))
+                or restricted_value(one_line(str(err)))
+                or foreign_config(argv, self.project, self.model_class, self.datamodule_class)
+                or one_line(str(err), limit=600)
+            )
             sub = next((a for a in argv if a in SUBCOMMANDS), None)
             hint = did_you_mean(message, parser, sub)
             command = " ".join(filter(None, ["python -m", self._module(), sub, "--help"]))
@@ -185,12 +203,20 @@ class LitforgeCLI(LightningCLI):
     # ------------------------------------------------------------------ run directory
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
-        check_ckpt_path(config.get("ckpt_path"))  # before anything is written
+        # before anything is written
+        check_ckpt_path(config.get("ckpt_path"))
+        check_top_level_optimizer(config, self._module())
         run = config.run
         if run.dir is None:  # a DDP child: its launching rank's (litforge.run.handoff)
             run.dir = inherited_run_dir() or str(new_run_dir(Path(run.root), self.project))
         run_dir = Path(run.dir)
+        self._made_run_dir = not run_dir.exists()
         check_writable(run_dir)
+        if self.subcommand == "fit" and not config.get("ckpt_path"):
+            requeued = requeued_checkpoint(run_dir)  # SLURM ran the same command again
+            if requeued is not None:
+                rank_zero_info(f"requeued: resuming from {requeued}")
+                config.ckpt_path = str(requeued)
         hand_run_dir(str(run_dir))
         self.run_dir = run_dir
         config.trainer.default_root_dir = str(run_dir)
@@ -218,7 +244,7 @@ class LitforgeCLI(LightningCLI):
             self.run_dir,
             self.project,
             run.wandb_project,
-            resuming,
+            config.get("ckpt_path") or False,  # the CSV and TensorBoard logs go on from its step
             log_model=run.wandb_log_model,
             group=run.wandb_group,
         )
@@ -250,10 +276,22 @@ class LitforgeCLI(LightningCLI):
         if self.core_adds:  # listed at the start and at the end of the saved config.yaml
             rank_zero_info(f"core adds: {', '.join(self.core_adds)} (docs/runs.md)")
             self.save_config_kwargs = {**self.save_config_kwargs, "core_adds": self.core_adds}
+        # the first line of config.yaml: which project's command saved it
+        self.save_config_kwargs = {
+            **self.save_config_kwargs,
+            "project": f"{self.project} (python -m {self._module()})",
+        }
+        if self.subcommand != "fit":
+            # validate, test and predict write no checkpoint: no default ModelCheckpoint, whose
+            # restore from the given checkpoint would warn that its dirpath has changed
+            kwargs["enable_checkpointing"] = False
         callbacks = [*as_list(trainer_config.get("callbacks")), *added]
-        trainer = super().instantiate_trainer(
-            logger=loggers or False, callbacks=callbacks, **kwargs
-        )
+        try:
+            trainer = super().instantiate_trainer(
+                logger=loggers or False, callbacks=callbacks, **kwargs
+            )
+        except MisconfigurationException as err:  # a --trainer value Lightning refuses
+            raise SettingError(f"a --trainer setting is refused: {one_line(str(err))}") from err
         self._announce(trainer)
         return trainer
 
@@ -280,9 +318,10 @@ class LitforgeCLI(LightningCLI):
                 ModelCheckpoint(
                     dirpath=ckpt_dir, filename="last", save_top_k=1, enable_version_counter=False
                 ),
-                SaveOnInterrupt(ckpt_dir),
+                SaveOnInterrupt(ckpt_dir),  # and Ctrl-C stops at a step's end
                 BudgetGuard(self._plan),
                 RngState(),  # dropout & co. resume bit for bit
+                OptimizerSettings(),  # a resume's own optimizer settings replace the saved ones
             ]
         trainer = self._trainer_config()
         if trainer.get("enable_progress_bar") is not False and not any(
@@ -340,7 +379,11 @@ class LitforgeCLI(LightningCLI):
         if kwargs.get("weights_only") is None and "weights_only" in kwargs:
             kwargs["weights_only"] = True
         try:
-            return method(model, **kwargs)
+            if method == self.trainer.fit and not kwargs.get("ckpt_path"):
+                return method(model, **kwargs)
+            # warnings about a checkpoint's callbacks and folder that nobody can act on
+            with quiet_checkpoint_warnings(resume=method == self.trainer.fit):
+                return method(model, **kwargs)
         except RuntimeError as err:
             ckpt_path = kwargs.get("ckpt_path")
             if ckpt_path and str(err).startswith("Error(s) in loading state_dict"):
@@ -385,6 +428,16 @@ class LitforgeCLI(LightningCLI):
 
     def after_predict(self) -> None:
         self._summary()
+
+    def _forget_run_dir(self) -> None:
+        """Removes the run folder this command made, if it holds nothing but its status.json:
+        a setting refused before the work began (exit status 2) leaves no run behind."""
+        run_dir = getattr(self, "run_dir", None)
+        if run_dir is None or not getattr(self, "_made_run_dir", False):
+            return
+        if {p.name for p in run_dir.iterdir()} <= {STATUS_FILE}:
+            (run_dir / STATUS_FILE).unlink(missing_ok=True)
+            run_dir.rmdir()
 
     def _end_status(self, error: BaseException | None) -> None:
         """Writes the end of the command to status.json: finished, interrupted or failed."""

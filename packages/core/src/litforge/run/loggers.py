@@ -1,11 +1,18 @@
 """The loggers a run can have (``--run.loggers``): W&B (offline without credentials),
-TensorBoard and CSV, all writing inside the run folder; a resumed run appends to its CSV."""
+TensorBoard and CSV, all writing inside the run folder.
+
+A resumed run appends to its CSV and TensorBoard logs, from the checkpoint's step: what the
+stopped run logged after its checkpoint (up to a ``kill -9``, the CSV is flushed every 100
+steps, TensorBoard as it goes) is dropped first, since the resumed run logs those steps again.
+"""
 
 from __future__ import annotations
 
 import csv
+import io
 import netrc
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -19,24 +26,83 @@ from pytorch_lightning.utilities import rank_zero_warn
 LoggerName = Literal["wandb", "tensorboard", "csv"]
 
 
-class _ContinuingWriter(ExperimentWriter):
-    """Appends to an existing metrics.csv; Lightning's writer deletes it when it starts."""
+def resume_step(ckpt_path: str | Path) -> int | None:
+    """The logging step a run resumed from ``ckpt_path`` logs from: the steps its loggers had
+    counted (Lightning's ``_batches_that_stepped``, the ``step`` column of metrics.csv), else its
+    global step; None for a file that does not say (not a local Lightning checkpoint)."""
+    try:
+        import torch
 
-    def _check_log_dir_exists(self) -> None:
-        if self._fs.isfile(self.metrics_file_path):
-            with self._fs.open(self.metrics_file_path, "r", newline="") as f:
-                self.metrics_keys = next(csv.reader(f), [])
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # a remote path or a keyword ("last", "hpc"): nothing to cut
+        return None
+    loop = ckpt.get("loops", {}).get("fit_loop", {}).get("epoch_loop.state_dict", {})
+    step = loop.get("_batches_that_stepped", ckpt.get("global_step"))
+    return int(step) if step is not None else None
+
+
+def drop_rows_from(path: Path, step: int) -> int:
+    """Removes the rows of the metrics.csv at ``path`` logged at ``step`` or later (written
+    after the checkpoint a run resumes from); the file is replaced atomically. Returns how many
+    rows were dropped."""
+    with path.open(newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows or "step" not in rows[0]:
+        return 0
+    column = rows[0].index("step")
+
+    def later(row: list[str]) -> bool:
+        try:
+            return int(float(row[column])) >= step
+        except (IndexError, ValueError):
+            return False
+
+    kept = [rows[0], *(row for row in rows[1:] if not later(row))]
+    dropped = len(rows) - len(kept)
+    if dropped:
+        text = io.StringIO()
+        csv.writer(text, lineterminator="\n").writerows(kept)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(text.getvalue())
+        os.replace(tmp, path)
+    return dropped
+
+
+def continuing_writer(log_dir: str, from_step: int | None) -> ExperimentWriter:
+    """Lightning's CSV writer, appending to an existing metrics.csv (its rows from ``from_step``
+    on dropped) instead of deleting it: the file is moved aside while the writer starts (the
+    writer deletes what it finds, and warns of it), then put back and its columns handed to the
+    writer (``metrics_keys``). Lightning's own classes, unchanged."""
+    path = Path(log_dir) / ExperimentWriter.NAME_METRICS_FILE
+    aside = path.with_name(f".{path.name}.resuming")
+    if path.is_file():
+        if from_step is not None:
+            drop_rows_from(path, from_step)
+        os.replace(path, aside)
+    with warnings.catch_warnings():  # "... exists and is not empty": the run's own folder
+        warnings.filterwarnings("ignore", message="Experiment logs directory")
+        writer = ExperimentWriter(log_dir)
+    if aside.is_file():
+        os.replace(aside, path)
+        with path.open(newline="") as f:
+            writer.metrics_keys = next(csv.reader(f), [])
+    return writer
 
 
 class ResumedCSVLogger(CSVLogger):
-    """The CSV logger of a resumed run: its metrics.csv keeps the rows from before the stop."""
+    """The CSV logger of a resumed run: its metrics.csv keeps the rows from before the stop,
+    less those logged at ``from_step`` or later (after the checkpoint: logged again now)."""
+
+    def __init__(self, *args: Any, from_step: int | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.from_step = from_step
 
     @property
     @rank_zero_experiment
     def experiment(self) -> ExperimentWriter:
         if self._experiment is None:
             self._fs.makedirs(self.root_dir, exist_ok=True)
-            self._experiment = _ContinuingWriter(log_dir=self.log_dir)
+            self._experiment = continuing_writer(self.log_dir, self.from_step)
         return self._experiment  # type: ignore[return-value]
 
 
@@ -45,6 +111,12 @@ class OfflineFallbackWandbLogger(WandbLogger):
     does not answer within WANDB_INIT_TIMEOUT, a refused key): one warning line, and the run
     goes on, its W&B files in the run folder for a later ``wandb sync``. A run of hours is not
     lost to a network hiccup at its start."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Lightning passes anonymous=None to wandb.init, and W&B then prints "The anonymous
+        # setting has no effect and will be removed": a warning no user can act on.
+        self._wandb_init.pop("anonymous", None)
 
     @property
     @rank_zero_experiment
@@ -107,7 +179,7 @@ def make_loggers(
     run_dir: Path,
     project: str,
     wandb_project: str | None = None,
-    resuming: bool = False,
+    resuming: bool | str | Path = False,
     log_model: bool | Literal["all"] = False,
     group: str | None = None,
 ) -> list[Logger]:
@@ -115,14 +187,22 @@ def make_loggers(
     that ``trainer.log_dir`` points into the run folder; W&B's run id is the folder's name, so a
     resumed run appends to the same W&B run. ``log_model``: W&B uploads the checkpoints as
     artifacts (True: at the end, "all": as they are written); only online, offline W&B cannot.
-    ``group``: the W&B group (the runs of one sweep or seed group)."""
+    ``group``: the W&B group (the runs of one sweep or seed group). ``resuming``: the checkpoint
+    a resumed run starts from (or True): the CSV and TensorBoard logs continue from its step."""
     loggers: list[Logger] = []
+    from_step = resume_step(resuming) if isinstance(resuming, str | Path) else None
     for name in sorted(dict.fromkeys(names), key=lambda n: n == "wandb"):
         if name == "csv":
-            csv_logger = ResumedCSVLogger if resuming else CSVLogger
-            loggers.append(csv_logger(run_dir, name="csv", version=""))
+            if resuming:
+                loggers.append(
+                    ResumedCSVLogger(run_dir, name="csv", version="", from_step=from_step)
+                )
+            else:
+                loggers.append(CSVLogger(run_dir, name="csv", version=""))
         elif name == "tensorboard":
-            loggers.append(TensorBoardLogger(run_dir, name="tensorboard", version=""))
+            # purge_step: TensorBoard hides the events the stopped run wrote from that step on
+            purge: dict[str, Any] = {} if from_step is None else {"purge_step": from_step}
+            loggers.append(TensorBoardLogger(run_dir, name="tensorboard", version="", **purge))
         elif name == "wandb":
             offline = wandb_offline()
             if log_model and offline:

@@ -1,32 +1,63 @@
 """Messages for what a user typed wrong: one line that names the key, value or file at fault.
 
-Used by LitforgeCLI before anything is written: a --ckpt_path that is not there, a config file
-that is not YAML, a misspelled key (with the closest real one), a checkpoint of another model.
+Used by LitforgeCLI before anything is written: a --ckpt_path that is not there, empty or cut
+short, a config file that is not YAML or was saved by another project, a misspelled key (with
+the closest real one), an unknown subcommand, a checkpoint of another model.
 """
 
 from __future__ import annotations
 
 import difflib
 import re
+import warnings
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from litforge.errors import MissingCheckpointError, one_line
+from litforge.errors import CheckpointError, MissingCheckpointError, SettingError, one_line
+from litforge.run.arguments import init_parameters
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
+# What ``python -m <project>`` runs besides the subcommands above (litforge.command).
+OTHER_COMMANDS = ("runs", "sweep", "repeat")
 # What --ckpt_path may name besides a file: Lightning's own choices, and remote paths.
 CKPT_KEYWORDS = ("last", "best", "hpc", "registry")
+ZIP_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive (since torch 1.6)
+# The first line of a run's config.yaml (litforge.run.rundir): which project saved it.
+PROJECT_MARK = "# litforge project: "
 
 
 def check_ckpt_path(ckpt_path: str | None) -> None:
-    """A --ckpt_path that names a local file that is not there: MissingCheckpointError."""
+    """A --ckpt_path that names a local file that is not there, is empty, or is cut short (a
+    zip archive without its end, which torch.save writes last): MissingCheckpointError /
+    CheckpointError naming the file, before anything is written."""
     if not ckpt_path or ckpt_path in CKPT_KEYWORDS or ckpt_path.startswith("registry:"):
         return
-    if "://" not in str(ckpt_path) and not Path(ckpt_path).is_file():
-        what = "a folder, not a file" if Path(ckpt_path).is_dir() else "not there"
+    if "://" in str(ckpt_path):
+        return
+    path = Path(ckpt_path)
+    if not path.is_file():
+        what = "a folder, not a file" if path.is_dir() else "not there"
         raise MissingCheckpointError(f"the checkpoint {ckpt_path} (--ckpt_path) is {what}")
+    size = path.stat().st_size
+    if size == 0:
+        problem = "is empty (0 bytes)"
+    else:
+        with path.open("rb") as f:
+            head = f.read(4)
+        if head != ZIP_MAGIC or zipfile.is_zipfile(path):
+            return  # whole, or not torch's zip format (an older torch.save): torch decides
+        problem = f"is cut short ({size} bytes, without the end of the archive)"
+    others = sorted(p.name for p in path.parent.glob("*.ckpt") if p != path)[:3]
+    instead = f"; others in {path.parent}: {', '.join(others)}" if others else ""
+    raise CheckpointError(
+        f"the checkpoint {ckpt_path} (--ckpt_path) {problem}: it cannot be loaded; "
+        f"give another checkpoint{instead}"
+    )
 
 
 def state_dict_mismatch(message: str) -> str:
@@ -84,3 +115,123 @@ def did_you_mean(message: str, parser: Any, subcommand: str | None) -> str:
         if key.startswith("--"):
             close += difflib.get_close_matches(key, options, n=1, cutoff=0.8)
     return f"; did you mean {' or '.join(close)}?" if close else ""
+
+
+def unknown_subcommand(message: str) -> str | None:
+    """jsonargparse's 'invalid choice' of a subcommand, listing every command of
+    ``python -m <project>`` (its own four and runs, sweep, repeat), with the closest one."""
+    found = re.search(r"invalid choice: '([^']*)' \(choose from [^)]*\)", message)
+    if not found or "argument subcommand" not in message:
+        return None
+    given = found.group(1)
+    commands = (*SUBCOMMANDS, *OTHER_COMMANDS)
+    close = difflib.get_close_matches(given, commands, n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]}?" if close else ""
+    return f"unknown command '{given}': the commands are {', '.join(commands)}{hint}"
+
+
+def saved_by(config_file: str | Path) -> str | None:
+    """The project named on the first line of a run's config.yaml, if any."""
+    try:
+        with open(config_file) as f:
+            first = f.readline()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return first[len(PROJECT_MARK) :].strip() if first.startswith(PROJECT_MARK) else None
+
+
+def _section_keys(section: Any) -> set[str]:
+    if not isinstance(section, dict):
+        return set()
+    args = section.get("init_args", section)
+    return set(args) if isinstance(args, dict) else set()
+
+
+def foreign_config(
+    argv: list[str], project: str, model_class: Any = None, datamodule_class: Any = None
+) -> str | None:
+    """'the config file X was saved by the project Y ...' for a --config file of another
+    project: named on its first line (every run's config.yaml), or, for a file without it,
+    when two or more of its model and data settings are not this project's."""
+    for name in config_files(argv):
+        saved = saved_by(name)
+        if saved is not None and saved.split()[0] != project:
+            return (
+                f"the config file {name} was saved by the project {saved}, not by {project}: "
+                "run it with that project's command, or give a config of this one"
+            )
+        if saved is not None:
+            continue
+        try:
+            with open(name) as f:
+                config = yaml.safe_load(f)
+        except (OSError, yaml.YAMLError):
+            continue
+        if not isinstance(config, dict):
+            continue
+        unknown = []
+        for key, cls in (("model", model_class), ("data", datamodule_class)):
+            accepted = init_parameters(cls)
+            if accepted:
+                unknown += [f"{key}.{k}" for k in sorted(_section_keys(config.get(key)) - accepted)]
+        if len(unknown) >= 2:
+            shown = ", ".join(unknown[:4]) + (", ..." if len(unknown) > 4 else "")
+            model = getattr(model_class, "__name__", "the model")
+            data = getattr(datamodule_class, "__name__", "the data")
+            return (
+                f"the config file {name} is not a config of {project}: {len(unknown)} of its "
+                f"settings ({shown}) are not {model}'s or {data}'s; was it saved by another "
+                "project?"
+            )
+    return None
+
+
+def check_top_level_optimizer(config: Any, module: str) -> None:
+    """Refuses a top-level ``--optimizer`` or ``--lr_scheduler`` (LightningCLI's own keys): a
+    litforge model configures its optimizer itself (``--model.optimizer``,
+    ``--model.lr_scheduler``), and LightningCLI would ignore a scheduler given alone and replace
+    the model's optimizer, groups and schedule, by one given alone. The keys stay in the parser,
+    so that a saved config.yaml (which holds them as null) reads back."""
+    given = [key for key in ("optimizer", "lr_scheduler") if config.get(key) is not None]
+    if given:
+        keys = " and ".join(f"--{key}" for key in given)
+        instead = " and ".join(f"--model.{key}" for key in given)
+        raise SettingError(
+            f"{keys} (top level) is not used: the model configures its own optimizer; give "
+            f"{instead} instead (python -m {module} fit --help lists the model's settings)"
+        )
+
+
+# What Lightning warns of when a validate, test or predict loads a fit's checkpoint: the fit's
+# callbacks (checkpoints, interrupt saving, random state) are not needed to evaluate it.
+EVALUATE_WARNINGS = (
+    r".*callbacks used to create the checkpoint need to be provided",
+    r".*The dirpath has changed from",
+)
+# ... and when a fit resumes into its own run folder, which holds its checkpoints, as it should.
+RESUME_WARNINGS = (r"Checkpoint directory .* exists and is not empty",)
+
+
+@contextmanager
+def quiet_checkpoint_warnings(resume: bool = False) -> Iterator[None]:
+    """Drops the warnings above, which a user can do nothing about, while it lasts: a resumed
+    fit's (``resume``) or an evaluation's."""
+    with warnings.catch_warnings():
+        for message in RESUME_WARNINGS if resume else EVALUATE_WARNINGS:
+            warnings.filterwarnings("ignore", message=message)
+        yield
+
+
+def restricted_value(message: str) -> str | None:
+    """jsonargparse's long message for a number outside its restriction (``PositiveFloat`` and
+    the like, often inside a Union with None), as '--key=value: must be more than 0'."""
+    found = re.search(
+        r'Parser key "([^"]+)".*does not conform to restriction v(>=?)(-?[\d.]+)', message
+    )
+    value = re.search(r"Given value: (\S+)", message)
+    if not found or not value:
+        return None
+    key, op, bound = found.groups()
+    must = "more than" if op == ">" else "at least"
+    none = " (or null: none)" if "NoneType" in message else ""
+    return f"--{key}={value.group(1)}: must be {must} {bound}{none}"

@@ -12,6 +12,8 @@ from typing import Any
 import pytorch_lightning as pl
 from pytorch_lightning.cli import LightningArgumentParser, SaveConfigCallback
 
+from litforge.run.messages import PROJECT_MARK
+
 
 def new_run_dir(root: Path, project: str) -> Path:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -33,27 +35,51 @@ def check_writable(path: Path) -> None:
 
 
 class RunConfigSaver(SaveConfigCallback):
-    """Writes the resolved config to ``<run dir>/config.yaml`` (rank 0, overwriting on resume),
-    ending with a comment that lists what core added to the trainer beyond it (``core_adds``:
-    the checkpoints, interrupt saving, ...; docs/runs.md, "What every run adds")."""
+    """Writes the resolved config to ``<run dir>/config.yaml`` (rank 0), its first line naming
+    the project that saved it (``project``: a config given to another project's command is
+    refused as such, ``litforge.run.messages.foreign_config``), ending with a comment that lists
+    what core added to the trainer beyond it (``core_adds``: the checkpoints, interrupt saving,
+    ...; docs/runs.md, "What every run adds").
+
+    A fresh fit writes it when it sets up. A resumed fit (``ckpt_path`` in its config) writes
+    it only when training starts: a resume that fails before (a checkpoint of another width, a
+    batch size of 0) leaves the run's record, and the resume command it printed, as they were.
+    Validate, test and predict write it unless the folder holds one already (a fit's, given
+    with ``--run.dir``): then ``<subcommand>-config.yaml`` beside it."""
 
     def __init__(
         self,
         parser: LightningArgumentParser,
         config: Any,
         core_adds: Sequence[str] = (),
+        project: str | None = None,
         **kwargs: Any,
     ) -> None:
         kwargs["save_to_log_dir"] = False
         super().__init__(parser, config, **kwargs)
         self.core_adds = list(core_adds)
+        self.project = project
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage == "fit" and self.config.get("ckpt_path"):
+            return  # a resume: when training starts (on_train_start)
+        super().setup(trainer, pl_module, stage)
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self.already_saved:
+            super().setup(trainer, pl_module, "fit")
 
     def save_config(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        path = Path(trainer.default_root_dir) / "config.yaml"
-        self.parser.save(self.config, str(path), skip_none=False, overwrite=True)
-        if self.core_adds:
-            with path.open("a") as f:
-                f.write(added_note(self.core_adds))
+        folder = Path(trainer.default_root_dir)
+        path = folder / "config.yaml"
+        if stage != "fit" and path.exists():
+            path = folder / f"{stage}-config.yaml"
+        text = self.parser.dump(self.config, skip_none=False)
+        head = f"{PROJECT_MARK}{self.project}\n" if self.project else ""
+        tail = added_note(self.core_adds) if self.core_adds else ""
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(head + text + tail)
+        os.replace(tmp, path)  # a reader never sees half of it
 
 
 def added_note(core_adds: Sequence[str]) -> str:
