@@ -52,6 +52,16 @@ WEIGHT_ATOL, LOSS_ATOL = 1e-5, 1e-5
 ACCURACY_ATOL, ECE_ATOL = 1 / 64 + 1e-6, 2 / 64 + 1e-6
 
 
+# images.yaml's diagnostics, drawing every validation (their default draws as often as they
+# cost under 5% of the fit's time: not deterministic)
+EVERY_EPOCH = [
+    {"class_path": "litforge.Extremes", "init_args": {"k": 4, "val_every": 1}},
+    {"class_path": "litforge.Uncertainty", "init_args": {"val_every": 1}},
+    {"class_path": "litforge.ConfusionMatrix", "init_args": {"val_every": 1}},
+    {"class_path": "litforge.StopOnNonFinite"},
+]
+
+
 def run_ddp(tmp: Path) -> tuple[Path, float]:
     env = {k: v for k, v in os.environ.items() if k != HANDOFF_ENV}
     env["PYTHONPATH"] = os.pathsep.join([str(TESTS), *filter(None, [env.get("PYTHONPATH")])])
@@ -63,7 +73,7 @@ def run_ddp(tmp: Path) -> tuple[Path, float]:
     args = [
         sys.executable, "-m", "litforge.testing", "fit", f"--run.root={tmp / 'runs'}", *COMMON,
         "--trainer.strategy=ddp", "--trainer.devices=2", "--data.batch_size=16",
-        f"--trainer.callbacks+={json.dumps(spec)}",
+        f"--trainer.callbacks={json.dumps([*EVERY_EPOCH, spec])}",
     ]  # fmt: skip
     log = tmp / "ddp.log"
     start = time.perf_counter()
@@ -139,11 +149,9 @@ def test_one_run_folder_and_diagnostics_emitted_once(runs: dict[str, Any]) -> No
         "confusion_matrix",
     ):
         steps = [STEPS * (e + 1) for e in range(EPOCHS)]
-        expected += [f"val/synthetic/{what}/{s}.png" for s in steps]
-        expected += [f"test/synthetic/{what}/{EPOCHS * STEPS}.png"]
-        if what.startswith("extremes"):
-            expected += [f"val/synthetic/{what}/{s}.json" for s in steps]
-            expected += [f"test/synthetic/{what}/{EPOCHS * STEPS}.json"]
+        for suffix in ("png", "json"):  # each picture, and what it shows as data
+            expected += [f"val/synthetic/{what}/{s}.{suffix}" for s in steps]
+            expected += [f"test/synthetic/{what}/{EPOCHS * STEPS}.{suffix}"]
     assert files == sorted(expected)
 
 
@@ -163,7 +171,7 @@ def brute_force_errors(
     x = (test.images.float() / 255 - data.mean.view(1, -1, 1, 1)) / data.std.view(1, -1, 1, 1)
     model.eval()
     with torch.no_grad():
-        pred = model(ClassificationExample(torch.arange(len(x)), x, test.labels))
+        pred = model(ClassificationExample(torch.arange(len(x)), image=x, label=test.labels))
     ce = torch.nn.functional.cross_entropy(pred.logits, test.labels, reduction="none")
     return ce, pred.pred, test.labels
 
@@ -312,7 +320,8 @@ def test_regression_diagnostics_over_two_processes_equal_one(rows_runs: dict[str
         if min(gaps) > LOSS_ATOL:  # no near-tie that rounding could reorder
             assert two["worst"].tolist() == ranked[:k]
 
-    step = single.trainer.global_step
+    # named by the step of the checkpoint each test scored (the same epoch: asserted below)
+    step = json.loads((single.run_dir / "results.json").read_text())["step"]
     for side in ("highest_error", "lowest_error"):
         folder = Path("media") / "test" / "rows" / "extremes" / side
         ddp_shown = json.loads((ddp_dir / folder / f"{step}.json").read_text())

@@ -1,21 +1,43 @@
 """Real Trainer runs of the synthetic task; the diagnostics are checked against brute force."""
 
 import json
+import math
 
 import pytest
 import torch
 
-from litforge import ConfusionMatrix, Extremes, testing
+from litforge import ConfusionMatrix, Extremes, Uncertainty, testing
 from litforge.diagnostics.uncertainty import error_by_entropy, expected_calibration_error
 from litforge.tasks.structs import ClassificationExample
+
+# the diagnostics of images.yaml, drawn at every validation (the default, 'auto', draws as
+# often as they cost under 5% of the fit's time: on this tiny task, at none)
+EVERY_EPOCH = json.dumps(
+    [
+        {"class_path": "litforge.Extremes", "init_args": {"k": 4, "val_every": 1}},
+        {"class_path": "litforge.Uncertainty", "init_args": {"val_every": 1}},
+        {"class_path": "litforge.ConfusionMatrix", "init_args": {"val_every": 1}},
+        {"class_path": "litforge.StopOnNonFinite"},
+    ]
+)
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("runs")
     return testing.train(
-        testing.main, tmp, "fit", "--trainer.max_epochs=2", loggers="[csv,tensorboard,wandb]"
+        testing.main,
+        tmp,
+        "fit",
+        "--trainer.max_epochs=2",
+        f"--trainer.callbacks={EVERY_EPOCH}",
+        loggers="[csv,tensorboard,wandb]",
     )
+
+
+def scored(run):
+    """What the test after fit scored, as results.json says."""
+    return json.loads((run.run_dir / "results.json").read_text())
 
 
 def predictions(model, datamodule):
@@ -26,7 +48,7 @@ def predictions(model, datamodule):
     x = (test.images.float() / 255 - datamodule.mean.view(1, -1, 1, 1)) / datamodule.std.view(
         1, -1, 1, 1
     )
-    example = ClassificationExample(torch.arange(len(test)), x, test.labels)
+    example = ClassificationExample(torch.arange(len(test)), image=x, label=test.labels)
     with torch.no_grad():
         pred = model(example)
     ce = torch.nn.functional.cross_entropy(pred.logits, test.labels, reduction="none")
@@ -44,8 +66,11 @@ def callback(cli, cls):
 
 def test_extremes_match_brute_force(run):
     dm = run.datamodule
-    errors, _ = predictions(run.model, dm)
+    errors, pred = predictions(run.model, dm)
+    probs = torch.softmax(run.model(example_of(dm)).logits.detach(), -1)
     extremes = callback(run, Extremes)
+    results = scored(run)
+    names = dm.class_names
     for name, highest in (("highest_error", True), ("lowest_error", False)):
         shown = extremes.last_selection[("test", "synthetic", name)]
         assert shown["index"].tolist() == brute_force(errors.tolist(), 4, highest)
@@ -54,17 +79,38 @@ def test_extremes_match_brute_force(run):
         # transform, which undoes the normalisation up to rounding)
         stored = dm.splits["test"].images[shown["index"]].int()
         assert (shown["view"].pixels.int() - stored).abs().max() <= 1
-        png = (
-            run.run_dir
-            / "media"
-            / "test"
-            / "synthetic"
-            / "extremes"
-            / name
-            / f"{run.trainer.global_step}.png"
-        )
+        # named by the step of the checkpoint the test scored, not the last step trained
+        folder = run.run_dir / "media" / "test" / "synthetic" / "extremes" / name
+        png = folder / f"{results['step']}.png"
         assert png.is_file() and png.stat().st_size > 1000
-        assert json.loads(png.with_suffix(".json").read_text())["index"] == shown["index"].tolist()
+        assert [p.name for p in folder.glob("*.png")] == [png.name]
+        facts = json.loads(png.with_suffix(".json").read_text())
+        assert facts["index"] == shown["index"].tolist()
+        assert facts["model"] == {
+            "stage": "test",
+            "epoch": results["epoch"],
+            "step": results["step"],
+            "checkpoint": results["checkpoint"],
+        }
+        # every fact of each caption is in the file beside it, with the brute-force values
+        labels = dm.splits["test"].labels
+        for record, i, caption in zip(
+            facts["examples"], shown["index"].tolist(), shown["view"].captions
+        ):
+            assert record["index"] == i
+            assert record["label"] == names[int(labels[i])]
+            assert record["pred.pred"] == names[int(pred[i])]
+            assert record["p(true)"] == pytest.approx(float(probs[i, labels[i]]), abs=1e-5)
+            assert record["p(predicted)"] == pytest.approx(float(probs[i].max()), abs=1e-5)
+            assert record["error"] == pytest.approx(float(errors[i]), abs=1e-5)
+            assert f"{record['label']} -> {record['pred.pred']}" in caption
+            assert f"#{i} · error " in caption
+
+
+def example_of(dm):
+    test = dm.splits["test"]
+    x = (test.images.float() / 255 - dm.mean.view(1, -1, 1, 1)) / dm.std.view(1, -1, 1, 1)
+    return ClassificationExample(torch.arange(len(test)), image=x, label=test.labels)
 
 
 def test_confusion_matrix_matches_counts(run):
@@ -78,7 +124,7 @@ def test_confusion_matrix_matches_counts(run):
     assert int(matrix.sum()) == len(dm.splits["test"])
 
 
-def test_uncertainty_bins_by_hand():
+def test_uncertainty_bins_by_hand(run):
     entropy = torch.tensor([0.05, 0.15, 0.15, 0.55, 0.95, 1.0])
     correct = torch.tensor([1, 1, 0, 0, 0, 1])
     count, rate = error_by_entropy(entropy, correct, n_bins=5)
@@ -91,6 +137,27 @@ def test_uncertainty_bins_by_hand():
     ok = torch.tensor([1, 0, 0, 0])
     # bin of 0.9: acc 0.5, conf 0.9 -> 0.4 * 2/4; bin of 0.3: acc 0, conf 0.3 -> 0.3 * 2/4
     assert expected_calibration_error(conf, ok, 10).item() == pytest.approx(0.35)
+
+    # the run's test picture: the bins beside it are those of the logged ECE
+    results = scored(run)
+    png = run.run_dir / "media" / "test" / "synthetic" / "uncertainty" / f"{results['step']}.png"
+    facts = json.loads(png.with_suffix(".json").read_text())
+    assert facts["ece"] == pytest.approx(results["test/synthetic/ece"], abs=1e-6)
+    assert facts["classes"] == 4 and facts["examples"] == len(run.datamodule.splits["test"])
+    bins = facts["confidence_bins"]
+    assert sum(b["count"] for b in bins) == facts["examples"]
+    ece = sum(
+        b["count"] / facts["examples"] * abs(b["accuracy"] - b["mean_confidence"])
+        for b in bins
+        if b["count"]
+    )
+    assert ece == pytest.approx(facts["ece"], abs=1e-9)
+    shown = callback(run, Uncertainty).last_bins[("test", "synthetic")]
+    assert [b["count"] for b in bins] == shown["reliability"]["count"].tolist()
+    assert all(
+        math.isnan(a) == (b["accuracy"] is None)
+        for a, b in zip(shown["reliability"]["accuracy"].tolist(), bins)
+    )
 
 
 def test_ece_and_metrics_logged_with_stage_and_dataset_names(run):
@@ -117,6 +184,10 @@ def test_media_in_png_tensorboard_and_wandb(run):
             "confusion_matrix",
         ):
             assert f"{stage}/synthetic/{what}" in keys, sorted(keys)
+    # validation drawn at every epoch (val_every: 1), each file named by its step
+    steps = sorted(int(p.stem) for p in keys["val/synthetic/uncertainty"])
+    per_epoch = run.trainer.global_step // 2
+    assert steps == [per_epoch, 2 * per_epoch]
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     acc = EventAccumulator(str(run.run_dir / "tensorboard"), size_guidance={"images": 0})

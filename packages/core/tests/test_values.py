@@ -75,17 +75,23 @@ def test_logged_ece_equals_the_ece_of_the_saved_predictions(one_epoch: Any, tmp_
     assert expected > 0.01  # not a vacuous comparison: the model is far from calibrated
     assert abs(results["test/synthetic/ece"] - expected) <= 1e-6, (results, expected)
 
-    # the uncertainty plot's bins: every example counted once, and their errors are the
-    # predictions' errors
+    # the calibration picture's bins: every example counted once, their ECE the logged one,
+    # and the entropy view's errors are the predictions' errors
     uncertainty = next(c for c in one_epoch.trainer.callbacks if isinstance(c, Uncertainty))
     test_bins = uncertainty.last_bins[("test", "synthetic")]
-    assert int(test_bins["count"].sum()) == N_TEST == int(test_bins["n"])
-    assert len(test_bins["count"]) == uncertainty.n_bins
-    errors = (test_bins["rate"].nan_to_num(0) * test_bins["count"]).sum()
-    assert round(float(errors)) == int((probs.argmax(1) != labels).sum())
+    reliability, entropy = test_bins["reliability"], test_bins["entropy"]
+    assert int(reliability["count"].sum()) == N_TEST == test_bins["n"]
+    assert len(reliability["count"]) == len(entropy["count"]) == uncertainty.n_bins
+    confidence, pred = probs.double().max(dim=1)
+    hits = (reliability["accuracy"].nan_to_num(0) * reliability["count"]).sum()
+    assert round(float(hits)) == int((pred == labels).sum())
+    mean_confidence = (reliability["confidence"].nan_to_num(0) * reliability["count"]).sum()
+    assert float(mean_confidence) == pytest.approx(float(confidence.sum()), abs=1e-4)
+    errors = (entropy["rate"].nan_to_num(0) * entropy["count"]).sum()
+    assert round(float(errors)) == int((pred != labels).sum())
     assert abs(float(test_bins["ece"]) - expected) <= 1e-6
     val_bins = uncertainty.last_bins[("val", "synthetic")]
-    assert int(val_bins["count"].sum()) == N_VAL
+    assert int(val_bins["reliability"]["count"].sum()) == N_VAL
 
 
 @pytest.mark.slow

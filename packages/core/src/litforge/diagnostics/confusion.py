@@ -1,4 +1,11 @@
-"""Confusion matrix with class names: counts, and rows normalised to sum to 1."""
+"""Confusion matrix with class names: every (true, predicted) pair of the epoch counted once.
+
+Up to ``max_classes`` classes (20 by default) it is drawn as a matrix: each cell's count, its
+colour the share of the true class (rows sum to 1, recall on the diagonal), the numbers sized to
+the cells, each row's recall and count at its right. With more classes a matrix cannot be read;
+the largest confusions are listed instead (a table: true, predicted, count, share of the true
+class). Either way ``<step>.json`` beside the picture holds the class names and the full matrix.
+"""
 
 from __future__ import annotations
 
@@ -11,17 +18,32 @@ from torch import Tensor
 from torchmetrics.functional.classification import multiclass_confusion_matrix
 
 from litforge.diagnostics.base import EpochCallback, append, concat, gather_dedup
-from litforge.diagnostics.media import emit_figure
+from litforge.diagnostics.media import Scored, Table, emit_figure, emit_table
 from litforge.diagnostics.uncertainty import class_probabilities
 from litforge.tasks.contracts import task_data
 from litforge.tasks.structs import Example, Prediction
 
 
 class ConfusionMatrix(EpochCallback):
-    """Counts every (true, predicted) pair of the epoch once, across ranks, without duplicates."""
+    """Counts every (true, predicted) pair of the epoch once, across ranks, without duplicates.
 
-    def __init__(self, stages: tuple[str, ...] | list[str] = ("val", "test")) -> None:
-        super().__init__(stages)
+    Args:
+        max_classes: up to this many classes, draw the matrix; above, list the largest
+            confusions.
+        top: how many confusions the list holds.
+        stages: 'val' and/or 'test'.
+        **kwargs: the cadence of validation pictures and the files kept (EpochCallback).
+    """
+
+    def __init__(
+        self,
+        max_classes: int = 20,
+        top: int = 20,
+        stages: tuple[str, ...] | list[str] = ("val", "test"),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(stages, **kwargs)
+        self.max_classes, self.top = max_classes, top
         self.num_classes = 0
         self.last_matrix: dict[tuple[str, str], Tensor] = {}
 
@@ -44,41 +66,102 @@ class ConfusionMatrix(EpochCallback):
         stage: str,
         dataset: str,
         state: Any,
-    ) -> None:
+    ) -> Tensor:
         data = gather_dedup(pl_module, concat(state))
         matrix = multiclass_confusion_matrix(
             data["pred"].cpu(), data["label"].cpu(), num_classes=self.num_classes
         )
         self.last_matrix[(stage, dataset)] = matrix
+        return matrix
+
+    def draw(
+        self, trainer: pl.Trainer, stage: str, dataset: str, summary: Any, shown: Scored
+    ) -> None:
+        matrix: Tensor = summary
         data = task_data(trainer)
         given = data.class_names if data is not None else None
         names = list(given) if given and len(given) == self.num_classes else None
         names = names or [str(i) for i in range(self.num_classes)]
-        emit_figure(trainer, f"{stage}/{dataset}/confusion_matrix", figure(matrix, names))
+        key = f"{stage}/{dataset}/confusion_matrix"
+        facts = {"model": shown.facts(), "classes": names, "matrix": matrix.tolist()}
+        title = self.title(stage, dataset, "confusion matrix", shown)
+        if len(names) <= self.max_classes:
+            fig = figure(matrix, names, title)
+            emit_figure(trainer, key, fig, step=shown.step, facts=facts, keep=self.keep_files)
+        else:
+            table = largest_confusions(matrix, names, self.top)
+            title += f" · the {len(table)} largest of {len(names)} classes"
+            emit_table(
+                trainer, key, table, step=shown.step, title=title, facts=facts, keep=self.keep_files
+            )
 
 
-def figure(matrix: Tensor, names: list[str]) -> plt.Figure:
-    counts = matrix.numpy()
-    rows = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+def largest_confusions(matrix: Tensor, names: list[str], top: int) -> Table:
+    """The ``top`` largest off-diagonal counts, largest first (ties by true, then predicted
+    class): true class, predicted class, count, and their share of the true class."""
+    counts = matrix.clone()
+    counts.fill_diagonal_(0)
+    flat = counts.flatten()
+    order = sorted((i for i in range(len(flat)) if flat[i] > 0), key=lambda i: (-int(flat[i]), i))[
+        :top
+    ]
+    support = matrix.sum(dim=1)
     n = len(names)
-    size = max(4.0, 0.45 * n + 2)
-    fig, axes = plt.subplots(1, 2, figsize=(2 * size + 1, size))
-    for ax, values, title, fmt in (
-        (axes[0], counts, "counts", "{:d}"),
-        (axes[1], rows, "row-normalised (recall on the diagonal)", "{:.2f}"),
-    ):
-        ax.imshow(rows, cmap="Blues", vmin=0, vmax=1)
-        ax.set_title(title)
-        ax.set(xticks=range(n), yticks=range(n), xlabel="predicted", ylabel="true")
-        ax.set_xticklabels(names, rotation=60, ha="right", fontsize=7)
-        ax.set_yticklabels(names, fontsize=7)
-        if n <= 20:
-            for i in range(n):
-                for j in range(n):
-                    value = int(values[i, j]) if fmt == "{:d}" else float(values[i, j])
-                    color = "white" if rows[i, j] > 0.5 else "black"
-                    ax.text(
-                        j, i, fmt.format(value), ha="center", va="center", fontsize=6, color=color
-                    )
-    fig.tight_layout()
+    return Table(
+        {
+            "true": [names[i // n] for i in order],
+            "predicted": [names[i % n] for i in order],
+            "count": [int(flat[i]) for i in order],
+            "share of true": [percent(int(flat[i]) / max(int(support[i // n]), 1)) for i in order],
+        }
+    )
+
+
+def figure(matrix: Tensor, names: list[str], title: str) -> plt.Figure:
+    """The matrix: counts in the cells, coloured by the share of the true class; each row's
+    recall and count at its right. Cells and numbers grow with fewer classes."""
+    counts = matrix.numpy().astype(np.int64)
+    support = counts.sum(axis=1)
+    rows = counts / np.maximum(support[:, None], 1)
+    n = len(names)
+    cell = float(np.clip(7.0 / n, 0.42, 1.0))  # inches per cell
+    font = float(np.clip(cell * 72 * 0.3, 6.5, 11))  # points: a third of a cell's side
+    longest = max(len(name) for name in names)
+    label_font = float(np.clip(cell * 72 * 0.45, 7, 9))
+    margin = min(2.5, 0.3 + longest * label_font * 0.6 / 72)  # inches for the row labels
+    side = n * cell
+    fig = plt.figure(figsize=(margin + side + 1.6, side + margin + 0.9), dpi=100)
+    ax = fig.add_axes(
+        (margin / (margin + side + 1.6), margin / (side + margin + 0.9),
+         side / (margin + side + 1.6), side / (side + margin + 0.9))
+    )  # fmt: skip
+    ax.imshow(rows, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(n), names, rotation=45 if longest > 3 else 0, ha="right" if longest > 3 else "center",
+                  fontsize=label_font)  # fmt: skip
+    ax.set_yticks(range(n), names, fontsize=label_font)
+    ax.set_xlabel("predicted", fontsize=9)
+    ax.set_ylabel("true", fontsize=9)
+    two_lines = cell * 72 >= 3.2 * font
+    for i in range(n):
+        for j in range(n):
+            if counts[i, j] == 0 and i != j:
+                continue
+            text = str(counts[i, j])
+            if two_lines and support[i]:
+                text += "\n" + percent(rows[i, j])
+            color = "white" if rows[i, j] > 0.5 else "black"
+            ax.text(j, i, text, ha="center", va="center", fontsize=font, color=color)
+        recall = f"{percent(rows[i, i])} of {support[i]}" if support[i] else "none"
+        ax.text(n - 0.4, i, recall, ha="left", va="center", fontsize=min(font, 9), color="0.25")
+    ax.text(n - 0.4, -0.75, "recall", ha="left", va="center", fontsize=min(font, 9), color="0.25")
+    fig.suptitle(title, fontsize=9, x=0.01, ha="left")
     return fig
+
+
+def percent(share: float) -> str:
+    """A share as a whole percentage; a share that is not 0 never reads 0% (nor 1 100%)."""
+    if 0 < share < 0.005:
+        return "<1%"
+    if 0.995 <= share < 1:
+        return ">99%"
+    return f"{100 * share:.0f}%"

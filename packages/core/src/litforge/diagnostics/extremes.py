@@ -12,7 +12,6 @@ dataset index, so the choice is deterministic.
 from __future__ import annotations
 
 import dataclasses
-import json
 from typing import Any
 
 import pytorch_lightning as pl
@@ -20,7 +19,7 @@ import torch
 from torch import Tensor
 
 from litforge.diagnostics.base import EpochCallback, dedup, gather_dedup
-from litforge.diagnostics.media import Images, Table, View, emit_view
+from litforge.diagnostics.media import Images, Scored, Table, View, emit_view, fmt
 from litforge.tasks.contracts import ContractError, per_example, task_data
 from litforge.tasks.model import BaseModel
 from litforge.tasks.structs import Example, Prediction
@@ -66,6 +65,11 @@ class Extremes(EpochCallback):
         fields: for a table, the columns to keep besides index and error (example fields by
             name, prediction fields as ``pred.<name>``); null: every column.
         stages: 'val' and/or 'test'.
+        **kwargs: the cadence of validation pictures and the files kept (EpochCallback).
+
+    Beside each picture, ``<step>.json`` holds the model shown and one record per example:
+    index, error, id, every one-value field (class names for labels) and, for classification,
+    the probabilities of the true and the predicted class.
     """
 
     def __init__(
@@ -73,8 +77,9 @@ class Extremes(EpochCallback):
         k: int = 16,
         fields: list[str] | None = None,
         stages: tuple[str, ...] | list[str] = ("val", "test"),
+        **kwargs: Any,
     ) -> None:
-        super().__init__(stages)
+        super().__init__(stages, **kwargs)
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
         self.k, self.fields = k, fields
@@ -122,35 +127,107 @@ class Extremes(EpochCallback):
         stage: str,
         dataset: str,
         state: Any,
-    ) -> None:
-        chosen = {
+    ) -> dict[str, dict[str, Tensor]]:
+        return {
             side: select(gather_dedup(pl_module, state[side]), self.k, side == "high")
             for side in ("high", "low")
         }  # gathered on every rank; drawn on rank 0
+
+    def draw(
+        self, trainer: pl.Trainer, stage: str, dataset: str, summary: Any, shown: Scored
+    ) -> None:
         data = task_data(trainer)
-        if not trainer.is_global_zero or data is None or self._templates is None:
+        if data is None or self._templates is None:
             return
         for side, name in (("high", "highest_error"), ("low", "lowest_error")):
-            rows = chosen[side]
+            rows = summary[side]
             example, prediction = rebuild(rows, *self._templates)
-            view = with_error(data.show(example, prediction), rows["error"], self.fields)
+            records = example_facts(data, example, prediction, rows["error"])
+            view = with_error(data.show(example, prediction), rows["error"], self.fields, records)
             self.last_selection[(stage, dataset, name)] = {
                 "index": rows["index"].cpu(),
                 "error": rows["error"].cpu(),
                 "view": view,
+                "facts": records,
             }
-            png = emit_view(trainer, f"{stage}/{dataset}/extremes/{name}", view)
-            if png is not None:  # what was shown, as data: index in the dataset and error
-                shown = {"index": rows["index"].tolist(), "error": rows["error"].tolist()}
-                png.with_suffix(".json").write_text(json.dumps(shown))
+            what = f"{name.replace('_', ' ')}: {len(records)} examples"
+            emit_view(
+                trainer,
+                f"{stage}/{dataset}/extremes/{name}",
+                view,
+                step=shown.step,
+                title=self.title(stage, dataset, what, shown),
+                facts={
+                    "model": shown.facts(),
+                    # what was shown, as data: each example's index in the dataset, its error
+                    # and every fact of its caption
+                    "index": rows["index"].tolist(),
+                    "error": rows["error"].tolist(),
+                    "examples": records,
+                },
+                keep=self.keep_files,
+            )
 
 
-def with_error(view: View, error: Tensor, fields: list[str] | None = None) -> View:
-    """The view with each example's error added: to its caption, or as a table column (the
-    table cut to ``fields`` when given)."""
+ID_NAMES = ("id", "ids", "uid")
+
+
+def example_facts(
+    data: Any, example: Example, prediction: Prediction, error: Tensor
+) -> list[dict[str, Any]]:
+    """One record per example: its index, error, every one-value field of the example and the
+    prediction (class names through the data's ``describe``), and for classification the
+    probability of the true class and of the predicted one."""
+    describe = getattr(data, "describe", None)
+
+    def value(field: str, v: Tensor) -> Any:
+        return describe(field, v) if describe is not None else v.item()
+
+    records: list[dict[str, Any]] = [
+        {"index": int(i), "error": float(e)} for i, e in zip(example.index.tolist(), error.tolist())
+    ]
+    for prefix, struct in (("", example), ("pred.", prediction)):
+        for name, values in struct.tensors().items():
+            text_id = name == "id" and values.dim() == 2 and values.dtype == torch.uint8
+            if name == "index" or len(values) != len(records) or not (values.dim() == 1 or text_id):
+                continue
+            for record, v in zip(records, values.cpu()):
+                record[prefix + name] = value(name, v)
+    probs, label = getattr(prediction, "probs", None), getattr(example, "label", None)
+    if (
+        isinstance(probs, Tensor)
+        and isinstance(label, Tensor)
+        and probs.dim() == 2
+        and label.shape == (len(records),)
+    ):
+        p_true = probs.float().gather(-1, label.long()[:, None])[:, 0]
+        p_top = probs.float().max(-1).values
+        for record, t, q in zip(records, p_true.tolist(), p_top.tolist()):
+            record["p(true)"], record["p(predicted)"] = t, q
+    return records
+
+
+def with_error(
+    view: View,
+    error: Tensor,
+    fields: list[str] | None = None,
+    records: list[dict[str, Any]] | None = None,
+) -> View:
+    """The view with each example's error added: to its caption (with its id, or its index
+    when the caption lacks it), or as a table column (the table cut to ``fields`` when
+    given)."""
     values = error.tolist()
     if isinstance(view, Images):
-        captions = [f"{c}\nerror={e:.3g}" for c, e in zip(view.captions, values)]
+        captions = []
+        for i, (caption, e) in enumerate(zip(view.captions, values)):
+            record = records[i] if records else {}
+            name = next((k for k in record if k in ID_NAMES or k.endswith("_id")), None)
+            parts = [f"id {record[name]}"] if name else []
+            if not name and "index" in record and f"#{record['index']}" not in caption.split():
+                parts.append(f"#{record['index']}")
+            parts.append(f"error {fmt(e)}")
+            extra = " · ".join(parts)
+            captions.append(f"{caption}\n{extra}" if caption else extra)
         return Images(view.pixels, captions)
     if isinstance(view, Table):
         columns = view.columns
@@ -161,5 +238,5 @@ def with_error(view: View, error: Tensor, fields: list[str] | None = None) -> Vi
                     f"Extremes: no column {unknown} in the table; it has {list(columns)}"
                 )
             columns = {k: v for k, v in columns.items() if k == "index" or k in fields}
-        return Table({"error": [round(e, 6) for e in values], **columns})
+        return Table({"error": values, **columns})
     raise TypeError(f"show() must return media.Images or media.Table, got {type(view).__name__}")

@@ -4,17 +4,26 @@
 ``emit_table`` (rows of named values) and ``emit_figure`` (a matplotlib figure) send to every
 attached logger (W&B: ``log_image`` with captions, ``log_table``; TensorBoard: ``add_images`` or
 ``add_figure`` plus the captions as text, tables as markdown text) and always write
-``<run dir>/media/<key>/<step>.png`` (tables also as ``<step>.csv``). ``emit_view`` sends what a
-data module's ``show`` returns. Only rank 0 emits. Nothing else in litforge knows about a
-particular logger.
+``<run dir>/media/<key>/<step>.png`` (tables also as ``<step>.csv``; with ``facts``, what the
+picture shows as data in ``<step>.json``). ``emit_view`` sends what a data module's ``show``
+returns. Only rank 0 emits. Nothing else in litforge knows about a particular logger.
+
+The step in a file's name is the training step of the model the picture shows (``Scored``): for
+a test of the best checkpoint, that checkpoint's step, not the last step trained. The run folder
+keeps the files of the last ``keep`` steps of each key; the loggers keep every one.
+
+Numbers meant for people go through ``fmt`` (significant digits, never ``-0``) and ``fmt_prob``.
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 import math
+import textwrap
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -26,6 +35,8 @@ import torch
 from matplotlib.figure import Figure
 from pytorch_lightning.loggers import TensorBoardLogger, WandbLogger
 from torch import Tensor
+
+DPI = 100  # of every PNG written
 
 
 @dataclasses.dataclass
@@ -49,6 +60,104 @@ class Table:
 View = Images | Table
 
 
+# ---------------------------------------------------------------------- numbers for people
+def fmt(value: Any, digits: int = 3) -> str:
+    """A number as a person reads it: ``digits`` significant digits, integers whole, no ``-0``,
+    no trailing zeros, exponents without padding (``1.5e-7``); anything else as ``str``."""
+    if isinstance(value, Tensor) and value.numel() == 1:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return str(value)
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    x = float(value)
+    if math.isnan(x) or math.isinf(x):
+        return str(x)
+    text = f"{x:.{digits}g}"
+    if "e" in text:
+        mantissa, exponent = text.split("e")
+        text = f"{mantissa}e{int(exponent)}"
+    return "0" if text.lstrip("-") in ("0", "0.0") else text
+
+
+def fmt_prob(p: float) -> str:
+    """A probability: two decimals in [0.01, 0.99]; closer to 0 or 1, enough digits to tell
+    it from 0 or 1 (``0.0011``, ``0.9996``, ``>0.9999``)."""
+    p = float(p)
+    if 0.01 <= p <= 0.99:
+        return f"{p:.2f}"
+    if p < 0.01:
+        return fmt(p, 2)
+    for decimals in (3, 4):
+        if round(p, decimals) < 1:
+            return f"{p:.{decimals}f}"
+    return ">0.9999"
+
+
+# ---------------------------------------------------------------------- which model is shown
+@dataclasses.dataclass(frozen=True)
+class Scored:
+    """The model a picture shows: the stage, the epoch (counted from 0) and training step it
+    had reached, and the checkpoint it was read from (None: the weights in memory)."""
+
+    stage: str
+    epoch: int
+    step: int
+    checkpoint: str | None = None
+
+    def line(self) -> str:
+        """One line for the top of a picture."""
+        where = f"epoch {self.epoch}, step {self.step}"
+        stage = {"val": "validation", "test": "test"}.get(self.stage, self.stage)
+        if self.checkpoint:
+            return f"{stage} of {self.checkpoint} ({where})"
+        if self.stage == "val":
+            return f"{stage} at {where}"
+        if self.step == 0:
+            return f"{stage} of the weights as built (no training)"
+        return f"{stage} of the final weights ({where})"
+
+    def facts(self) -> dict[str, Any]:
+        return {
+            "stage": self.stage,
+            "epoch": self.epoch,
+            "step": self.step,
+            "checkpoint": self.checkpoint or ("final" if self.step else None),
+        }
+
+
+_POSITIONS: dict[str, tuple[int, int]] = {}
+
+
+def checkpoint_position(path: str | Path) -> tuple[int, int]:
+    """(epoch, global step) stored in a Lightning checkpoint (memory-mapped, read once)."""
+    key = str(Path(path).resolve())
+    if key not in _POSITIONS:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        _POSITIONS[key] = (int(ckpt["epoch"]), int(ckpt["global_step"]))
+    return _POSITIONS[key]
+
+
+def scored(trainer: pl.Trainer, stage: str) -> Scored:
+    """What the model of this stage is: during fit, the weights of the current epoch and step;
+    in a test or validation that loaded a checkpoint, that checkpoint's epoch and step; else the
+    weights in memory (after fit: the final ones)."""
+    fn = str(getattr(trainer.state, "fn", "") or "")
+    path = trainer.ckpt_path if fn != "fit" else None
+    if path and Path(path).is_file():
+        epoch, step = checkpoint_position(path)
+        try:
+            shown = str(Path(path).resolve().relative_to(Path(trainer.default_root_dir).resolve()))
+        except ValueError:
+            shown = str(path)
+        return Scored(stage, epoch, step, shown)
+    if fn == "fit":
+        return Scored(stage, trainer.current_epoch, trainer.global_step)
+    # after fit, Lightning has counted the last epoch as done
+    return Scored(stage, max(trainer.current_epoch - 1, 0), trainer.global_step)
+
+
+# ---------------------------------------------------------------------- pixels
 def media_path(trainer: pl.Trainer, key: str, step: int | None = None) -> Path:
     step = trainer.global_step if step is None else step
     return Path(trainer.default_root_dir) / "media" / key / f"{step}.png"
@@ -93,47 +202,170 @@ def side_by_side(*panels: Tensor, gap: int = 1) -> Tensor:
     return torch.cat(parts[:-1], dim=-1)
 
 
-def grid_figure(images: Tensor, captions: list[str], ncols: int = 8) -> Figure:
-    """A figure with one captioned panel per image (uint8, N x C x H x W)."""
-    n = len(images)
-    ncols = max(1, min(ncols, n))
-    nrows = max(1, math.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(1.9 * ncols, 2.2 * nrows), squeeze=False)
-    for i, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if i < n:
-            img = images[i].permute(1, 2, 0).cpu().numpy()
-            ax.imshow(_hw(img), cmap="gray", vmin=0, vmax=255, interpolation="nearest")
-            ax.set_title(captions[i], fontsize=7)
-    fig.tight_layout()
-    return fig
-
-
 def _hw(img: np.ndarray) -> np.ndarray:
     """H x W x 1 -> H x W (what matplotlib and W&B take for one channel)."""
     return img[..., 0] if img.shape[-1] == 1 else img
 
 
-def table_figure(table: Table, max_chars: int = 40) -> Figure:
-    """The table drawn as a matplotlib table, long cells cut to ``max_chars``."""
+# ---------------------------------------------------------------------- the grid of pictures
+@dataclasses.dataclass(frozen=True)
+class GridLayout:
+    """Sizes in inches of a captioned grid: every image drawn at least ``min_inches`` on its
+    shorter side (a readable size whatever its pixel count), at most ``max_inches``; each
+    caption above its image, in a band as tall as the longest caption."""
+
+    min_inches: float = 1.4
+    max_inches: float = 2.6
+    max_width: float = 16.0  # of the figure; more images wrap to the next row
+    min_width: float = 5.0  # of the figure: room for its title
+    max_cols: int = 8
+    fontsize: float = 8.0
+    gap: float = 0.25  # between cells
+    title_fontsize: float = 9.0
+
+
+def _line_height(fontsize: float) -> float:
+    return fontsize * 1.25 / 72  # inches, matplotlib's default line spacing of 1.2 and a margin
+
+
+def _wrap(caption: str, chars: int) -> str:
+    lines: list[str] = []
+    for line in caption.splitlines() or [""]:
+        lines += textwrap.wrap(line, max(4, chars), break_long_words=True) or [""]
+    return "\n".join(lines)
+
+
+def _image_size(h: int, w: int, layout: GridLayout) -> tuple[float, float]:
+    """(width, height) in inches: one inch per 100 px, within [min, max] on the shorter side;
+    a very wide or tall picture is held within max_width / 2 on its long side."""
+    scale = min(max(min(h, w) / DPI, layout.min_inches), layout.max_inches) / min(h, w)
+    width, height = w * scale, h * scale
+    longest = max(layout.max_width / 2, layout.min_inches)
+    if max(width, height) > longest:
+        shrink = longest / max(width, height)
+        width, height = width * shrink, height * shrink
+    return width, height
+
+
+def fit_lines(texts: list[str], width: float, fontsize: float) -> list[str]:
+    """Each text wrapped (at spaces, else anywhere) so that its rendered width is at most
+    ``width`` inches at ``fontsize``: wrapped by a character estimate, measured with the Agg
+    renderer, and wrapped narrower, one text at a time, until it fits."""
+    scratch = plt.figure(figsize=(max(width, 1.0), 1.0), dpi=DPI)
+    try:
+        renderer = scratch.canvas.get_renderer()  # type: ignore[attr-defined]
+        chars = [int(width * 72 / (fontsize * 0.55))] * len(texts)
+        out = [_wrap(t, c) for t, c in zip(texts, chars)]
+        todo = list(range(len(texts)))
+        for _ in range(12):  # each text is measured again only while it is too wide
+            wide = []
+            for i in todo:
+                drawn = scratch.text(0, 0, out[i], fontsize=fontsize, linespacing=1.2)
+                measured = drawn.get_window_extent(renderer).width
+                drawn.remove()
+                if measured > width * DPI and chars[i] > 4:
+                    chars[i] = max(4, min(chars[i] - 1, int(chars[i] * width * DPI / measured)))
+                    out[i] = _wrap(texts[i], chars[i])
+                    wide.append(i)
+            if not wide:
+                break
+            todo = wide
+        return out
+    finally:
+        plt.close(scratch)
+
+
+def grid_figure(
+    images: Tensor,
+    captions: list[str],
+    title: str | None = None,
+    layout: GridLayout | None = None,
+) -> Figure:
+    """A figure with one captioned panel per image (uint8, N x C x H x W), laid out in inches:
+    each caption sits above its image in its own band, as tall as the longest caption, wrapped
+    to the image's width (measured with the renderer), so no caption is cut off or covers an
+    image, for any number of caption lines, images and pixel sizes; each image is drawn at
+    least ``layout.min_inches`` on its shorter side."""
+    layout = layout or GridLayout()
+    n, _, h, w = images.shape
+    img_w, img_h = _image_size(int(h), int(w), layout)
+    cell_w = max(img_w, layout.min_inches)
+    ncols = max(
+        1, min(n, layout.max_cols, int((layout.max_width + layout.gap) // (cell_w + layout.gap)))
+    )
+    nrows = max(1, math.ceil(n / ncols))
+    fig_w = max(ncols * cell_w + (ncols + 1) * layout.gap, layout.min_width)
+    wrapped = fit_lines(captions, cell_w - 0.04, layout.fontsize)
+    lines = max((t.count("\n") + 1 for t in wrapped), default=1)
+    cap_h = lines * _line_height(layout.fontsize) + 0.1
+    heading = fit_lines([title], fig_w - 2 * layout.gap, layout.title_fontsize)[0] if title else ""
+    title_h = (
+        _line_height(layout.title_fontsize) * (heading.count("\n") + 1) + 0.15 if title else 0.0
+    )
+    fig_h = title_h + nrows * (cap_h + img_h + layout.gap) + layout.gap
+    fig = plt.figure(figsize=(fig_w, fig_h), dpi=DPI)
+    for i in range(n):
+        r, c = divmod(i, ncols)
+        left = layout.gap + c * (cell_w + layout.gap)
+        top = fig_h - title_h - layout.gap - r * (cap_h + img_h + layout.gap)
+        ax = fig.add_axes(
+            (
+                (left + (cell_w - img_w) / 2) / fig_w,
+                (top - cap_h - img_h) / fig_h,
+                img_w / fig_w,
+                img_h / fig_h,
+            )
+        )
+        ax.set_axis_off()
+        img = images[i].permute(1, 2, 0).cpu().numpy()
+        ax.imshow(_hw(img), cmap="gray", vmin=0, vmax=255, interpolation="nearest", aspect="auto")
+        fig.text(
+            (left + cell_w / 2) / fig_w,
+            (top - 0.02) / fig_h,
+            wrapped[i],
+            ha="center",
+            va="top",
+            fontsize=layout.fontsize,
+            linespacing=1.2,
+        )
+    if title:
+        fig.text(
+            layout.gap / fig_w,
+            1 - 0.08 / fig_h,
+            heading,
+            ha="left",
+            va="top",
+            fontsize=layout.title_fontsize,
+            linespacing=1.2,
+        )
+    return fig
+
+
+# ---------------------------------------------------------------------- tables
+def table_figure(table: Table, max_chars: int = 40, title: str | None = None) -> Figure:
+    """The table drawn as a matplotlib table, numbers through ``fmt``, long cells cut to
+    ``max_chars``."""
     names = list(table.columns)
     rows = [[_cell(table.columns[name][i], max_chars) for name in names] for i in range(len(table))]
     width = min(
         24.0, 1.0 + sum(max(len(n), *(len(r[j]) for r in rows)) for j, n in enumerate(names)) * 0.09
     )
-    fig, ax = plt.subplots(figsize=(max(4.0, width), 0.6 + 0.3 * (len(rows) + 1)))
+    title_h = 0.35 if title else 0.0
+    fig, ax = plt.subplots(figsize=(max(4.0, width), title_h + 0.6 + 0.25 * (len(rows) + 1)))
     ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=9, x=0.01, ha="left")
     if rows:
         drawn = ax.table(cellText=rows, colLabels=names, loc="center", cellLoc="left")
         drawn.auto_set_font_size(False)
-        drawn.set_fontsize(7)
+        drawn.set_fontsize(8)
         drawn.auto_set_column_width(list(range(len(names))))
     fig.tight_layout()
     return fig
 
 
 def _cell(value: object, max_chars: int) -> str:
-    text = f"{value:.4g}" if isinstance(value, float) else str(value)
+    text = fmt(value, 4) if isinstance(value, (float, np.floating)) else str(value)
     return text if len(text) <= max_chars else text[: max_chars - 1] + "…"
 
 
@@ -142,8 +374,16 @@ def figure_to_array(fig: Figure) -> np.ndarray:
     return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()  # type: ignore[attr-defined]
 
 
+# ---------------------------------------------------------------------- emitting
 def emit_images(
-    trainer: pl.Trainer, key: str, images: Tensor, captions: list[str], step: int | None = None
+    trainer: pl.Trainer,
+    key: str,
+    images: Tensor,
+    captions: list[str],
+    step: int | None = None,
+    title: str | None = None,
+    facts: dict[str, Any] | None = None,
+    keep: int | None = None,
 ) -> Path | None:
     """Sends a captioned image grid to every logger and to a PNG file. Returns the PNG path."""
     if trainer.global_rank != 0:
@@ -153,18 +393,27 @@ def emit_images(
     images = to_uint8(images).cpu()
     step = trainer.global_step if step is None else step
     for logger in trainer.loggers:
-        if isinstance(logger, WandbLogger):
+        if isinstance(logger, WandbLogger):  # W&B takes steps in increasing order only
             arrays = [_hw(img.permute(1, 2, 0).numpy()) for img in images]
-            logger.log_image(key=key, images=arrays, caption=captions, step=step)
+            logger.log_image(key=key, images=arrays, caption=captions, step=trainer.global_step)
         elif isinstance(logger, TensorBoardLogger):
             rgb = images[:, :3]  # TensorBoard's add_images takes 1 or 3 channels, not RGBA
             logger.experiment.add_images(key, rgb, global_step=step, dataformats="NCHW")
-            logger.experiment.add_text(f"{key}/captions", "  \n".join(captions), global_step=step)
-    fig = grid_figure(images, captions)
-    return _save(trainer, key, step, fig)
+            text = "  \n".join(c.replace("\n", " | ") for c in captions)
+            logger.experiment.add_text(f"{key}/captions", text, global_step=step)
+    fig = grid_figure(images, captions, title)
+    return _save(trainer, key, step, fig, facts, keep)
 
 
-def emit_table(trainer: pl.Trainer, key: str, table: Table, step: int | None = None) -> Path | None:
+def emit_table(
+    trainer: pl.Trainer,
+    key: str,
+    table: Table,
+    step: int | None = None,
+    title: str | None = None,
+    facts: dict[str, Any] | None = None,
+    keep: int | None = None,
+) -> Path | None:
     """Sends a table to every logger (W&B Table, TensorBoard markdown text) and writes it to
     ``<step>.png`` and ``<step>.csv``. Returns the PNG path."""
     if trainer.global_rank != 0:
@@ -177,7 +426,7 @@ def emit_table(trainer: pl.Trainer, key: str, table: Table, step: int | None = N
     rows = [[table.columns[n][i] for n in names] for i in range(len(table))]
     for logger in trainer.loggers:
         if isinstance(logger, WandbLogger):
-            logger.log_table(key=key, columns=names, data=rows, step=step)
+            logger.log_table(key=key, columns=names, data=rows, step=trainer.global_step)
         elif isinstance(logger, TensorBoardLogger):
             lines = ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
             lines += ["| " + " | ".join(_cell(v, 200) for v in row) + " |" for row in rows]
@@ -188,21 +437,36 @@ def emit_table(trainer: pl.Trainer, key: str, table: Table, step: int | None = N
         writer = csv.writer(f)
         writer.writerow(names)
         writer.writerows(rows)
-    return _save(trainer, key, step, table_figure(table))
+    return _save(trainer, key, step, table_figure(table, title=title), facts, keep)
 
 
-def emit_view(trainer: pl.Trainer, key: str, view: View, step: int | None = None) -> Path | None:
+def emit_view(
+    trainer: pl.Trainer,
+    key: str,
+    view: View,
+    step: int | None = None,
+    title: str | None = None,
+    facts: dict[str, Any] | None = None,
+    keep: int | None = None,
+) -> Path | None:
     """Sends what a data module's ``show`` returned: images or a table."""
     if isinstance(view, Images):
-        return emit_images(trainer, key, view.pixels, view.captions, step)
+        return emit_images(trainer, key, view.pixels, view.captions, step, title, facts, keep)
     if isinstance(view, Table):
-        return emit_table(trainer, key, view, step)
+        return emit_table(trainer, key, view, step, title, facts, keep)
     raise TypeError(
         f"{key}: show() must return media.Images or media.Table, got {type(view).__name__}"
     )
 
 
-def emit_figure(trainer: pl.Trainer, key: str, fig: Figure, step: int | None = None) -> Path | None:
+def emit_figure(
+    trainer: pl.Trainer,
+    key: str,
+    fig: Figure,
+    step: int | None = None,
+    facts: dict[str, Any] | None = None,
+    keep: int | None = None,
+) -> Path | None:
     """Sends a matplotlib figure to every logger and to a PNG file, then closes it."""
     if trainer.global_rank != 0:
         plt.close(fig)
@@ -210,17 +474,50 @@ def emit_figure(trainer: pl.Trainer, key: str, fig: Figure, step: int | None = N
     step = trainer.global_step if step is None else step
     for logger in trainer.loggers:
         if isinstance(logger, WandbLogger):
-            logger.log_image(key=key, images=[figure_to_array(fig)], step=step)
+            logger.log_image(key=key, images=[figure_to_array(fig)], step=trainer.global_step)
         elif isinstance(logger, TensorBoardLogger):
             logger.experiment.add_figure(key, fig, global_step=step, close=False)
-    return _save(trainer, key, step, fig)
+    return _save(trainer, key, step, fig, facts, keep)
 
 
-def _save(trainer: pl.Trainer, key: str, step: int, fig: Figure) -> Path:
+def _save(
+    trainer: pl.Trainer,
+    key: str,
+    step: int,
+    fig: Figure,
+    facts: dict[str, Any] | None = None,
+    keep: int | None = None,
+) -> Path:
     path = media_path(trainer, key, step)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=100)
+    fig.savefig(tmp, dpi=DPI)
     tmp.replace(path)
     plt.close(fig)
+    if facts is not None:
+        path.with_suffix(".json").write_text(json.dumps(facts, indent=1, default=_jsonable) + "\n")
+    if keep is not None:
+        prune(path.parent, keep)
     return path
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Tensor):
+        return value.tolist()
+    if isinstance(value, (np.ndarray, np.generic)):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def prune(folder: Path, keep: int) -> list[Path]:
+    """Deletes the files of all but the ``keep`` highest steps in a media folder (``<step>.png``,
+    ``.csv``, ``.json``); returns what it deleted."""
+    steps: dict[int, list[Path]] = {}
+    for file in folder.iterdir():
+        stem = file.name.split(".", 1)[0]
+        if stem.isdigit() and file.is_file() and ".tmp." not in file.name:
+            steps.setdefault(int(stem), []).append(file)
+    doomed = [f for s in sorted(steps)[: max(0, len(steps) - max(keep, 1))] for f in steps[s]]
+    for file in doomed:
+        file.unlink(missing_ok=True)
+    return doomed

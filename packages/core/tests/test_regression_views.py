@@ -1,0 +1,198 @@
+"""The Regression diagnostic judges dense targets per example: a real fit of a tiny denoising
+task (8 x 8 images in, the clean images out) checked against brute force on the checkpoint the
+test scored; the drawing helpers checked on hand-made values."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any, ClassVar
+
+import matplotlib.pyplot as plt
+import pytest
+import torch
+from torch import Tensor, nn
+
+from litforge import ArrayDataModule, Arrays, Example, PerExampleLossModel, Prediction, Regression
+from litforge.diagnostics import regression as views
+from litforge.run.cli import cli_main
+from litforge.testing import QUIET
+
+N, SIZE, K = 120, 8, 4
+
+
+@dataclasses.dataclass
+class NoisyImage(Example):
+    image: Tensor  # N x 1 x H x W, noisy
+    target: Tensor  # N x 1 x H x W, clean
+
+
+@dataclasses.dataclass
+class Denoised(Prediction):
+    value: Tensor
+
+
+def clean_and_noisy(n: int, seed: int = 0) -> Arrays:
+    """Smooth blobs (the target) and the same plus noise (the input)."""
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.arange(SIZE), torch.arange(SIZE), indexing="ij")
+    centre = torch.rand(n, 2, 1, 1, generator=g) * SIZE
+    clean = torch.exp(-((yy - centre[:, :1]) ** 2 + (xx - centre[:, 1:]) ** 2) / 6)  # N x 1 x H x W
+    noise = 0.1 + 0.4 * torch.rand(n, 1, 1, 1, generator=g)  # some examples much noisier
+    noisy = clean + noise * torch.randn(n, 1, SIZE, SIZE, generator=g)
+    return Arrays(image=noisy.float(), target=clean.float())
+
+
+class Blobs(ArrayDataModule):
+    name = "blobs"
+    example_type: ClassVar[type[Example]] = NoisyImage
+
+    def load(self) -> Arrays:
+        return clean_and_noisy(N)
+
+
+class Denoiser(PerExampleLossModel):
+    loss_name = "mse"
+
+    def __init__(self, width: int = 8, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.net = nn.Sequential(
+            nn.Conv2d(1, width, 3, padding=1), nn.ReLU(), nn.Conv2d(width, 1, 3, padding=1)
+        )
+
+    def forward(self, example: NoisyImage) -> Denoised:  # type: ignore[override]
+        return Denoised(self.net(example.image))
+
+    def per_example_loss(self, example: NoisyImage, prediction: Denoised) -> Tensor:  # type: ignore[override]
+        return ((prediction.value - example.target) ** 2).flatten(1).mean(1)
+
+
+CONFIG = f"""
+seed_everything: 0
+trainer:
+  accelerator: cpu
+  devices: 1
+  max_epochs: 2
+  num_sanity_val_steps: 0
+  callbacks:
+    - class_path: litforge.Regression
+      init_args: {{k: {K}}}
+model:
+  optimizer:
+    class_path: torch.optim.AdamW
+    init_args: {{lr: 0.01}}
+data:
+  val_size: 0.2
+  test_size: 0.25
+  batch_size: 16
+  eval_batch_size: 7
+"""
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    tmp = tmp_path_factory.mktemp("dense")
+    config = tmp / "blobs.yaml"
+    config.write_text(CONFIG)
+    return cli_main(
+        Denoiser,
+        Blobs,
+        project="blobs",
+        default_config=config,
+        args=["fit", f"--run.root={tmp}", "--run.loggers=[csv]", *QUIET],
+    )
+
+
+def test_dense_targets_are_judged_per_example(run: Any) -> None:
+    dm, model = run.datamodule, run.model  # the model holds the weights the test scored
+    test = dm.splits["test"]
+    model.eval()
+    with torch.no_grad():
+        pred = model(dm.make_example(torch.arange(len(test)), dict(test))).value
+    per_example = ((pred - test["target"]) ** 2).flatten(1).mean(1)  # brute force
+    drawn = next(c for c in run.trainer.callbacks if isinstance(c, Regression))
+    last = drawn.last[("test", "blobs")]
+    n = len(test)
+    # one error per example, every example once (eval batches of 7 do not divide the set)
+    assert last["index"].tolist() == list(range(n)) and n % 7 != 0
+    assert torch.allclose(last["error"], per_example, atol=1e-6)
+    order = sorted(range(n), key=lambda i: (-float(per_example[i]), i))
+    assert last["worst"].tolist() == order[:K]
+    residual = (pred - test["target"]).double().flatten()
+    assert float(last["residual_std"]) == pytest.approx(float(residual.std()), rel=1e-6)
+    results = json.loads((run.run_dir / "results.json").read_text())
+    assert results["test/blobs/residual_std"] == pytest.approx(float(residual.std()), rel=1e-5)
+
+    folder = run.run_dir / "media" / "test" / "blobs" / "regression"
+    step = results["step"]
+    facts = json.loads((folder / f"{step}.json").read_text())
+    assert facts["examples"] == n  # examples, not n x 64 pixels
+    assert [w["index"] for w in facts["worst"]] == order[:K]
+    assert facts["error"]["median"] == pytest.approx(float(per_example.median()), rel=1e-5)
+    worst = json.loads((folder / "worst" / f"{step}.json").read_text())
+    assert [w["index"] for w in worst["worst"]] == order[:K]
+    assert (folder / "worst" / f"{step}.png").stat().st_size > 5000
+
+
+def test_the_error_picture_counts_examples_not_pixels() -> None:
+    error = torch.tensor([0.01, 0.02, 0.02, 0.05, 0.9, 2.0], dtype=torch.float64)
+    fig = views.error_figure(error, error[-2:], bins=10, title="error per example")
+    try:
+        ax = fig.axes[0]
+        bars = [p.get_height() for p in ax.patches]
+        assert sum(bars) == len(error)
+        assert ax.get_xscale() == "log"  # errors spread over 200x: a log axis
+        assert not ax.collections  # no scatter of points
+        red = [line for line in ax.lines if line.get_color() == "tab:red"]
+        assert sorted(line.get_xdata()[0] for line in red if len(line.get_xdata())) == [0.9, 2.0]
+    finally:
+        plt.close(fig)
+
+
+def test_worst_examples_drawn_as_input_prediction_target_error() -> None:
+    true = torch.zeros(2, 1, 4, 4)
+    true[:, :, :2] = 1.0  # top half bright
+    pred = true.clone()
+    pred[1, 0, 3, 3] = 3.0  # beyond the target's range: clipped to white
+    example = NoisyImage(torch.arange(2), image=torch.randn(2, 1, 4, 4), target=true)
+    panels, names = views.triptychs(None, example, pred, true, "target")  # type: ignore[arg-type]
+    assert names == ["image", "predicted", "true", "error"]
+    grow, gap = 12, 2  # 4 px grown to 48 px, a gap of a 24th
+    side = 4 * grow
+    assert panels.shape == (2, 3, side, 4 * side + 3 * gap) and panels.dtype == torch.uint8
+    at = [i * (side + gap) for i in range(4)]
+    predicted, target, error = (panels[:, :, ::grow, a : a + side : grow] for a in at[1:])
+    assert torch.equal(target[:, 0], (true[:, 0] * 255).to(torch.uint8))
+    assert int(predicted[1, 0, 3, 3]) == 255  # on the target's scale, clipped
+    assert (error[0] == error[0, :, :1, :1]).all()  # no error: one colour
+    assert not torch.equal(error[1, :, 3, 3], error[1, :, 0, 0])  # the wrong pixel stands out
+    assert (panels[:, :, :, side : side + gap] == 255).all()  # white between the panels
+
+
+@pytest.mark.parametrize(
+    ("shape", "dense"),
+    [
+        ((5,), False),
+        ((5, 3), False),
+        ((5, 16), False),
+        ((5, 17), True),
+        ((5, 8, 8), True),
+        ((5, 1, 8, 8), True),
+    ],
+)
+def test_which_targets_are_judged_whole(shape: tuple[int, ...], dense: bool) -> None:
+    assert Regression().dense(torch.zeros(shape)) is dense
+    assert Regression(per_example=not dense).dense(torch.zeros(shape)) is (not dense)
+
+
+def test_long_series_are_drawn_as_curves(tmp_path: Path) -> None:
+    t = torch.linspace(0, 6, 50)
+    true = torch.stack([t.sin(), t.cos()])
+    fig = views.curves_figure(true + 0.1, true, ["#3 · error 0.01", "#7 · error 0.01"], "worst")
+    try:
+        lines = [a.lines for a in fig.axes if a.lines]
+        assert len(lines) == 2 and all(len(ls) == 2 for ls in lines)
+        assert torch.allclose(torch.tensor(lines[0][0].get_ydata()), true[0])
+    finally:
+        plt.close(fig)
