@@ -7,7 +7,9 @@ What a task is made of (``litforge.tasks``)
     Classifier, Regressor, Segmenter; their default metrics; TaskData, the data contract.
 Data (``litforge.data``)
     Arrays held in memory and batched on the device, ArrayDataModule for any task,
-    ImageDataModule for images, readers of image folders.
+    ImageDataModule for images, readers of image folders. Data larger than memory:
+    StreamedDataModule / StreamedImageDataModule read chunks that prepare_stream writes (from an
+    ImageFolderSource, a CsvSource or a module's own arrays).
 Diagnostics (``litforge.diagnostics``)
     Extremes, Uncertainty, ConfusionMatrix, Regression: optional callbacks that draw to every
     logger and to files in the run folder.
@@ -37,7 +39,18 @@ from litforge.data.image_folder import (
 )
 from litforge.data.images import ImageDataModule
 from litforge.data.module import ArrayDataModule
+from litforge.data.prepare import (
+    ArraysSource,
+    CsvSource,
+    ImageFolderSource,
+    Prepared,
+    PrepareError,
+    default_stream_root,
+    image_folder_sources,
+    prepare_stream,
+)
 from litforge.data.split import split_pool
+from litforge.data.stream import StreamedDataModule, StreamedImageDataModule, StreamLoader
 from litforge.diagnostics.base import EpochCallback
 from litforge.diagnostics.confusion import ConfusionMatrix
 from litforge.diagnostics.extremes import Extremes
@@ -110,7 +123,10 @@ __all__ = [  # noqa: RUF022 (grouped by concern, as the docs list them)
     "ImageArrays",
     "ArrayDataModule",
     "ImageDataModule",
+    "StreamedDataModule",
+    "StreamedImageDataModule",
     "DeviceLoader",
+    "StreamLoader",
     "ImageTransform",
     "FlipMode",
     "flip",
@@ -123,6 +139,14 @@ __all__ = [  # noqa: RUF022 (grouped by concern, as the docs list them)
     "load_arrays_npz",
     "ImageFolderError",
     "MissingFolderError",
+    "prepare_stream",
+    "Prepared",
+    "ImageFolderSource",
+    "image_folder_sources",
+    "CsvSource",
+    "ArraysSource",
+    "default_stream_root",
+    "PrepareError",
     # diagnostics
     "Extremes",
     "Uncertainty",

@@ -2,7 +2,8 @@
 ``litforge.Project`` (its ``cli.py``).
 
 It hands ``runs`` (a table of the project's runs, ``litforge.run.runs``), ``sweep`` and ``repeat``
-(many runs, ``litforge.experiments``) to their modules and everything else to ``project.main``
+(many runs, ``litforge.experiments``) and ``prepare`` (the chunks of streamed data,
+``litforge.run.prepare``) to their modules and everything else to ``project.main``
 (a LitforgeCLI); a LitforgeError is printed as one line, without a traceback.
 """
 
@@ -41,6 +42,10 @@ def run(project: Project) -> None:
             from litforge.experiments.command import experiment
 
             raise SystemExit(experiment(project.main, project.name, sys.argv[1:]))
+        if sys.argv[1:2] == ["prepare"]:  # the streamed data's chunks: litforge.run.prepare
+            from litforge.run.prepare import prepare_command
+
+            raise SystemExit(prepare_command(project, sys.argv[2:], _main_module()))
         project.main()
     except LitforgeError as err:
         print(f"error: {one_line(str(err))}", file=sys.stderr)

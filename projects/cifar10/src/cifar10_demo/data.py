@@ -5,12 +5,18 @@
   once, then cached as uint8 arrays;
 - otherwise the official archive is downloaded into ``root`` (default: the litforge cache
   folder), checked against its md5, extracted and cached.
+
+``stream: true`` trains from chunks on disk instead of memory
+(``litforge.StreamedImageDataModule``): an image folder's files are written into chunks as they
+are and decoded by the loader's worker processes; the official archive's arrays are written as
+they are. ``python -m cifar10_demo prepare`` writes them ahead.
 """
 
 from __future__ import annotations
 
 import urllib.error
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -18,8 +24,9 @@ from cifar10_demo.download import CIFAR10_MD5, CIFAR10_URL, DownloadError, load_
 from litforge import (
     FlipMode,
     ImageArrays,
-    ImageDataModule,
+    ImageFolderSource,
     LitforgeError,
+    StreamedImageDataModule,
     check_same_classes,
     default_cache_dir,
     read_image_folder,
@@ -30,8 +37,8 @@ class DataUnavailableError(LitforgeError, RuntimeError):
     """Neither a local copy nor the download is available."""
 
 
-class Cifar10Data(ImageDataModule):
-    """CIFAR-10 held on the device as uint8, augmented per batch there.
+class Cifar10Data(StreamedImageDataModule):
+    """CIFAR-10 held on the device as uint8 (or streamed from chunks), augmented per batch there.
 
     Args:
         root: an image folder (``train/`` and ``test/`` inside) or where to download the archive.
@@ -44,6 +51,11 @@ class Cifar10Data(ImageDataModule):
         translate: random shift of training images in pixels, reflect padding (0: off).
         flip: 'alternate' (airbench's: each view every two epochs), 'random' or 'none'.
         seed: the split, the data order and the augmentation depend on (seed, epoch) only.
+        stream: read the images from chunks on disk, decoded by worker processes, instead of
+            holding them in memory (``python -m cifar10_demo prepare`` writes the chunks).
+        cache_dir: where the chunks are written (default ``~/.cache/litforge/streams``).
+        num_workers: processes that read and decode batches when streaming (default: one per
+            CPU but one, at most 8).
     """
 
     name = "cifar10"
@@ -60,9 +72,20 @@ class Cifar10Data(ImageDataModule):
         translate: int = 2,
         flip: FlipMode = "alternate",
         seed: int = 0,
+        stream: bool = False,
+        cache_dir: str | None = None,
+        num_workers: int | None = None,
     ) -> None:
         super().__init__(
-            batch_size, eval_batch_size, val_size, translate=translate, flip=flip, seed=seed
+            batch_size,
+            eval_batch_size,
+            val_size,
+            translate=translate,
+            flip=flip,
+            seed=seed,
+            stream=stream,
+            cache_dir=cache_dir,
+            num_workers=num_workers,
         )
         self.root = Path(root).expanduser() if root else default_cache_dir().parent / "cifar10"
         self.url = url
@@ -106,6 +129,14 @@ class Cifar10Data(ImageDataModule):
         if self.limit:
             train, test = _balanced(train, self.limit), _balanced(test, self.limit)
         return train, test
+
+    def sources(self) -> dict[str, Any]:
+        """What the streamed chunks are written from: an image folder's files as they are
+        (every image 32 x 32, decoded by the loader's workers); the official archive, or a
+        ``limit``, from ``load()``'s arrays."""
+        if self.is_image_folder() and not self.limit:
+            return {split: ImageFolderSource(self.root, split) for split in ("train", "test")}
+        return super().sources()
 
     def _official(self) -> tuple[ImageArrays, ImageArrays]:
         try:
