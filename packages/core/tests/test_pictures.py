@@ -208,3 +208,19 @@ def test_many_classes_list_the_largest_confusions() -> None:
     share = 60 / int(matrix[3].sum())
     assert table.columns["share of true"][0] == f"{100 * share:.0f}%"
     assert confusion.percent(0.001) == "<1%" and confusion.percent(0.999) == ">99%"
+
+
+def test_table_cells_of_a_data_module_read_as_numbers() -> None:
+    from litforge import ArrayDataModule, Arrays
+
+    class Rows(ArrayDataModule):
+        def load(self) -> Arrays:
+            return Arrays(features=torch.zeros(4, 2), target=torch.zeros(4))
+
+    rows = Rows()
+    assert rows.describe("pred.probs", torch.tensor([0.999, 0.00114])) == "0.999, 0.00114"
+    assert rows.describe("target", torch.tensor(-0.00001)) == 0.0
+    assert str(rows.describe("target", torch.tensor(-0.00001))) == "0.0"  # not -0.0
+    assert rows.describe("x", torch.arange(64.0)) == "0, 1, 2, 3, 4, 5, ... (64 values)"
+    assert rows.describe("x", torch.zeros(1, 8, 8)).endswith("... (1 x 8 x 8)")
+    assert rows.describe("x", torch.tensor([-0.0, 2.0])) == "0, 2"

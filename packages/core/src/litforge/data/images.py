@@ -16,7 +16,7 @@ from torch import Tensor
 
 from litforge.data.augment import FlipMode, ImageTransform
 from litforge.data.module import ArrayDataModule
-from litforge.diagnostics.media import Images, overlay, side_by_side
+from litforge.diagnostics.media import Images, fmt_prob, overlay, side_by_side
 from litforge.tasks.contracts import Split
 from litforge.tasks.structs import ClassificationExample, Example, Prediction
 
@@ -118,7 +118,7 @@ class ImageDataModule(ArrayDataModule):
             p_true = probs.gather(-1, label.long()[:, None])[:, 0]
             pred = probs.argmax(-1)
             captions = [
-                f"{self.describe('label', t)} -> {self.describe('pred', p)}\np(true)={float(q):.2f}"
+                f"{self.describe('label', t)} -> {self.describe('pred', p)}\np(true)={fmt_prob(float(q))}"
                 for t, p, q in zip(label, pred, p_true)
             ]
         for name in self.dense:

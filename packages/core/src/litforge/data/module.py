@@ -22,7 +22,7 @@ from torch import Tensor
 from litforge.data.arrays import Arrays
 from litforge.data.device import DeviceLoader, Fields, Transform
 from litforge.data.split import split_pool
-from litforge.diagnostics.media import Table, View
+from litforge.diagnostics.media import Table, View, fmt
 from litforge.errors import DataError, SettingError
 from litforge.tasks.contracts import Split
 from litforge.tasks.structs import Example, Prediction
@@ -185,12 +185,13 @@ class ArrayDataModule(pl.LightningDataModule):
             names = self.class_names
             if field in ("label", "pred") and names is not None and isinstance(item, int):
                 return names[item] if 0 <= item < len(names) else item
-            return round(item, 4) if isinstance(item, float) else item
+            return (round(item, 4) or 0.0) if isinstance(item, float) else item  # never -0.0
         flat = value.flatten()
-        shown = ", ".join(
-            f"{v:.3g}" if value.is_floating_point() else str(v) for v in flat[:6].tolist()
-        )
-        return f"[{shown}{', ...' if flat.numel() > 6 else ''}] {list(value.shape)}"
+        shown = ", ".join(fmt(v) for v in flat[:6].tolist())  # 3 significant digits, no -0
+        if flat.numel() <= 6:
+            return shown
+        size = " x ".join(map(str, value.shape)) if value.dim() > 1 else f"{flat.numel()} values"
+        return f"{shown}, ... ({size})"
 
     # ------------------------------------------------------------------ loaders
     def _loader(self, split: Split, train: bool) -> Any:
