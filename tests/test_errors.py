@@ -223,7 +223,151 @@ def test_unwritable_run_folder(tmp_path: Path) -> None:
     error_line(done, 1, str(blocker / "runs" / "synthetic"), "not writable", "--run.root")
 
 
-def test_nan_loss(tmp_path: Path) -> None:
+def test_nan_loss_in_the_first_epoch_says_there_is_no_checkpoint_yet(tmp_path: Path) -> None:
+    """A NaN before the first checkpoint: the line says so (no checkpoint to go back to) and
+    what to lower; a NaN after one names it (packages/core/tests/test_interrupts.py)."""
     poison = '{"class_path": "reliability_probes.PoisonBatch", "init_args": {"step": 2}}'
     done = command(*SYNTHETIC, f"--trainer.callbacks+={poison}", f"--run.root={tmp_path}")
-    error_line(done, 1, "loss is nan", "at step", "last good checkpoint")
+    line = error_line(done, 1, "loss is nan", "at step", "No checkpoint was written before it")
+    assert "--model.optimizer.init_args.lr=0.001" in line and "last good" not in line, line
+    (run,) = (tmp_path / "synthetic").iterdir()
+    assert not list(run.glob("checkpoints/*.ckpt"))
+
+
+# ---------------------------------------------------------------------- values out of range
+@pytest.mark.parametrize(
+    ("args", "names"),
+    [
+        (["--data.batch_size=0"], ["--data.batch_size=0", "at least 1"]),
+        (["--data.eval_batch_size=-1"], ["--data.eval_batch_size=-1", "at least 1"]),
+        (["--trainer.max_epochs=-3"], ["--trainer", "max_epochs", "-3"]),
+        (["--run.time_budget=0"], ["--run.time_budget=0", "more than 0"]),
+        (
+            ["--lr_scheduler=torch.optim.lr_scheduler.StepLR", "--lr_scheduler.step_size=2"],
+            ["--lr_scheduler (top level) is not used", "--model.lr_scheduler"],
+        ),
+        (
+            ["--optimizer=torch.optim.SGD", "--optimizer.lr=0.1"],
+            ["--optimizer", "--model.optimizer"],
+        ),
+    ],
+    ids=["batch_size", "eval_batch_size", "max_epochs", "time_budget", "lr_scheduler", "optimizer"],
+)
+def test_a_value_that_cannot_be_used_is_refused_before_a_run_begins(
+    args: list[str], names: list[str], tmp_path: Path
+) -> None:
+    """Exit status 2, as for a misspelled key, and no run folder left behind: the run never
+    began. (A time budget of 0 used to train the whole schedule; a top-level --lr_scheduler was
+    saved in the config and changed nothing; the others printed a traceback.)"""
+    error_line(command(*SYNTHETIC, *args, f"--run.root={tmp_path}"), 2, *names)
+    assert not list(tmp_path.glob("*/*")), list(tmp_path.rglob("*"))
+
+
+def test_unknown_command_lists_every_command(tmp_path: Path) -> None:
+    done = command("-m", "litforge.testing", "fitt", f"--run.root={tmp_path}")
+    line = error_line(done, 2, "'fitt'", "did you mean fit?")
+    for name in ("fit", "validate", "test", "predict", "runs", "sweep", "repeat"):
+        assert name in line, line
+
+
+def test_a_config_of_another_project_is_named_as_such(
+    synthetic_checkpoint: Path, tmp_path: Path
+) -> None:
+    """The synthetic task's config.yaml given to the template: one line saying whose config it
+    is, not the first of its keys the template does not know; for a file without the first line
+    that names its project (written by hand, or before), the keys that are not this project's."""
+    saved = synthetic_checkpoint.parent.parent / "config.yaml"
+    assert saved.read_text().startswith("# litforge project: synthetic")
+    template = ["-m", "template_project", "fit", *QUIET, f"--run.root={tmp_path / 'runs'}"]
+    line = error_line(command(*template, f"--config={saved}"), 2, str(saved), "synthetic")
+    assert "saved by the project synthetic" in line and "not by template" in line, line
+    unnamed = tmp_path / "unnamed.yaml"
+    unnamed.write_text(saved.read_text().split("\n", 1)[1])
+    line = error_line(command(*template, f"--config={unnamed}"), 2, str(unnamed))
+    assert "is not a config of template" in line and "model.dropout" in line, line
+    assert not (tmp_path / "runs").exists()
+
+
+# ---------------------------------------------------------------------- broken checkpoints
+@pytest.mark.parametrize("damage", ["empty", "cut short"])
+def test_a_damaged_checkpoint_is_named(
+    damage: str, synthetic_checkpoint: Path, tmp_path: Path
+) -> None:
+    """A zero-byte file (a write that never began) and one cut in the middle (a copy that
+    stopped): named, before anything is written; the checkpoints beside it are listed."""
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    data = synthetic_checkpoint.read_bytes()
+    (folder / "best-epoch000-step1.ckpt").write_bytes(data)
+    bad = folder / "last.ckpt"
+    bad.write_bytes(b"" if damage == "empty" else data[: len(data) // 2])
+    done = command(*SYNTHETIC, f"--ckpt_path={bad}", f"--run.root={tmp_path / 'runs'}")
+    line = error_line(done, 1, str(bad), damage, "best-epoch000-step1.ckpt")
+    assert "OSError" not in line and "EOFError" not in line, line
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_resume_that_fails_changes_no_file_of_the_run(
+    synthetic_checkpoint: Path, tmp_path: Path
+) -> None:
+    """The printed resume command with a wrong value added, twice: a checkpoint of another
+    width (fails when the checkpoint is loaded) and a batch of 0 (fails when the data module
+    is built). Neither rewrites config.yaml (the printed command keeps working), the checkpoint
+    or the CSV log; status.json records the failed attempt."""
+    run = Path(shutil.copytree(synthetic_checkpoint.parent.parent, tmp_path / "run"))
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != "status.json"}
+    assert run / "config.yaml" in before and run / "checkpoints" / "last.ckpt" in before
+    # the printed command (with --run.dir: the saved config names the folder it was copied from)
+    resume = [*SYNTHETIC, f"--config={run / 'config.yaml'}", f"--run.dir={run}"]
+    resume += [f"--ckpt_path={run / 'checkpoints' / 'last.ckpt'}"]
+    error_line(command(*resume, "--model.width=32"), 1, "does not fit", "--model settings")
+    error_line(command(*resume, "--data.batch_size=0"), 2, "--data.batch_size=0")
+    after = {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != "status.json"}
+    assert after.keys() == before.keys()
+    assert [p for p in before if before[p] != after[p]] == []
+    assert command(*resume).returncode == 0  # the printed command still resumes
+
+
+# ---------------------------------------------------------------------- cifar10's folders
+def test_empty_data_folder_is_said_to_be_empty(tmp_path: Path) -> None:
+    empty = tmp_path / "data"
+    empty.mkdir()
+    url = f"http://127.0.0.1:{closed_port()}/cifar-10-python.tar.gz"
+    done = command(*CIFAR10, f"--data.root={empty}", f"--data.url={url}", f"--run.root={tmp_path}")
+    line = error_line(done, 1, f"the data folder {empty} is empty", "train/", "test/")
+    assert line.index("is empty") < line.index("could not download"), line
+
+
+def test_train_and_test_with_other_classes_are_refused(image_copy: Path, tmp_path: Path) -> None:
+    """train: class0..class9; test: class3 renamed classX. Each split labelled by its own
+    sorted list, test's classX would get the label of train's class4 without a word."""
+    (image_copy / "test" / "class3").rename(image_copy / "test" / "classX")
+    done = command(*CIFAR10, f"--data.root={image_copy}", f"--run.root={tmp_path / 'runs'}")
+    error_line(
+        done,
+        1,
+        f"only in {image_copy / 'train'}: class3",
+        f"only in {image_copy / 'test'}: classX",
+        "the same class folders",
+    )
+
+
+@pytest.mark.parametrize("n_classes", [1, 3, 11])
+def test_cifar10_sizes_its_head_to_the_class_folders(
+    n_classes: int, image_copy: Path, tmp_path: Path
+) -> None:
+    """The demo on a folder of 1, 3 or 11 classes (the tiny folder has 10): at least 2 are
+    needed; otherwise the head has one output per class folder (it was 10 whatever the data,
+    and 11 classes failed after training began)."""
+    for split in ("train", "test"):
+        folder = image_copy / split
+        for c in range(n_classes, 10):
+            shutil.rmtree(folder / f"class{c}")
+        if n_classes == 11:
+            shutil.copytree(folder / "class0", folder / "class10")
+    done = command(*CIFAR10, f"--data.root={image_copy}", f"--run.root={tmp_path / 'runs'}")
+    if n_classes == 1:
+        error_line(done, 1, str(image_copy / "train"), "1 class folder (class0)", "at least 2")
+        return
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert f"num_classes={n_classes}" in done.stdout + done.stderr

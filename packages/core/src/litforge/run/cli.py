@@ -191,6 +191,9 @@ class LitforgeCLI(LightningCLI):
             command = " ".join(filter(None, ["python -m", self._module(), sub, "--help"]))
             print(f"error: {message}{hint} ({command} lists the settings)", file=sys.stderr)
             raise SystemExit(2) from None
+        # before LightningCLI reads the checkpoint (for hyperparameters), and anything is written
+        sub = self.config.get("subcommand")
+        check_ckpt_path((self.config[sub] if sub else self.config).get("ckpt_path"))
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         add_run_arguments(
@@ -203,9 +206,7 @@ class LitforgeCLI(LightningCLI):
     # ------------------------------------------------------------------ run directory
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
-        # before anything is written
-        check_ckpt_path(config.get("ckpt_path"))
-        check_top_level_optimizer(config, self._module())
+        check_top_level_optimizer(config, self._module())  # before anything is written
         run = config.run
         if run.dir is None:  # a DDP child: its launching rank's (litforge.run.handoff)
             run.dir = inherited_run_dir() or str(new_run_dir(Path(run.root), self.project))
