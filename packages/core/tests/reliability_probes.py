@@ -18,6 +18,7 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback
 
 from litforge import ConfusionMatrix, Uncertainty
+from litforge.run.checkpoint_io import AtomicCheckpointIO
 
 WAIT_S = 60.0  # the longest a probe waits for a signal before failing the run
 
@@ -124,3 +125,90 @@ class DumpTestState(Callback):
             }
         self.folder.mkdir(parents=True, exist_ok=True)
         (self.folder / f"rank{trainer.global_rank}.json").write_text(json.dumps(state))
+
+
+class SignalMidStep(Callback):
+    """Sends ``send`` (SIGINT: Ctrl-C) to this very process in the middle of training step
+    ``step``: after the backward pass, before the optimizer steps. A KeyboardInterrupt raised
+    there would stop the run with the batch read and no step taken."""
+
+    def __init__(self, step: int, send: str = "SIGINT") -> None:
+        self.step, self.send = step, send
+
+    def on_before_optimizer_step(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any
+    ) -> None:
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), getattr(signal, self.send))
+
+
+class PoisonAboveLr(Callback):
+    """From training step ``step`` on, fills the batch's images with NaN while the first param
+    group's learning rate is above ``lr``: a rate too high for the model, which a resume with a
+    lower one must get past."""
+
+    def __init__(self, step: int, lr: float) -> None:
+        self.step, self.lr = step, lr
+
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        rate = trainer.optimizers[0].param_groups[0]["lr"]
+        if trainer.global_step >= self.step and rate > self.lr:
+            batch.image.fill_(float("nan"))
+
+
+class RecordLr(Callback):
+    """Appends ``{"step": .., "lr": [..]}`` (every param group's rate) to the JSON-lines file
+    ``path`` before every optimizer step."""
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+
+    def on_before_optimizer_step(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any
+    ) -> None:
+        row = {"step": trainer.global_step, "lr": [g["lr"] for g in optimizer.param_groups]}
+        with self.path.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+
+
+class ReportSteps(Callback):
+    """At the end of training every rank writes ``<folder>/rank<r>.json``: the steps it trained
+    and the step count it was set to (``max_steps``), as that rank saw them."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = Path(folder)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        state = {
+            "rank": trainer.global_rank,
+            "world_size": trainer.world_size,
+            "global_step": trainer.global_step,
+            "max_steps": trainer.max_steps,
+        }
+        (self.folder / f"rank{trainer.global_rank}.json").write_text(json.dumps(state))
+
+
+class PausedCheckpointIO(AtomicCheckpointIO):
+    """AtomicCheckpointIO whose ``pause_at``-th write of ``last.ckpt`` first writes ``marker``
+    and waits until the file ``go`` exists (at most WAIT_S): the test sends a further Ctrl-C
+    while the checkpoint is being saved. Every write is the real one."""
+
+    def __init__(self, marker: str, go: str, pause_at: int = 2) -> None:
+        super().__init__()
+        self.marker, self.go, self.pause_at = Path(marker), Path(go), pause_at
+        self._writes = 0
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
+    ) -> None:
+        if Path(str(path)).name == "last.ckpt":
+            self._writes += 1
+            if self._writes == self.pause_at:
+                self.marker.write_text("saving")
+                deadline = time.monotonic() + WAIT_S
+                while not self.go.exists() and time.monotonic() < deadline:
+                    time.sleep(0.01)
+        super().save_checkpoint(checkpoint, path, storage_options)
