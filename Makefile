@@ -76,7 +76,9 @@ style: _venv ## format and fix what can be fixed automatically
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-train-%: _venv ## train a project: make train-cifar10 [DATA=path/to/images] [ARGS="..."]
+# DATA=path becomes --data.root=path: a folder or a file, whichever the project's data module
+# reads (its input argument is named root: docs/tasks/index.md).
+train-%: _venv ## train a project: make train-cifar10 [DATA=folder or file: --data.root] [ARGS="..."]
 	@if [ ! -f projects/$*/pyproject.toml ]; then echo "error: no project '$*'; projects: $(PROJECTS)" >&2; exit 2; fi
 	$(PY) -m $$(basename $$(dirname $$(ls projects/$*/src/*/__main__.py))) fit $(if $(DATA),--data.root=$(DATA)) $(ARGS)
 

@@ -359,8 +359,8 @@ def main(argv: list[str] | None = None) -> int:
         "  make lock     (poetry lock, then .venv from it; make new-project does this and runs its"
         " tests)\n"
         f"  edit data.py, model.py and configs/default.yaml in {package}\n"
-        "       (cli.py only if you rename their classes); for regression, segmentation or\n"
-        "       images of another size: the recipes in docs/new-task/\n"
+        "       (cli.py only if you rename their classes); for another kind of task (a folder\n"
+        "       of images, a CSV, token sequences, image to image, segmentation): docs/tasks/\n"
         f"  make train-{name}\n"
         f"  make test-{name}"
     )

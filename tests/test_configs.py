@@ -1,9 +1,12 @@
 """Every config of every project runs: fit with fast_dev_run through the project's own CLI.
 
 Projects are found by globbing ``projects/*/src/<package>/configs/*.yaml``, so a new project
-joins by itself. A project that needs extra arguments for a quick run (a small data source, say)
-lists them in ``projects/<name>/tests/smoke_args.txt``, one argument per line (# starts a comment);
-relative paths in them are relative to the repository root.
+joins by itself. No run reads a user's data: each reads the tiny sample that its data module's
+``write_test_data`` writes in the module's own input format into a temporary folder (a CSV, an
+image folder; ``litforge.testing.data_args``), whatever path the config names. A project that
+needs other arguments for a quick run lists them in ``projects/<name>/tests/smoke_args.txt``,
+one argument per line (# starts a comment; they come last, so they win); relative paths in them
+are relative to the repository root.
 
 A ``{name}`` in an argument is replaced by the value of the pytest fixture ``name``: data that a
 fixture writes, so that no run needs a download or a data set outside the repository. The
@@ -19,6 +22,8 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+
+from litforge import testing
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted(REPO.glob("projects/*/src/*/configs/*.yaml"))
@@ -58,6 +63,9 @@ def test_config_runs(
     monkeypatch.chdir(REPO)
     package, project = config.parents[1].name, config.parents[3]
     cli = project_cli(package)
+    project_value = getattr(cli, "project", None)  # litforge.Project: its data_class
+    data_class = getattr(project_value, "data_class", None)
+    sample = testing.data_args(data_class, tmp_path / "data") if data_class else []
     args = [
         "fit",
         "--config",
@@ -66,6 +74,7 @@ def test_config_runs(
         f"--run.root={tmp_path}",
         "--run.loggers=[csv]",
         "--trainer.enable_progress_bar=false",
+        *sample,
         *smoke_args(project, request),
     ]
     run = cli.main(args)

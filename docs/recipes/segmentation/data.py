@@ -7,6 +7,7 @@ masks drawn over the images in the diagnostics) comes from ``ImageDataModule``. 
 and ``num_classes`` reach the model by themselves.
 """
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -52,3 +53,11 @@ class ShapesData(ImageDataModule):
         # mask=masks): uint8 N x C x H x W images, int64 N x H x W masks; or one pool, split by
         # val_size / test_size.
         return make_shapes(self.n_train, self.size, 0), make_shapes(self.n_test, self.size, 1)
+
+    @classmethod
+    def write_test_data(cls, folder: Path) -> dict[str, Any]:
+        # Real task: write a tiny sample of your data in its own format under `folder` (a few
+        # rows of your CSV, a few images in your folders) and return the data arguments that
+        # read it ({"root": str(folder / "tiny.csv")}): the tests then need no data set.
+        # The shapes are drawn in memory: nothing to write, only a smaller set.
+        return {"n_train": 256, "n_test": 64, "val_size": 64, "batch_size": 32}

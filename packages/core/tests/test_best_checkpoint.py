@@ -61,17 +61,23 @@ def test_struct_metric_passes_the_direction_through() -> None:
     assert accuracy.higher_is_better is True and mae.higher_is_better is False
 
 
-def test_default_monitor_is_the_first_validation_metric_in_its_direction() -> None:
+def test_default_monitor_is_the_models_best_metric_in_its_direction() -> None:
     images = SyntheticData(n_train=64, n_test=16, val_size=16)
     classifier = TinyClassifier(num_classes=4)
     assert default_monitor(classifier, images) == ("val/synthetic/accuracy", "max")
     rows = FeatureRows(n=64, val_size=0.25)
-    regressor = MLPRegressor(num_features=4)
+    regressor = MLPRegressor(num_features=4, target_shape=())
     template = regressor.build_metrics()
     assert isinstance(template, MetricCollection)
-    first = next(iter(template.keys()))  # torchmetrics orders a collection by name: mae
-    assert default_monitor(regressor, rows) == (f"val/rows/{first}", "min")
+    # torchmetrics orders a collection by name (mae first); the Regressor names mse
+    assert next(iter(template.keys())) == "mae" and regressor.best_metric == "mse"
+    assert default_monitor(regressor, rows) == ("val/rows/mse", "min")
     assert known_monitors(regressor, rows)["val/rows/r2"] == "max"
+
+    class FirstByName(MLPRegressor):
+        best_metric = None  # names none: the first of the collection, by name
+
+    assert default_monitor(FirstByName(4, target_shape=()), rows) == ("val/rows/mae", "min")
     # a model without metrics: the total loss, minimised
     assert default_monitor(NoMetrics(), images) == ("val/synthetic/loss/total", "min")
 

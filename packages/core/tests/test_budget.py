@@ -82,7 +82,7 @@ class NeedsTrainer(regression.MLPRegressor):
 
 def test_the_step_is_timed_with_the_models_own_optimizer() -> None:
     rows = regression.feature_rows(64)
-    batch = RegressionExample(torch.arange(64), rows["features"], rows["target"])
+    batch = RegressionExample(torch.arange(64), features=rows["features"], target=rows["target"])
     sleepy = regression.MLPRegressor(4, optimizer=lambda groups: SleepySGD(groups, lr=1e-3))
     assert isinstance(budget.own_optimizer(sleepy), SleepySGD)
     # the 50 ms sleep is in every timed step: the model's own optimizer stepped, not SGD

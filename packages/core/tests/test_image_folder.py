@@ -191,12 +191,25 @@ def test_threaded_decoding_of_larger_images(
         np.testing.assert_array_equal(arrays.images[i].permute(1, 2, 0).numpy(), expected)
 
 
-def test_size_checks_against_a_requested_size(root: Path, cache: Path) -> None:
-    arrays = read_image_folder(root, "train", size=(8, 8), cache_dir=cache, progress=False)
-    assert arrays.images.shape[2:] == (8, 8)
-    first = re.escape(str(root / "train" / "cat" / "00.png"))
-    with pytest.raises(ImageFolderError, match=f"{first} has size 8x8.*requested size is 4x6"):
-        read_image_folder(root, "train", size=(4, 6), cache_dir=cache, progress=False)
+def test_a_requested_size_resizes_antialiased_and_has_its_own_cache(
+    root: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms.v2 import functional as TF
+
+    same = read_image_folder(root, "train", size=(8, 8), cache_dir=cache, progress=False)
+    assert torch.equal(same.images, read_image_folder(root, "train", cache_dir=cache).images)
+    small = read_image_folder(root, "train", size=(4, 6), cache_dir=cache, progress=False)
+    assert small.images.shape == (12, 3, 4, 6)
+    originals = read_image_folder(root, "train", cache_dir=cache, progress=False).images
+    # independently: torchvision's antialiased bicubic resize of the decoded images (written to
+    # match PIL's); the two round differently by at most one level
+    expected = TF.resize(originals, [4, 6], interpolation=InterpolationMode.BICUBIC, antialias=True)
+    assert (small.images.int() - expected.int()).abs().max() <= 1
+    assert len(list(cache.glob("*.npz"))) == 3  # own size, 8x8 and 4x6: one file each
+    monkeypatch.setattr(image_folder, "_decode", lambda *a: pytest.fail("decoded again"))
+    again = read_image_folder(root, "train", size=(4, 6), cache_dir=cache, progress=False)
+    assert torch.equal(again.images, small.images)  # from its cache
 
 
 def test_missing_root(tmp_path: Path, cache: Path) -> None:
@@ -251,9 +264,20 @@ def test_image_of_another_size_than_the_first(root: Path, cache: Path) -> None:
     odd = save(root / "train" / "dog" / "03.png", pixels(1, 3, size=(8, 9)))
     first = root / "train" / "cat" / "00.png"
     message = f"{re.escape(str(odd))} has size 8x9 .* first image {re.escape(str(first))} is 8x8"
-    with pytest.raises(ImageFolderError, match=message):
+    with pytest.raises(ImageFolderError, match=message) as error:
         read_image_folder(root, "train", cache_dir=cache, progress=False)
+    assert "pass size=(H, W)" in str(error.value) and "--data.size=[8,8]" in str(error.value)
     assert not cache.exists()
+    # mixed sizes work once a size is asked for: every image resized to it
+    arrays = read_image_folder(root, "train", size=(8, 8), cache_dir=cache, progress=False)
+    assert arrays.images.shape == (12, 3, 8, 8)
+
+
+def test_grayscale(root: Path, cache: Path) -> None:
+    arrays = read_image_folder(root, "train", channels=1, cache_dir=cache, progress=False)
+    assert arrays.images.shape == (12, 1, 8, 8)
+    expected = np.asarray(PIL.Image.open(root / "train" / "cat" / "00.png").convert("L"))
+    np.testing.assert_array_equal(arrays.images[0, 0].numpy(), expected)
 
 
 def test_error_in_a_decoding_thread_names_the_file(

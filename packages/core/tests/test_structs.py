@@ -26,7 +26,7 @@ def test_collate_index_slice_to_detach():
     assert picked.index.tolist() == [2, 0]
     assert batch.to(torch.float64).image.dtype == torch.float64
     grad = ClassificationExample(
-        torch.arange(2), torch.randn(2, 3, requires_grad=True), torch.zeros(2)
+        torch.arange(2), image=torch.randn(2, 3, requires_grad=True), label=torch.zeros(2)
     )
     assert not grad.detach().image.requires_grad
     with pytest.raises(ValueError, match="empty"):
@@ -40,7 +40,9 @@ def test_subclass_keeps_its_fields():
     class Weighted(ClassificationExample):
         weight: torch.Tensor
 
-    ex = Weighted(torch.arange(2), torch.zeros(2, 1), torch.zeros(2), torch.tensor([0.5, 2.0]))
+    ex = Weighted(
+        torch.arange(2), torch.zeros(2), torch.tensor([0.5, 2.0]), image=torch.zeros(2, 1)
+    )
     both = Weighted.collate([ex, ex])
     assert isinstance(both, Weighted) and both.weight.tolist() == [0.5, 2.0, 0.5, 2.0]
     assert both[1:].weight.tolist() == [2.0, 0.5, 2.0]

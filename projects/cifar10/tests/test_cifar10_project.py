@@ -98,7 +98,7 @@ def test_tta_views_and_overfit():
     model = Cifar10Model(widths=(8, 16, 16), channels_last=False)
     torch.manual_seed(0)
     x = torch.randn(20, 3, 32, 32)
-    ex = ClassificationExample(torch.arange(20), x, torch.arange(20) % 10)
+    ex = ClassificationExample(torch.arange(20), image=x, label=torch.arange(20) % 10)
     model.eval()
     with torch.no_grad():
         tta = model(ex).logits

@@ -1,6 +1,9 @@
 """The task's tests through the core test kit. Nothing here names the task's data or classes:
 they keep passing, and keep meaning something, when data.py, model.py and the config become
-another task (`docs/new-task/`). Real task: add tests of your own data and model beside them."""
+another task (`docs/tasks/`). Real task: add tests of your own data and model beside them.
+
+They need no data set: every run reads the tiny sample that the data module's
+``write_test_data`` writes in the project's own format (``data`` below), not the real data."""
 
 import json
 import math
@@ -12,6 +15,13 @@ import torch
 
 from litforge import testing
 from template_project import cli
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """``--data.*`` arguments that point every run here at a tiny sample of the data, written
+    by the data module's ``write_test_data`` (data.py) into a temporary folder."""
+    return testing.data_args(cli.project.data_class, tmp_path_factory.mktemp("data"))
 
 
 @pytest.fixture(autouse=True)
@@ -29,8 +39,8 @@ def test_python_m_help(monkeypatch, capsys):
     assert exit_.value.code == 0 and "fit" in capsys.readouterr().out
 
 
-def test_smoke_and_overfit(tmp_path):
-    run = testing.smoke(cli.main, tmp_path)
+def test_smoke_and_overfit(tmp_path, data):
+    run = testing.smoke(cli.main, tmp_path, *data)
     batch = run.datamodule.sample("train", 16)
     assert len(batch) == 16
     loss = run.model.compute_loss(batch, run.model(batch))
@@ -40,11 +50,11 @@ def test_smoke_and_overfit(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
+def run(tmp_path_factory, data):
     with pytest.MonkeyPatch.context() as patch:
         patch.delenv("LITFORGE_RUN_DIR", raising=False)
         return testing.train(
-            cli.main, tmp_path_factory.mktemp("runs"), "fit", "--trainer.max_epochs=1"
+            cli.main, tmp_path_factory.mktemp("runs"), "fit", "--trainer.max_epochs=1", *data
         )
 
 

@@ -7,9 +7,10 @@ What a task is made of (``litforge.tasks``)
     Classifier, Regressor, Segmenter; their default metrics; TaskData, the data contract.
 Data (``litforge.data``)
     Arrays held in memory and batched on the device, ArrayDataModule for any task,
-    ImageDataModule for images, readers of image folders. Data larger than memory:
-    StreamedDataModule / StreamedImageDataModule read chunks that prepare_stream writes (from an
-    ImageFolderSource, a CsvSource or a module's own arrays).
+    ImageDataModule for images, ImageFolderDataModule for a folder of them; readers of image
+    folders and tables (read_table); token sequences (Vocabulary, pad_sequences). Data larger
+    than memory: StreamedDataModule / StreamedImageDataModule read chunks that prepare_stream
+    writes (from an ImageFolderSource, a CsvSource or a module's own arrays).
 Diagnostics (``litforge.diagnostics``)
     Extremes, Uncertainty, ConfusionMatrix, Regression: optional callbacks that draw to every
     logger and to files in the run folder.
@@ -37,7 +38,7 @@ from litforge.data.image_folder import (
     read_image_folder,
     save_arrays_npz,
 )
-from litforge.data.images import ImageDataModule
+from litforge.data.images import ImageDataModule, ImageFolderDataModule
 from litforge.data.module import ArrayDataModule
 from litforge.data.prepare import (
     ArraysSource,
@@ -51,6 +52,14 @@ from litforge.data.prepare import (
 )
 from litforge.data.split import split_pool
 from litforge.data.stream import StreamedDataModule, StreamedImageDataModule, StreamLoader
+from litforge.data.table import read_table
+from litforge.data.text import (
+    Vocabulary,
+    decode_strings,
+    encode_strings,
+    pad_sequences,
+    sequence_mask,
+)
 from litforge.diagnostics.base import EpochCallback
 from litforge.diagnostics.confusion import ConfusionMatrix
 from litforge.diagnostics.extremes import Extremes
@@ -79,7 +88,7 @@ from litforge.tasks.metrics import (
     regression_metrics,
     segmentation_metrics,
 )
-from litforge.tasks.model import BaseModel
+from litforge.tasks.model import BaseModel, lr_factor
 from litforge.tasks.structs import (
     ClassificationExample,
     ClassificationPrediction,
@@ -107,6 +116,7 @@ __all__ = [  # noqa: RUF022 (grouped by concern, as the docs list them)
     "SegmentationPrediction",
     # tasks: models, metrics, the data contract
     "BaseModel",
+    "lr_factor",
     "Classifier",
     "Regressor",
     "Segmenter",
@@ -123,6 +133,7 @@ __all__ = [  # noqa: RUF022 (grouped by concern, as the docs list them)
     "ImageArrays",
     "ArrayDataModule",
     "ImageDataModule",
+    "ImageFolderDataModule",
     "StreamedDataModule",
     "StreamedImageDataModule",
     "DeviceLoader",
@@ -134,6 +145,12 @@ __all__ = [  # noqa: RUF022 (grouped by concern, as the docs list them)
     "split_pool",
     "read_image_folder",
     "check_same_classes",
+    "read_table",
+    "Vocabulary",
+    "pad_sequences",
+    "sequence_mask",
+    "encode_strings",
+    "decode_strings",
     "default_cache_dir",
     "save_arrays_npz",
     "load_arrays_npz",

@@ -73,7 +73,7 @@ class _Timed(Classifier):
 def random_batch(n: int) -> ClassificationExample:
     g = torch.Generator().manual_seed(0)
     return ClassificationExample(
-        torch.arange(n), torch.randn(n, 3, 32, 32, generator=g), torch.arange(n) % 10
+        torch.arange(n), image=torch.randn(n, 3, 32, 32, generator=g), label=torch.arange(n) % 10
     )
 
 

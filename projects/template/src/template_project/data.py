@@ -5,6 +5,7 @@ normalisation, batching on the device, class names in the diagnostics) comes fro
 ``ImageDataModule``. ``in_channels`` and ``num_classes`` reach the model by themselves.
 """
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -42,7 +43,15 @@ class ShapesData(ImageDataModule):
 
     def load(self) -> tuple[ImageArrays, ImageArrays]:
         # Real task: return your (train, test) images, e.g. from an image folder:
-        #   from litforge.data.image_folder import read_image_folder
         #   return read_image_folder(root, "train"), read_image_folder(root, "test")
-        # or one pool, ImageArrays(images, labels, class_names), split by val_size / test_size.
+        # or one pool, ImageArrays(images, labels, class_names), split by val_size / test_size;
+        # a folder of images of any sizes: subclass ImageFolderDataModule instead (docs/tasks/).
         return make_shapes(self.n_train, self.size, 0), make_shapes(self.n_test, self.size, 1)
+
+    @classmethod
+    def write_test_data(cls, folder: Path) -> dict[str, Any]:
+        # Real task: write a tiny sample of your data in its own format under `folder` (a few
+        # rows of your CSV, a few images in your folders) and return the data arguments that
+        # read it ({"root": str(folder / "tiny.csv")}): the tests then need no data set.
+        # The shapes are drawn in memory: nothing to write, only a smaller set.
+        return {"n_train": 256, "n_test": 64, "val_size": 64, "batch_size": 32}

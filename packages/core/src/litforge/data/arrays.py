@@ -3,7 +3,13 @@
 ``Arrays`` holds float feature rows, uint8 images, integer token sequences, dense targets such as
 masks: whatever a task has, one tensor per field, item ``i`` of every field belonging together.
 Field names are the names of the task's ``Example`` fields, so a batch is built without glue.
-``ImageArrays`` is the image layer's constructor: uint8 N x C x H x W images and int64 labels.
+``ImageArrays`` is the image layer's constructor: N x C x H x W images (uint8 pixels, or floats)
+and int64 labels.
+
+Beside the fields, what makes them readable: ``class_names`` (the text of ``label``),
+``vocabulary`` (the text of ``tokens``), ``columns`` (the names along a field's last dim, e.g.
+a table's feature columns). An ``id`` field (text as ``encode_strings`` gives it, or integers)
+names each item in the diagnostics.
 """
 
 from __future__ import annotations
@@ -15,12 +21,28 @@ from typing import Self
 import torch
 from torch import Tensor
 
+from litforge.data.text import Vocabulary
+
 
 class Arrays(Mapping[str, Tensor]):
-    """Args: ``class_names`` (None when the task has no classes) and the fields, as keywords:
-    ``Arrays(features=x, target=y)``. Every field must have the same length N."""
+    """A task's data in memory: named tensors of any dtype and shape with a common first dim
+    (the items), e.g. float feature rows, uint8 images, int64 tokens, masks.
 
-    def __init__(self, class_names: Sequence[str] | None = None, **fields: Tensor) -> None:
+    Args: ``class_names`` (None when the task has no classes) and the fields, as keywords:
+    ``Arrays(features=x, target=y)``. Every field must have the same length N.
+
+    Keyword only: ``vocabulary`` (a ``Vocabulary``: the text of the ``tokens`` field) and
+    ``columns`` (names along the last dim of a field: ``{"features": ("age", "size")}``).
+    """
+
+    def __init__(
+        self,
+        class_names: Sequence[str] | None = None,
+        *,
+        vocabulary: Vocabulary | None = None,
+        columns: Mapping[str, Sequence[str]] | None = None,
+        **fields: Tensor,
+    ) -> None:
         if not fields:
             raise ValueError("Arrays needs at least one field, e.g. Arrays(features=x, target=y)")
         lengths = {name: (t.shape[0] if t.dim() else None) for name, t in fields.items()}
@@ -28,6 +50,16 @@ class Arrays(Mapping[str, Tensor]):
             raise ValueError(f"every field must have the same length on its first dim: {lengths}")
         self.fields: dict[str, Tensor] = dict(fields)
         self.class_names = tuple(class_names) if class_names is not None else None
+        self.vocabulary = vocabulary
+        self.columns = {k: tuple(v) for k, v in (columns or {}).items()}
+        for name, names in self.columns.items():
+            field = self.fields.get(name)
+            if field is None or field.dim() < 2 or field.shape[-1] != len(names):
+                shape = None if field is None else tuple(field.shape)
+                raise ValueError(
+                    f"columns[{name!r}] names {len(names)} columns, but the field {name!r} is "
+                    f"{shape}: it needs a last dim of that size"
+                )
 
     def __getitem__(self, name: str) -> Tensor:
         try:
@@ -66,8 +98,9 @@ class Arrays(Mapping[str, Tensor]):
 
 
 class ImageArrays(Arrays):
-    """``images``: uint8, N x C x H x W. ``labels``: int64, N (None for a set without labels,
-    e.g. images with masks: pass those as keywords). Fields: ``image``, ``label``, and any other."""
+    """``images``: N x C x H x W, uint8 pixels (0-255) or floats (by convention in [0, 1]; shown
+    clamped to it). ``labels``: int64, N (None for a set without labels, e.g. images with masks
+    or float targets: pass those as keywords). Fields: ``image``, ``label``, and any other."""
 
     def __init__(
         self,
@@ -76,9 +109,10 @@ class ImageArrays(Arrays):
         class_names: Sequence[str] | None = None,
         **fields: Tensor,
     ) -> None:
-        if images.dtype != torch.uint8 or images.dim() != 4:
+        if not (images.dtype == torch.uint8 or images.is_floating_point()) or images.dim() != 4:
             raise ValueError(
-                f"images must be uint8 N x C x H x W, got {images.dtype} {tuple(images.shape)}"
+                "images must be N x C x H x W, uint8 or float, got "
+                f"{images.dtype} {tuple(images.shape)}"
             )
         if labels is not None:
             if labels.shape != (images.shape[0],):
@@ -86,7 +120,7 @@ class ImageArrays(Arrays):
                     f"labels must have shape ({images.shape[0]},), got {tuple(labels.shape)}"
                 )
             fields = {"label": labels.long(), **fields}
-        super().__init__(class_names, image=images, **fields)
+        super().__init__(class_names, image=images, **fields)  # type: ignore[arg-type]
 
     @property
     def images(self) -> Tensor:

@@ -1,6 +1,7 @@
-"""The image layer's batch transform: uint8 -> normalised float, random shifts, flips. Tensor
-operations on the batch's own device, no per-image Python. Dense targets (masks) named in
-``dense`` move with their images: the same shift, the same flip."""
+"""The image layer's batch transform: pixels -> normalised float, random shifts, flips. Tensor
+operations on the batch's own device, no per-image Python. Dense targets named in ``dense``
+(masks N x H x W, float images N x C x H x W) move with their images: the same shift, the same
+flip."""
 
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ from torch import Tensor
 from litforge.data.device import Fields, Seeds
 
 FlipMode = Literal["none", "random", "alternate"]
+"""How training images are mirrored left-right: 'none', 'random' (a fresh coin per image and
+epoch) or 'alternate' (a coin per image on the first epoch, then every image flips on odd
+epochs)."""
 
 
 def translate(images: Tensor, shifts: Tensor, pad: int) -> Tensor:
@@ -48,14 +52,33 @@ def flip(images: Tensor, mask: Tensor) -> Tensor:
     return torch.where(where, images.flip(-1), images)
 
 
+def to_pixels(values: Tensor) -> Tensor:
+    """Float images with values in [0, 1] as uint8 pixels (outside values clamped)."""
+    return values.float().mul(255).round().clamp(0, 255).to(torch.uint8)
+
+
+def translate_dense(values: Tensor, shifts: Tensor, pad: int) -> Tensor:
+    """``translate`` for a dense target: N x H x W (a mask: rounded back to its dtype) or
+    N x C x H x W (float images)."""
+    source = values if values.is_floating_point() else values.float()
+    moved = translate(source[:, None] if values.dim() == 3 else source, shifts, pad)
+    moved = moved[:, 0] if values.dim() == 3 else moved
+    return moved if values.is_floating_point() else moved.round().to(values.dtype)
+
+
 class ImageTransform:
-    """Args:
-    mean, std: per channel, in [0, 1] pixel units: ``image`` becomes (x / 255 - mean) / std.
+    """The image layer's per-batch transform, on the device: normalises ``image`` with
+    per-channel statistics and, for training, shifts and flips it (and its dense targets alike).
+
+    Args:
+    mean, std: per channel, in [0, 1] pixel units: ``image`` becomes (x / 255 - mean) / std
+      for uint8 pixels, (x - mean) / std for float images.
     translate: random shift in pixels with reflect padding (0: off).
     flip: 'random' (a fresh coin per image and epoch), 'alternate' (a coin per image on the
       first epoch, then every image flips on odd epochs: each view is seen every two epochs),
       or 'none'.
-    field: the image field; dense: fields of N x H x W (masks) shifted and flipped alike.
+    field: the image field; dense: fields of N x H x W (masks) or N x C x H x W (float
+      targets) shifted and flipped alike.
     """
 
     def __init__(
@@ -78,12 +101,13 @@ class ImageTransform:
 
     def normalize(self, images: Tensor) -> Tensor:
         mean, std = self.mean.to(images.device), self.std.to(images.device)
-        return (images.float().div_(255) - mean) / std
+        pixels = images.float().div_(255) if images.dtype == torch.uint8 else images.float()
+        return (pixels - mean) / std
 
     def denormalize(self, images: Tensor) -> Tensor:
-        """Normalised images back to uint8 pixels."""
+        """Normalised images back to uint8 pixels (float images: [0, 1] to 0-255, clamped)."""
         mean, std = self.mean.to(images.device), self.std.to(images.device)
-        return (images.float() * std + mean).mul(255).round().clamp(0, 255).to(torch.uint8)
+        return to_pixels(images.float() * std + mean)
 
     def start_epoch(self, epoch: int, n_items: int, seeds: Seeds) -> None:
         self._shift_rng = seeds.generator(epoch, 1)
@@ -108,8 +132,7 @@ class ImageTransform:
             shifts = random_shifts(len(x), self.translate, self._shift_rng, x.device)
             x = translate(x, shifts, self.translate)
             for name in self.dense:
-                moved = translate(fields[name][:, None].float(), shifts, self.translate)
-                out[name] = moved[:, 0].round().to(fields[name].dtype)
+                out[name] = translate_dense(fields[name], shifts, self.translate)
         if self._flips is not None:
             x = flip(x, self._flips[index])
             for name in self.dense:

@@ -1,9 +1,10 @@
 """Read ``<root>/<split>/<class>/*.{png,jpg,jpeg}`` into :class:`ImageArrays`, with a disk cache.
 
-The first read decodes every image with PIL; the decoded arrays are then saved as one ``.npz``
-file in a cache folder, keyed by the folder's path, the split and every file's (relative path,
-size, mtime), so that a later read of an unchanged folder only loads that file and any change to
-the folder decodes it afresh. The source folder is only read, never written.
+The first read decodes every image with PIL (resized to ``size`` when given, antialiased); the
+decoded arrays are then saved as one ``.npz`` file in a cache folder, keyed by the folder's
+path, the split, the size and channels asked for, and every file's (relative path, size, mtime),
+so that a later read of an unchanged folder only loads that file and any change to the folder
+or the request decodes it afresh. The source folder is only read, never written.
 """
 
 from __future__ import annotations
@@ -35,7 +36,10 @@ _THREAD_MIN_PIXELS = 96 * 96
 _MAX_THREADS = 4
 _CHUNK = 256
 # Bump when the cache layout or the decoding changes, so old cache files are not reused.
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2
+# PIL's bicubic filter widens with the scale when it shrinks an image: antialiased (as
+# torchvision's resize with antialias=True, which is written to match it).
+RESAMPLE = Image.Resampling.BICUBIC
 _CACHE_KEY = "split"
 
 
@@ -53,6 +57,8 @@ class _Listing:
 
     root: Path
     split_dir: Path
+    size: tuple[int, int] | None
+    channels: int
     class_names: tuple[str, ...]
     files: tuple[str, ...]
     labels: tuple[int, ...]
@@ -64,24 +70,32 @@ def read_image_folder(
     root: str | Path,
     split: str,
     *,
-    size: tuple[int, int] | None = None,
+    size: int | tuple[int, int] | None = None,
+    channels: int = 3,
     cache_dir: str | Path | None = None,
     progress: bool = True,
 ) -> ImageArrays:
-    """Read ``<root>/<split>/<class>/*.{png,jpg,jpeg}`` as RGB uint8 images, N x 3 x H x W.
+    """Read ``<root>/<split>/<class>/*.{png,jpg,jpeg}`` as uint8 images, N x C x H x W.
 
     Class names are the sorted sub-folder names of ``<root>/<split>`` and labels index them; the
-    files of a class are sorted by name. ``size`` is the (height, width) every image must have
-    (default: the size of the first image). ``cache_dir`` defaults to :func:`default_cache_dir`.
-    Missing folders raise :class:`MissingFolderError` (a FileNotFoundError), bad content
-    :class:`ImageFolderError`; both are LitforgeErrors, one line on the command line.
+    files of a class are sorted by name. ``size``: the (height, width) every image is resized to
+    (one number: a square), antialiased (PIL's bicubic filter); None: every image must have the
+    size of the first. ``channels``: 3 (RGB) or 1 (grayscale). ``cache_dir`` defaults to
+    :func:`default_cache_dir`. Missing folders raise :class:`MissingFolderError` (a
+    FileNotFoundError), bad content :class:`ImageFolderError`; both are LitforgeErrors, one
+    line on the command line.
     """
-    listing = _list_split(Path(root), split)
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels}")
+    hw = (size, size) if isinstance(size, int) else (None if size is None else tuple(size))
+    if hw is not None and (len(hw) != 2 or min(hw) < 1):
+        raise ValueError(f"size must be (height, width) of positive numbers, got {size}")
+    listing = _list_split(Path(root), split, hw, channels)  # type: ignore[arg-type]
     cache_path = _cache_path(listing, cache_dir)
     cached = _load_cache(cache_path, len(listing.files), listing.class_names)
-    if cached is not None and (size is None or tuple(cached.images.shape[2:]) == size):
-        return cached
-    arrays = _decode_listing(listing, size, progress)
+    if cached is not None and (hw is None or tuple(cached.images.shape[2:]) == hw):
+        return cached  # the request is in the cache's name: same channels, same size
+    arrays = _decode_listing(listing, progress)
     _save_cache(arrays, cache_path)
     return arrays
 
@@ -121,7 +135,9 @@ def load_arrays_npz(path: str | Path) -> dict[str, ImageArrays]:
         }
 
 
-def _list_split(root: Path, split: str) -> _Listing:
+def _list_split(
+    root: Path, split: str, size: tuple[int, int] | None = None, channels: int = 3
+) -> _Listing:
     """Find the class folders and image files of ``<root>/<split>``, with clear errors."""
     if not root.is_dir():
         raise MissingFolderError(f"image folder root {root} does not exist (or is not a folder)")
@@ -150,7 +166,9 @@ def _list_split(root: Path, split: str) -> _Listing:
             signature.append(f"{prefix}{entry.name}\0{stat.st_size}\0{stat.st_mtime_ns}")
         labels.extend([label] * len(images))
     class_names = tuple(p.name for p in class_dirs)
-    return _Listing(root, split_dir, class_names, tuple(files), tuple(labels), tuple(signature))
+    return _Listing(
+        root, split_dir, size, channels, class_names, tuple(files), tuple(labels), tuple(signature)
+    )
 
 
 def _scan_images(class_dir: Path) -> list[os.DirEntry[str]]:
@@ -173,10 +191,14 @@ def _cache_path(listing: _Listing, cache_dir: str | Path | None) -> Path:
 
 
 def _cache_stem(listing: _Listing) -> str:
-    """``<root name>-<split>-<hash of the resolved root and split>``: one per folder and split."""
+    """``<root name>-<split>-<size>-<hash of the resolved root, split, size and channels>``: one
+    per folder, split and request (each size asked for keeps its own file)."""
     root = listing.root.resolve()
-    where = hashlib.sha256(f"v{_CACHE_VERSION}\0{root}\0{listing.split_dir.name}".encode())
-    stem = f"{root.name}-{listing.split_dir.name}"
+    request = f"{listing.size}\0{listing.channels}"
+    key = f"v{_CACHE_VERSION}\0{root}\0{listing.split_dir.name}\0{request}"
+    where = hashlib.sha256(key.encode())
+    shown = "x".join(map(str, listing.size)) if listing.size else "own"
+    stem = f"{root.name}-{listing.split_dir.name}-{shown}-c{listing.channels}"
     stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in stem)
     return f"{stem}-{where.hexdigest()[:12]}"
 
@@ -216,16 +238,17 @@ def _load_cache(path: Path, n_images: int, class_names: Sequence[str]) -> ImageA
     return arrays
 
 
-def _decode_listing(listing: _Listing, size: tuple[int, int] | None, progress: bool) -> ImageArrays:
-    """Decode every file of ``listing`` into one preallocated N x 3 x H x W uint8 array."""
-    first = _decode(listing.files[0])
+def _decode_listing(listing: _Listing, progress: bool) -> ImageArrays:
+    """Decode every file of ``listing`` into one preallocated N x C x H x W uint8 array."""
+    size, channels = listing.size, listing.channels
+    first = _decode(listing.files[0], channels, size)
     height, width = size if size is not None else first.shape[:2]
-    out = np.empty((len(listing.files), 3, height, width), dtype=np.uint8)
+    out = np.empty((len(listing.files), channels, height, width), dtype=np.uint8)
 
     def decode_range(start: int, stop: int) -> int:
         for i in range(start, stop):
-            pixels = first if i == 0 else _decode(listing.files[i])
-            _check_size(listing.files[i], pixels, (height, width), listing.files[0], size)
+            pixels = first if i == 0 else _decode(listing.files[i], channels, size)
+            _check_size(listing.files[i], pixels, (height, width), listing.files[0])
             out[i] = pixels.transpose(2, 0, 1)
         return stop - start
 
@@ -241,13 +264,18 @@ def _decode_listing(listing: _Listing, size: tuple[int, int] | None, progress: b
     return ImageArrays(torch.from_numpy(out), labels, listing.class_names)
 
 
-def _decode(path: str) -> np.ndarray:
-    """Decode one image file as an RGB H x W x 3 uint8 array."""
+def _decode(path: str, channels: int = 3, size: tuple[int, int] | None = None) -> np.ndarray:
+    """Decode one image file as an H x W x C uint8 array (C: 3 for RGB, 1 for grayscale),
+    resized to ``size`` (height, width) when given, antialiased."""
     try:
         with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
+            converted = image.convert("RGB" if channels == 3 else "L")
+            if size is not None and converted.size != (size[1], size[0]):
+                converted = converted.resize((size[1], size[0]), RESAMPLE)
+            pixels = np.asarray(converted)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
         raise ImageFolderError(f"cannot decode image {path}: {error}") from error
+    return pixels[:, :, None] if pixels.ndim == 2 else pixels
 
 
 def _check_size(
@@ -255,16 +283,17 @@ def _check_size(
     pixels: np.ndarray,
     expected: tuple[int, int],
     first_path: str,
-    size: tuple[int, int] | None,
 ) -> None:
-    """Raise if ``pixels`` is not ``expected`` (height, width), naming the file and both sizes."""
+    """Raise if ``pixels`` is not ``expected`` (height, width), naming the file, both sizes and
+    what to do."""
     actual = (pixels.shape[0], pixels.shape[1])
     if actual == expected:
         return
-    reference = "the requested size" if size is not None else f"the first image {first_path}"
     raise ImageFolderError(
-        f"image {path} has size {actual[0]}x{actual[1]} (height x width), but "
-        f"{reference} is {expected[0]}x{expected[1]}"
+        f"image {path} has size {actual[0]}x{actual[1]} (height x width), but the first image "
+        f"{first_path} is {expected[0]}x{expected[1]}: to resize every image to one size, pass "
+        f"size=(H, W) to read_image_folder, or --data.size=[H,W] to ImageFolderDataModule "
+        f"(e.g. --data.size=[{expected[0]},{expected[1]}])"
     )
 
 

@@ -1,28 +1,36 @@
-"""ImageDataModule: the image layer on ArrayDataModule.
+"""ImageDataModule: the image layer on ArrayDataModule; ImageFolderDataModule reads a folder.
 
-Images are stored as uint8 (N x C x H x W) and turned into normalised floats per batch on the
-device, with the per-channel mean and std of the training part; training batches are shifted and
-flipped there (``ImageTransform``); dense targets (``dense``: masks of N x H x W) move with their
-images. ``show`` draws pictures: the image with its caption, and for a dense target the image |
-true mask | predicted mask side by side.
+Images are stored as uint8 pixels or floats (N x C x H x W) and turned into normalised floats
+per batch on the device, with the per-channel mean and std of the training part; training
+batches are shifted and flipped there (``ImageTransform``); dense targets (``dense``: masks of
+N x H x W, float images of N x C x H x W) move with their images. ``show`` draws pictures: the
+image with its caption; for a mask, the image | true mask | predicted mask; for a float image
+target, the input | prediction | target.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from pathlib import Path
+from typing import Any, ClassVar
 
+import numpy as np
 import torch
+import torch.nn.functional as F
+from PIL import Image
 from torch import Tensor
 
-from litforge.data.augment import FlipMode, ImageTransform
+from litforge.data.arrays import ImageArrays
+from litforge.data.augment import FlipMode, ImageTransform, to_pixels
+from litforge.data.image_folder import ImageFolderError, MissingFolderError, read_image_folder
 from litforge.data.module import ArrayDataModule
 from litforge.diagnostics.media import Images, fmt_prob, overlay, side_by_side
+from litforge.errors import DataError
 from litforge.tasks.contracts import Split
 from litforge.tasks.structs import ClassificationExample, Example, Prediction
 
 
 class ImageDataModule(ArrayDataModule):
-    """Images held as uint8 on the device, normalised and augmented per batch there.
+    """Images held on the device (uint8 pixels or floats), normalised and augmented per batch.
 
     The other arguments are ArrayDataModule's (``--help`` shows their help too).
 
@@ -33,9 +41,16 @@ class ImageDataModule(ArrayDataModule):
     """
 
     example_type: ClassVar[type[Example]] = ClassificationExample
-    provides: ClassVar[tuple[str, ...]] = ("num_classes", "in_channels", "image_size")
+    provides: ClassVar[tuple[str, ...]] = (
+        "num_classes",
+        "in_channels",
+        "image_size",
+        "out_channels",
+        "target_shape",
+    )
     image_field: ClassVar[str] = "image"
-    dense: ClassVar[tuple[str, ...]] = ()  # fields of N x H x W that move with the image
+    # Fields that move with the image: masks (N x H x W, integer) or float images (N x C x H x W).
+    dense: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,
@@ -64,22 +79,36 @@ class ImageDataModule(ArrayDataModule):
         """(height, width) of the images."""
         return tuple(self._images("train").shape[2:])  # type: ignore[return-value]
 
+    @property
+    def out_channels(self) -> int:
+        """What a network's last layer gives per pixel for the first dense field: the channels
+        of a float target (N x C x H x W), the classes of a mask (N x H x W)."""
+        if not self.dense:
+            raise DataError(
+                f"{type(self).__name__}.out_channels is the channels of a dense target, but "
+                "the module names none (dense = (...,)): remove out_channels from the model"
+            )
+        values = self._field(self.dense[0], "out_channels")
+        return int(values.shape[1]) if values.is_floating_point() else self.num_classes
+
     def _images(self, split: str) -> Tensor:
         arrays = self.splits[split]
         if arrays is None:
             raise ValueError(f"{type(self).__name__} has no {split} set")
         images = arrays[self.image_field]
-        if images.dtype != torch.uint8 or images.dim() != 4:
+        if not (images.dtype == torch.uint8 or images.is_floating_point()) or images.dim() != 4:
             raise ValueError(
-                f"{type(self).__name__}: the {self.image_field!r} field must be uint8 "
-                f"N x C x H x W, got {images.dtype} {tuple(images.shape)}"
+                f"{type(self).__name__}: the {self.image_field!r} field must be N x C x H x W, "
+                f"uint8 or float, got {images.dtype} {tuple(images.shape)}"
             )
         return images
 
     def _statistics(self) -> ImageTransform:
-        """Per-channel mean and std of the training images, in [0, 1] pixel units."""
+        """Per-channel mean and std of the training images, in [0, 1] pixel units (float
+        images: in their own units)."""
         if self._display is None:
-            pixels = self._images("train").float().div_(255)
+            images = self._images("train")
+            pixels = images.float().div_(255) if images.dtype == torch.uint8 else images.float()
             mean = pixels.mean(dim=(0, 2, 3))
             std = pixels.std(dim=(0, 2, 3)).clamp_min(1e-3)
             self._display = ImageTransform(mean, std, field=self.image_field)
@@ -109,10 +138,11 @@ class ImageDataModule(ArrayDataModule):
         return self._statistics().denormalize(images)
 
     def show(self, example: Example, prediction: Prediction) -> Images:
-        """The images with captions (true -> predicted class, p(true)); with a dense target,
-        image | true mask | predicted mask, the masks coloured over the image."""
+        """The images with captions: #index, or for classification true -> predicted class and
+        p(true); with a mask, image | true mask | predicted mask, the masks coloured over the
+        image; with a float image target, input | prediction | target."""
         pixels = self.to_display(getattr(example, self.image_field))
-        captions = [f"#{i}" for i in example.index.tolist()]
+        captions = [f"#{i}" for i in example.index.tolist()]  # Extremes adds the id, if any
         label, probs = getattr(example, "label", None), getattr(prediction, "probs", None)
         if isinstance(label, Tensor) and label.dim() == 1 and isinstance(probs, Tensor):
             p_true = probs.gather(-1, label.long()[:, None])[:, 0]
@@ -122,10 +152,104 @@ class ImageDataModule(ArrayDataModule):
                 for t, p, q in zip(label, pred, p_true)
             ]
         for name in self.dense:
-            true, guess = getattr(example, name, None), getattr(prediction, "pred", None)
-            if isinstance(true, Tensor) and isinstance(guess, Tensor) and guess.shape == true.shape:
+            true = getattr(example, name, None)
+            if not isinstance(true, Tensor):
+                continue
+            if true.is_floating_point():  # a float image: input | prediction | target
+                guess = getattr(prediction, "value", None)
+                if isinstance(guess, Tensor) and guess.shape == true.shape:
+                    panels = [rgb(pixels, true.shape[-2:]), rgb(to_pixels(guess.detach()))]
+                    pixels = side_by_side(*panels, rgb(to_pixels(true)))
+                    captions = [f"{c}\ninput | predicted | true" for c in captions]
+                continue
+            guess = getattr(prediction, "pred", None)
+            if isinstance(guess, Tensor) and guess.shape == true.shape:
                 k = max(len(self.class_names or ()), int(true.max()) + 1, int(guess.max()) + 1)
-                rgb = overlay(pixels, true, k, alpha=0.0)  # the image itself, as RGB
-                pixels = side_by_side(rgb, overlay(pixels, true, k), overlay(pixels, guess, k))
+                image = overlay(pixels, true, k, alpha=0.0)  # the image itself, as RGB
+                pixels = side_by_side(image, overlay(pixels, true, k), overlay(pixels, guess, k))
                 captions = [f"{c}\nimage | true | predicted" for c in captions]
         return Images(pixels, captions)
+
+
+def rgb(pixels: Tensor, size: Any = None) -> Tensor:
+    """uint8 N x C x H x W as N x 3 x H x W (fewer than 3 channels: the first, as gray; more:
+    the first three), resized (nearest) to ``size`` when given and different."""
+    out = pixels[:, :1].expand(-1, 3, -1, -1) if pixels.shape[1] < 3 else pixels[:, :3]
+    if size is not None and tuple(out.shape[-2:]) != tuple(size):
+        out = F.interpolate(out.float(), size=tuple(size), mode="nearest").to(torch.uint8)
+    return out
+
+
+class ImageFolderDataModule(ImageDataModule):
+    """Images in class folders, of any sizes, resized to one: ``<root>/<class>/*.jpg`` (one pool,
+    split by ``val_size`` / ``test_size``) or ``<root>/train/<class>/*`` and
+    ``<root>/test/<class>/*`` (its own test set). PNG and JPEG; decoded once, then cached
+    (``read_image_folder``).
+
+    Args:
+        root: the folder (``make train-<project> DATA=...`` sets it).
+        size: (height, width) every image is resized to, antialiased; one number for a square;
+            null: the images' own size, which must then be the same for all of them.
+        channels: 3 (RGB) or 1 (grayscale).
+        **kwargs: ImageDataModule's (batch_size, val_size, translate, flip, ...).
+    """
+
+    name = "images"
+
+    def __init__(
+        self,
+        root: str = "data/images",
+        size: int | tuple[int, int] | None = None,
+        channels: int = 3,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if channels not in (1, 3):
+            raise ValueError(f"channels must be 1 or 3, got {channels}")
+        self.root, self.channels = root, channels
+        self.size = (size, size) if isinstance(size, int) else (tuple(size) if size else None)
+
+    def load(self) -> ImageArrays | tuple[ImageArrays, ImageArrays | None]:
+        root = Path(self.root).expanduser()
+        if not root.is_dir():
+            raise MissingFolderError(
+                f"no image folder at {root}: give one with --data.root=PATH (make train-<project> "
+                "DATA=PATH), holding <class>/*.jpg, or train/<class>/* and test/<class>/*"
+            )
+        read = {"size": self.size, "channels": self.channels}
+        if not (root / "train").is_dir():
+            return read_image_folder(root.parent, root.name, **read)  # type: ignore[arg-type]
+        train = read_image_folder(root, "train", **read)  # type: ignore[arg-type]
+        if not (root / "test").is_dir():
+            return train, None
+        test = read_image_folder(root, "test", **read)  # type: ignore[arg-type]
+        if test.class_names != train.class_names:
+            raise ImageFolderError(
+                f"{root / 'test'} has the classes {list(test.class_names or ())}, but "
+                f"{root / 'train'} has {list(train.class_names or ())}: give both the same "
+                "class folders"
+            )
+        return train, test
+
+    @classmethod
+    def write_test_data(cls, folder: Path) -> dict[str, Any]:
+        """Three classes of 12 JPEGs each, 12 to 28 pixels a side (each its own size), in
+        ``<folder>/<class>/``; read at 16 x 16, a fifth held out for validation and a fifth for
+        testing, in batches of 8."""
+        g = np.random.default_rng(0)
+        for c, name in enumerate(("a", "b", "c")):
+            (folder / name).mkdir(parents=True, exist_ok=True)
+            for i in range(12):
+                h, w = g.integers(12, 29, size=2)
+                colour = np.array([200 if j == c else 40 for j in range(3)], dtype=float)
+                noise = g.normal(0, 25, size=(h, w, 3))
+                pixels = np.clip(colour + noise, 0, 255).astype(np.uint8)
+                Image.fromarray(pixels).save(folder / name / f"{i:02d}.jpg", quality=95)
+        return {
+            "root": str(folder),
+            "size": [16, 16],
+            "val_size": 0.2,
+            "test_size": 0.2,
+            "batch_size": 8,
+            "eval_batch_size": 16,
+        }

@@ -7,12 +7,18 @@ the training part, device placement, DDP sharding, and the whole ``TaskData`` co
 (``litforge.tasks.contracts``): dataset names, which splits exist, class names, samples, and how to
 show examples (a table of their fields; ``ImageDataModule`` draws pictures instead).
 
-Values the model needs from the data (``num_classes``, ``num_features``, ``in_channels``, ...) are
-properties here; the CLI links each one the model's constructor takes by the same name.
+Values the model needs from the data (``num_classes``, ``num_features``, ``target_shape``,
+``vocab_size``, ``sequence_length``; the image layer adds ``in_channels``, ...) are properties
+here, listed in ``provides``; the CLI links each one the model's constructor takes by the same
+name.
+
+Tests need no data set: ``write_test_data(folder)`` writes a tiny sample in the module's own
+input format and returns the arguments that read it (``litforge.testing.data_args``).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, ClassVar, TypeAlias
 
 import pytorch_lightning as pl
@@ -22,6 +28,7 @@ from torch import Tensor
 from litforge.data.arrays import Arrays
 from litforge.data.device import DeviceLoader, Fields, Transform
 from litforge.data.split import split_pool
+from litforge.data.text import Vocabulary, decode_strings
 from litforge.diagnostics.media import Table, View, fmt
 from litforge.errors import DataError, SettingError
 from litforge.tasks.contracts import Split
@@ -50,7 +57,13 @@ class ArrayDataModule(pl.LightningDataModule):
     name: str = "data"  # metrics are logged as <stage>/<name>/<metric>
     example_type: ClassVar[type[Example]] = Example  # built from the fields by make_example
     # What the model may take from the data, by name (linked by the CLI): see the properties.
-    provides: ClassVar[tuple[str, ...]] = ("num_classes", "num_features")
+    provides: ClassVar[tuple[str, ...]] = (
+        "num_classes",
+        "num_features",
+        "target_shape",
+        "vocab_size",
+        "sequence_length",
+    )
 
     def __init__(
         self,
@@ -85,6 +98,14 @@ class ArrayDataModule(pl.LightningDataModule):
     def transform(self, split: Split) -> Transform | None:
         """The batch transform of a split (normalise, augment); None: the fields as stored."""
         return None
+
+    @classmethod
+    def write_test_data(cls, folder: Path) -> dict[str, Any]:
+        """Writes a tiny data set in this module's own input format under ``folder`` (a CSV, an
+        image folder, ...) and returns the data arguments that read it (``{"root": ...}``), so
+        that tests run on any machine, without the real data. Default: nothing to write (data
+        made in memory). ``litforge.testing.data_args`` turns the result into ``--data.*``."""
+        return {}
 
     # ------------------------------------------------------------------ the sets
     @property
@@ -150,7 +171,47 @@ class ArrayDataModule(pl.LightningDataModule):
     @property
     def num_features(self) -> int:
         """The size of the last dim of the ``features`` field."""
-        return int(self.splits["train"]["features"].shape[-1])  # type: ignore[index]
+        return int(self._field("features", "num_features").shape[-1])
+
+    @property
+    def feature_names(self) -> tuple[str, ...] | None:
+        """The names of the ``features`` columns (a table's header), if known."""
+        return self._train.columns.get("features")
+
+    @property
+    def target_shape(self) -> tuple[int, ...]:
+        """The shape of one item's ``target``: ``()``, ``(T,)`` or ``(C, H, W)``."""
+        return tuple(self._field("target", "target_shape").shape[1:])
+
+    @property
+    def vocabulary(self) -> Vocabulary | None:
+        """The text of the ``tokens`` field (``Arrays(vocabulary=...)``), if any."""
+        return self._train.vocabulary
+
+    @property
+    def vocab_size(self) -> int:
+        """The number of token ids (padding and unknown included): an embedding's size."""
+        if self.vocabulary is not None:
+            return len(self.vocabulary)
+        return int(self._field("tokens", "vocab_size").max()) + 1
+
+    @property
+    def sequence_length(self) -> int:
+        """The length L of the (padded) ``tokens`` field, N x L."""
+        return int(self._field("tokens", "sequence_length").shape[1])
+
+    @property
+    def _train(self) -> Arrays:
+        return self.splits["train"]  # type: ignore[return-value]
+
+    def _field(self, name: str, wanted_by: str) -> Tensor:
+        if name not in self._train:
+            raise DataError(
+                f"{type(self).__name__}.{wanted_by} reads the {name!r} field, but the data's "
+                f"fields are {list(self._train)}: remove {wanted_by} from the model's arguments, "
+                f"or give the data a {name!r} field"
+            )
+        return self._train[name]
 
     # ------------------------------------------------------------------ the TaskData contract
     def dataset_names(self, stage: str) -> list[str]:
@@ -179,7 +240,12 @@ class ArrayDataModule(pl.LightningDataModule):
 
     def describe(self, field: str, value: Tensor) -> str | float | int:
         """One field of one example, as a table cell: a number, a class name for ``label`` and
-        ``pred``, the first values of a longer tensor. Override it to decode tokens into text."""
+        ``pred``, the text of an ``id`` and of ``tokens`` (with a vocabulary), the first values
+        of a longer tensor. Override it to show a field otherwise."""
+        if field == "id" and value.dtype == torch.uint8 and value.dim() == 1:
+            return decode_strings(value)[0]
+        if field == "tokens" and self.vocabulary is not None:
+            return self.vocabulary.decode(value)
         if value.numel() == 1:
             item = value.item()
             names = self.class_names

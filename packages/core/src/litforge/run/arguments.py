@@ -72,11 +72,18 @@ def add_run_arguments(parser: LightningArgumentParser) -> None:
 
 
 def init_parameters(cls: Any) -> set[str]:
-    """The named parameters of a class's constructor (not *args / **kwargs)."""
-    if cls is None:
-        return set()
-    params = inspect.signature(cls.__init__).parameters.values()
-    return {p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)} - {"self"}
+    """The named parameters of a class's constructor (not *args / **kwargs) and, where it takes
+    ``**kwargs`` (passed on to its base, as the CLI's parser reads them), its bases' too: a
+    ``Regressor`` subclass taking ``**kwargs`` takes ``target_shape``."""
+    names: set[str] = set()
+    for klass in cls.__mro__ if cls is not None else ():
+        if "__init__" not in vars(klass):
+            continue
+        params = list(inspect.signature(vars(klass)["__init__"]).parameters.values())
+        names |= {p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+        if not any(p.kind == p.VAR_KEYWORD for p in params):
+            break
+    return names - {"self"}
 
 
 def link_shared_values(

@@ -1,10 +1,12 @@
 """Best checkpoints: when a run has a validation set, a ``ModelCheckpoint`` keeps the best k by a
 monitored metric, and the test after fit scores the best one.
 
-The monitored metric defaults to the task's first validation metric, ``val/<dataset>/<metric>``
-(the first of ``BaseModel.build_metrics()``, the first validation set), in the direction its
-TorchMetrics class declares (``higher_is_better``); a model without metrics monitors
-``val/<dataset>/loss/total`` (lower is better). ``--run.monitor`` / ``--run.monitor_mode``
+The monitored metric defaults to the model's ``best_metric`` on the first validation set,
+``val/<dataset>/<best_metric>`` (Classifier: accuracy, Regressor: mse, Segmenter: iou), in the
+direction its TorchMetrics class declares (``higher_is_better``); a model that names none
+monitors the first metric of ``build_metrics()`` in the collection's order (TorchMetrics sorts
+the names alphabetically), and a model without metrics ``val/<dataset>/loss/total`` (lower is
+better). ``--run.monitor`` / ``--run.monitor_mode``
 override both; ``--run.save_top_k`` sets k (0: no best checkpoints).
 
 The best files are ``checkpoints/best-epoch<E>-step<S>.ckpt`` beside ``last.ckpt``, which stays
@@ -43,8 +45,9 @@ def add_checkpoint_arguments(parser: LightningArgumentParser) -> None:
         "--run.monitor",
         type=str | None,
         default=None,
-        help="the metric the best checkpoints are chosen by; default: the task's first "
-        "validation metric (val/<dataset>/<metric>), or val/<dataset>/loss/total without one",
+        help="the metric the best checkpoints are chosen by; default: the model's best_metric "
+        "(val/<dataset>/accuracy for a Classifier, mse for a Regressor, iou for a Segmenter), "
+        "else its first metric by name, or val/<dataset>/loss/total without metrics",
     )
     parser.add_argument(
         "--run.monitor_mode",
@@ -61,8 +64,8 @@ def _direction(metric: Metric | MetricCollection) -> MonitorMode | None:
 
 def known_monitors(model: Any, datamodule: Any) -> dict[str, MonitorMode]:
     """Every validation metric of the task whose direction is known, by its logged name, in
-    order: the first validation set's metrics (as ``build_metrics()`` orders them), its
-    ``loss/total``, then the other sets'."""
+    order: the first validation set's metrics (the model's ``best_metric`` first, then as the
+    collection orders them: by name), its ``loss/total``, then the other sets'."""
     names = list(datamodule.dataset_names("val")) if datamodule is not None else []
     build = getattr(model, "build_metrics", None)
     template = build() if callable(build) else None
@@ -71,7 +74,9 @@ def known_monitors(model: Any, datamodule: Any) -> dict[str, MonitorMode]:
         prefix = f"val/{dataset}/"
         if isinstance(template, MetricCollection):
             collection = template.clone(prefix=prefix)  # exactly the names BaseModel logs
-            for name, metric in collection.items(keep_base=False):
+            best = f"{prefix}{getattr(model, 'best_metric', None)}"
+            items = sorted(collection.items(keep_base=False), key=lambda kv: kv[0] != best)
+            for name, metric in items:
                 mode = _direction(metric)
                 if mode is not None:
                     known[name] = mode
@@ -80,8 +85,9 @@ def known_monitors(model: Any, datamodule: Any) -> dict[str, MonitorMode]:
 
 
 def default_monitor(model: Any, datamodule: Any) -> tuple[str, MonitorMode]:
-    """The logged name and direction of the task's first validation metric whose direction is
-    known, on the first validation set; ``val/<dataset>/loss/total`` (min) without one."""
+    """The logged name and direction of the model's ``best_metric`` (else its first validation
+    metric whose direction is known) on the first validation set;
+    ``val/<dataset>/loss/total`` (min) without one."""
     name, mode = next(iter(known_monitors(model, datamodule).items()))
     return name, mode
 

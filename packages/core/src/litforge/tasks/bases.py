@@ -1,13 +1,15 @@
 """Ready model bases for three kinds of task: a task subclass writes its network and forward.
 
-    Classifier   ClassificationPrediction(logits); cross-entropy; accuracy (+ macro, top-5)
-    Regressor    RegressionPrediction(value) for example.target; MSE; MSE, MAE, R^2
+    Classifier   ClassificationPrediction(logits) for example.label, whatever the input;
+                 cross-entropy; accuracy (+ macro, top-5); best checkpoint by accuracy
+    Regressor    RegressionPrediction(value) for example.target of any shape; MSE; MSE, MAE and
+                 R^2 (targets N or N x T) or PSNR (images and other dense targets); best by MSE
     Segmenter    SegmentationPrediction(logits N x K x H x W) for example.mask; cross-entropy
-                 per pixel; mean IoU and pixel accuracy
+                 per pixel; mean IoU and pixel accuracy; best by IoU
 
 Each computes the per-example loss in one vectorised call, so the diagnostics' ranking costs
-nothing extra. ``num_classes`` (and whatever else the data provides, by name) is linked from the
-data module by the CLI.
+nothing extra. ``num_classes``, ``target_shape`` (and whatever else the data provides, by name)
+are linked from the data module by the CLI, also through a subclass's ``**kwargs``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics import MetricCollection
 
+from litforge.tasks.contracts import task_data
 from litforge.tasks.metrics import classification_metrics, regression_metrics, segmentation_metrics
 from litforge.tasks.model import BaseModel
 from litforge.tasks.structs import (
@@ -57,6 +60,7 @@ class Classifier(PerExampleLossModel):
     """
 
     loss_name = "cross_entropy"
+    best_metric = "accuracy"
 
     def __init__(self, num_classes: int, label_smoothing: float = 0.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -77,10 +81,36 @@ class Classifier(PerExampleLossModel):
 
 
 class Regressor(PerExampleLossModel):
-    """Mean squared error on ``example.target``. A subclass returns ``RegressionPrediction(value)``
-    shaped like the target."""
+    """Mean squared error on ``example.target``, of any shape. A subclass returns
+    ``RegressionPrediction(value)`` shaped like the target.
+
+    Args:
+        target_shape: the shape of one target (``()``, ``(T,)``, ``(C, H, W)``), which chooses
+            the metrics (``regression_metrics``); linked from the data module, else read from
+            the data at the start of a run.
+        data_range: the range of dense targets (images: 1.0 for values in [0, 1]), for PSNR.
+    """
 
     loss_name = "mse"
+    best_metric = "mse"
+
+    def __init__(
+        self,
+        target_shape: tuple[int, ...] | None = None,
+        data_range: float = 1.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.target_shape = None if target_shape is None else tuple(target_shape)
+        self.data_range = data_range
+
+    def setup(self, stage: str) -> None:
+        if self.target_shape is None:  # not linked (a data module without ``target_shape``)
+            data = task_data(self._trainer)
+            split = next((s for s in ("train", "val", "test") if data and data.has_split(s)), None)
+            if data is not None and split is not None:
+                self.target_shape = tuple(data.sample(split, 1).target.shape[1:])  # type: ignore[attr-defined]
+        super().setup(stage)
 
     def per_example_loss(
         self, example: RegressionExample, prediction: RegressionPrediction
@@ -89,7 +119,7 @@ class Regressor(PerExampleLossModel):
         return squared.reshape(len(squared), -1).mean(dim=1)
 
     def build_metrics(self) -> MetricCollection:
-        return regression_metrics()
+        return regression_metrics(self.target_shape, data_range=self.data_range)
 
 
 class Segmenter(PerExampleLossModel):
@@ -101,6 +131,7 @@ class Segmenter(PerExampleLossModel):
     """
 
     loss_name = "cross_entropy"
+    best_metric = "iou"
 
     def __init__(self, num_classes: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -6,7 +6,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torchmetrics
+import torchmetrics.image
 from torch import Tensor
 from torchmetrics import Metric, MetricCollection
 
@@ -42,7 +45,9 @@ class StructMetric(Metric):
                 f"{type(self.inner).__name__} reads prediction.{self.pred_field} and "
                 f"example.{self.target_field}: {err}"
             ) from err
-        self.inner.update(preds, target)
+        # contiguous: some metrics view their input flat (an augmented or channels-last
+        # batch is not); free when it is already
+        self.inner.update(preds.contiguous(), target.contiguous())
 
     def compute(self) -> Tensor:
         return self.inner.compute()
@@ -52,13 +57,32 @@ class StructMetric(Metric):
         super().reset()
 
 
-def regression_metrics(pred_field: str = "value", target_field: str = "target") -> MetricCollection:
-    """Mean squared error, mean absolute error and R^2 (averaged over the targets)."""
+def regression_metrics(
+    target_shape: Sequence[int] | None = (),
+    pred_field: str = "value",
+    target_field: str = "target",
+    data_range: float = 1.0,
+) -> MetricCollection:
+    """The metrics of regression, chosen by the shape of one target (``target_shape``):
+
+    - ``()`` (one value per example) or ``(T,)`` (T outputs): mean squared error, mean absolute
+      error and R^2 (averaged over the outputs);
+    - two dims or more (an image ``(C, H, W)``, a map ``(H, W)``): MSE, MAE and PSNR, the peak
+      signal-to-noise ratio in dB for values spanning ``data_range`` (1.0: images in [0, 1]);
+      R^2 is not defined there;
+    - None (unknown): MSE and MAE, which take any shape.
+
+    MSE and MAE are over every element.
+    """
     metrics: dict[str, Metric | MetricCollection] = {
         "mse": StructMetric(torchmetrics.MeanSquaredError(), pred_field, target_field),
         "mae": StructMetric(torchmetrics.MeanAbsoluteError(), pred_field, target_field),
-        "r2": StructMetric(torchmetrics.R2Score(), pred_field, target_field),
     }
+    if target_shape is not None and len(target_shape) <= 1:
+        metrics["r2"] = StructMetric(torchmetrics.R2Score(), pred_field, target_field)
+    elif target_shape is not None:
+        psnr = torchmetrics.image.PeakSignalNoiseRatio(data_range=data_range)
+        metrics["psnr"] = StructMetric(psnr, pred_field, target_field)
     return MetricCollection(metrics, compute_groups=False)
 
 

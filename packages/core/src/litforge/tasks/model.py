@@ -5,8 +5,9 @@ A task implements two methods:
     forward(example) -> Prediction
     compute_loss(example, prediction) -> Loss
 
-and optionally ``build_metrics()`` (a MetricCollection of ``StructMetric``), ``param_groups()``
-and ``example_error()`` (what the diagnostics rank examples by; default: the per-example loss).
+and optionally ``build_metrics()`` (a MetricCollection of ``StructMetric``; ``best_metric``
+names the one the best checkpoint is chosen by), ``param_groups()`` and ``example_error()``
+(what the diagnostics rank examples by; default: the per-example loss).
 ``litforge.tasks.bases`` has ready bases for classification, regression and segmentation.
 Every loss term and the total are logged as ``<stage>/<dataset>/loss/<term>``, every metric as
 ``<stage>/<dataset>/<metric>`` (e.g. ``val/cifar10/accuracy``); dataset names come from the data
@@ -15,11 +16,13 @@ module (``dataset_names(stage)``), so several validation or test sets stay apart
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import Any, ClassVar, Literal
 
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
+from pytorch_lightning.utilities import rank_zero_warn
 from torch import nn
 from torchmetrics import MeanMetric, MetricCollection
 
@@ -27,6 +30,8 @@ from litforge.tasks.contracts import dataset_names
 from litforge.tasks.structs import Example, Loss, Prediction
 
 STAGES = ("train", "val", "test")
+LRSchedule = Literal["constant", "cosine", "onecycle"]
+ONECYCLE_START = 1 / 25  # the first step's rate, as a fraction of the peak (torch's div_factor)
 
 
 def _default_optimizer(params: Any) -> torch.optim.Optimizer:
@@ -38,14 +43,27 @@ class BaseModel(pl.LightningModule):
 
     Args:
         optimizer: a callable taking the parameter groups (from YAML: ``class_path:
-            torch.optim.SGD``).
-        lr_scheduler: a callable taking the optimizer, stepped every ``lr_scheduler_interval``.
-        lr_scheduler_interval: 'step' or 'epoch'.
+            torch.optim.SGD``); its ``lr`` is the peak rate of ``lr_schedule``.
+        lr_schedule: the rate over the run, spanning every step of it whatever
+            ``trainer.max_epochs`` / ``max_steps`` (or a time budget) make it: 'constant';
+            'cosine' (from the optimizer's rate down to 0); 'onecycle' (up from 1/25 of it over
+            the first ``lr_warmup`` of the run, then down to 0, both halves cosine-shaped, as
+            torch's ``OneCycleLR``).
+        lr_warmup: the fraction of the run over which 'onecycle' rises.
+        lr_scheduler: instead of ``lr_schedule``, any torch scheduler: a callable taking the
+            optimizer, stepped every ``lr_scheduler_interval`` ('step' or 'epoch'). Its length
+            is yours to match to the run (a per-step ``T_max`` of a few epochs is warned of).
     """
+
+    # The metric of build_metrics() the best checkpoint is chosen by (``--run.monitor``
+    # overrides it); None: the first in the collection's order (TorchMetrics sorts by name).
+    best_metric: ClassVar[str | None] = None
 
     def __init__(
         self,
         optimizer: OptimizerCallable = _default_optimizer,
+        lr_schedule: LRSchedule = "constant",
+        lr_warmup: float = 0.25,
         lr_scheduler: LRSchedulerCallable | None = None,
         lr_scheduler_interval: str = "step",
     ) -> None:
@@ -54,7 +72,19 @@ class BaseModel(pl.LightningModule):
             raise ValueError(
                 f"lr_scheduler_interval must be 'step' or 'epoch', got {lr_scheduler_interval!r}"
             )
+        if lr_schedule not in ("constant", "cosine", "onecycle"):
+            raise ValueError(
+                f"lr_schedule must be 'constant', 'cosine' or 'onecycle', got {lr_schedule!r}"
+            )
+        if not 0 <= lr_warmup < 1:
+            raise ValueError(f"lr_warmup must lie in [0, 1), got {lr_warmup}")
+        if lr_scheduler is not None and lr_schedule != "constant":
+            raise ValueError(
+                f"give lr_schedule ({lr_schedule!r}) or lr_scheduler, not both: lr_schedule "
+                "spans the run by itself; lr_scheduler is any torch scheduler"
+            )
         self.optimizer_factory = optimizer
+        self.lr_schedule, self.lr_warmup = lr_schedule, lr_warmup
         self.lr_scheduler_factory = lr_scheduler
         self.lr_scheduler_interval = lr_scheduler_interval
         self.metrics = nn.ModuleDict()
@@ -168,10 +198,61 @@ class BaseModel(pl.LightningModule):
     # ----------------------------------------------------------------- optimisation
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(self.param_groups())
-        if self.lr_scheduler_factory is None:
+        if self.lr_scheduler_factory is not None:
+            scheduler = self.lr_scheduler_factory(optimizer)
+            self._warn_short_cycle(scheduler)
+            interval = self.lr_scheduler_interval
+        elif self.lr_schedule != "constant":
+            # torch's OneCycleLR / CosineAnnealingLR fix the run's length when built; a time
+            # budget may change trainer.max_steps during the run, so the factor reads the
+            # length at every step.
+            schedule, warmup = self.lr_schedule, self.lr_warmup
+
+            def factor(step: int) -> float:  # step 0 (at construction) needs no length yet
+                return lr_factor(schedule, step, self._total_steps() if step else 1, warmup)
+
+            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+            interval = "step"
+        else:
             return optimizer
-        scheduler = self.lr_scheduler_factory(optimizer)
         return {
             "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": self.lr_scheduler_interval},
+            "lr_scheduler": {"scheduler": scheduler, "interval": interval},
         }
+
+    def _total_steps(self) -> int:
+        total = self.trainer.estimated_stepping_batches
+        if not math.isfinite(total):
+            raise ValueError(
+                f"lr_schedule={self.lr_schedule!r} spans the run, which has no end: set "
+                "trainer.max_epochs or trainer.max_steps"
+            )
+        return max(1, int(total))
+
+    def _warn_short_cycle(self, scheduler: Any) -> None:
+        """A per-step scheduler whose period (``T_max``) is far shorter than the run cycles the
+        rate many times, almost never what was meant (a ``T_max`` written in epochs)."""
+        period = getattr(scheduler, "T_max", None)
+        if self.lr_scheduler_interval != "step" or not isinstance(period, int) or not self._trainer:
+            return
+        total = self.trainer.estimated_stepping_batches
+        if math.isfinite(total) and period * 2 <= total:
+            rank_zero_warn(
+                f"{type(scheduler).__name__}(T_max={period}) steps every optimizer step "
+                f"(lr_scheduler_interval: step), but the run has {int(total)} steps: the rate "
+                f"cycles {total / period:.0f} times. Set T_max to the steps, "
+                "lr_scheduler_interval: epoch, or model.lr_schedule: cosine (spans the run)"
+            )
+
+
+def lr_factor(schedule: LRSchedule, step: int, total: int, warmup: float = 0.25) -> float:
+    """The rate at optimizer step ``step`` of ``total``, as a fraction of the optimizer's own:
+    1 ('constant'); cosine from 1 down to 0 ('cosine'); 'onecycle' as torch's ``OneCycleLR``
+    (cosine annealing, ``div_factor`` 25, ``pct_start`` = ``warmup``, ending near 0)."""
+    if schedule == "constant":
+        return 1.0
+    t = min(step, total) / total
+    if schedule == "onecycle" and t < warmup:
+        return ONECYCLE_START + (1 - ONECYCLE_START) * (1 - math.cos(math.pi * t / warmup)) / 2
+    start = warmup if schedule == "onecycle" else 0.0
+    return (1 + math.cos(math.pi * (t - start) / (1 - start))) / 2

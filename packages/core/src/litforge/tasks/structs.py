@@ -82,9 +82,14 @@ class Struct:
 @dataclasses.dataclass
 class Example(Struct):
     """Base for what the data yields. ``index`` is each item's position in its dataset: it keeps
-    diagnostics exact when a distributed sampler repeats items."""
+    diagnostics exact when a distributed sampler repeats items. ``id`` (optional, keyword only)
+    is each item's own name for display: an integer (N) or text (uint8 N x L, see
+    ``encode_strings``), e.g. a table's id column; the diagnostics' tables and captions show it.
+    """
 
     index: Tensor
+    _: dataclasses.KW_ONLY
+    id: Tensor | None = None
 
 
 @dataclasses.dataclass
@@ -113,11 +118,24 @@ class Loss(Struct):
 
 
 # ---------------------------------------------------------------------- the kinds of task
+# The input fields of the kinds' examples are keyword only and None when the data does not give
+# them (typed as Tensors, which they are whenever the data gives them).
 @dataclasses.dataclass
 class ClassificationExample(Example):
-    """An image (float, normalised, N x C x H x W) with its class label (int64, N)."""
+    """A class label (int64, N) for any input: ``ClassificationExample(index=i, image=x,
+    label=y)``, or ``features=`` / ``tokens=`` instead of ``image=``.
 
-    image: Tensor
+    The inputs are keyword only; the data gives one of them, the others stay None:
+    ``image`` (float, normalised, N x C x H x W: the image layer's), ``features`` (float rows,
+    N x F: a table's), ``tokens`` (int64 token ids, N x L, padded) with ``lengths`` (int64 N:
+    the real lengths; ``sequence_mask(lengths, L)`` is the mask of real tokens). A task with
+    another input subclasses it and adds its own field.
+    """
+
+    image: Tensor = dataclasses.field(default=None, kw_only=True)  # type: ignore[assignment]
+    features: Tensor = dataclasses.field(default=None, kw_only=True)  # type: ignore[assignment]
+    tokens: Tensor = dataclasses.field(default=None, kw_only=True)  # type: ignore[assignment]
+    lengths: Tensor = dataclasses.field(default=None, kw_only=True)  # type: ignore[assignment]
     label: Tensor
 
 
@@ -148,9 +166,18 @@ class ClassificationPrediction(Prediction):
 
 @dataclasses.dataclass
 class RegressionExample(Example):
-    """Rows of float features (N x F) and their targets (N, or N x T)."""
+    """Float targets of any shape (N; N x T for several outputs; N x C x H x W for an image)
+    for any input: ``RegressionExample(index=i, features=x, target=y)``, or ``image=`` /
+    ``tokens=`` instead of ``features=``.
 
-    features: Tensor
+    The inputs are keyword only; the data gives one of them, the others stay None (as in
+    ``ClassificationExample``). A task with another input subclasses it and adds its own field.
+    """
+
+    features: Tensor = dataclasses.field(default=None, kw_only=True)  # type: ignore[assignment]
+    image: Tensor = dataclasses.field(default=None, kw_only=True)  # type: ignore[assignment]
+    tokens: Tensor = dataclasses.field(default=None, kw_only=True)  # type: ignore[assignment]
+    lengths: Tensor = dataclasses.field(default=None, kw_only=True)  # type: ignore[assignment]
     target: Tensor
 
 

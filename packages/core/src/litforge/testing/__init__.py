@@ -1,12 +1,15 @@
 """The test kit every project reuses, and a tiny synthetic task to test core itself.
 
 Kit (each returns what it checked, so a test can assert more):
+    data_args(Data, folder)       a tiny sample in the data module's own format, written by its
+                                  ``write_test_data``, as --data.* arguments: no data set needed
     smoke(main, tmp)              fit with fast_dev_run through the project's CLI
     overfit(model, example)       the loss of one batch falls well below its start
     train(main, tmp, *args)       a short real run; returns the CLI (trainer, model, run_dir)
     media_files(run_dir)          every PNG the diagnostics wrote
     rerun_saved_config(main, ...) the saved config.yaml runs again as it is
-    write_image_folder(root)      a tiny <split>/<class>/*.png folder (CIFAR-10's layout)
+    write_image_folder(root)      a tiny <split>/<class>/*.png folder (CIFAR-10's layout; JPEGs
+                                  of mixed sizes with ``sizes``, ``suffix``)
     SlowDown(after, seconds)      a callback: every step from ``after`` on takes longer (a
                                   machine slowing down, for time-budget tests)
 
@@ -19,6 +22,7 @@ tests in a subprocess; ``python -m litforge.testing`` is the image task):
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,6 +37,20 @@ QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=
 
 
 # ---------------------------------------------------------------------- the kit
+def data_args(datamodule_class: Any, folder: Path) -> list[str]:
+    """``--data.<key>=<value>`` for what ``datamodule_class.write_test_data(folder)`` wrote: a
+    tiny sample in the module's own input format (none for data made in memory). Pass them to
+    ``smoke`` / ``train`` so that a project's tests need no data set."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    write = getattr(datamodule_class, "write_test_data", None)
+    values = write(folder) if callable(write) else {}
+    return [
+        f"--data.{key}={value if isinstance(value, str) else json.dumps(value)}"
+        for key, value in values.items()
+    ]
+
+
 def train(main: Main, tmp: Path, *args: str, loggers: str = "[csv]") -> LitforgeCLI:
     """Runs ``fit`` (or the subcommand in args[0]) with its run folder under ``tmp``."""
     args_list = list(args) or ["fit"]
@@ -51,10 +69,9 @@ def smoke(main: Main, tmp: Path, *args: str) -> LitforgeCLI:
 def overfit(
     model: BaseModel, example: Any, steps: int = 40, ratio: float = 0.3
 ) -> tuple[float, float]:
-    """Trains on one batch with the model's own optimizer; the loss must end below
-    ``ratio`` x its start. Returns (first loss, last loss)."""
-    config = model.configure_optimizers()
-    optimizer = config["optimizer"] if isinstance(config, dict) else config
+    """Trains on one batch with the model's own optimizer at its own rate (no schedule); the
+    loss must end below ``ratio`` x its start. Returns (first loss, last loss)."""
+    optimizer = model.optimizer_factory(model.param_groups())
     model.train()
     losses = []
     for _ in range(steps):
@@ -121,6 +138,7 @@ from litforge.testing.images import (  # noqa: E402
 __all__ = [
     "SyntheticData",
     "TinyClassifier",
+    "data_args",
     "main",
     "media_files",
     "overfit",

@@ -1,10 +1,10 @@
 """A tiny sequence classification task: which of the tokens a, b, c occurs most often in a
-sequence of letters. Tables of examples show the tokens decoded into text.
+sequence of letters. Core's ``ClassificationExample`` with ``tokens`` as its input (no image);
+tables of examples show the tokens decoded into text.
 ``python -m litforge.testing.sequence fit ...``"""
 
 from __future__ import annotations
 
-import dataclasses
 import string
 from pathlib import Path
 from typing import Any, ClassVar
@@ -16,17 +16,11 @@ from litforge.command import run
 from litforge.data import ArrayDataModule, Arrays
 from litforge.run.project import Project
 from litforge.tasks.bases import Classifier
-from litforge.tasks.structs import ClassificationPrediction, Example
+from litforge.tasks.structs import ClassificationExample, ClassificationPrediction, Example
 
-NUM_CLASSES = 3  # the tokens 0, 1, 2 (a, b, c) compete; the others are filler
-
-
-@dataclasses.dataclass
-class SequenceExample(Example):
-    """Token ids (int64, N x L) and the class (int64, N): which of tokens 0..2 occurs most."""
-
-    tokens: Tensor
-    label: Tensor
+# A batch: ClassificationExample(tokens=int64 N x L, label=int64 N): which of the tokens 0, 1, 2
+# (a, b, c) occurs most; the others are filler.
+NUM_CLASSES = 3
 
 
 def letters(vocab_size: int) -> tuple[str, ...]:
@@ -80,8 +74,7 @@ class TokenSequences(ArrayDataModule):
     """
 
     name = "sequences"
-    example_type: ClassVar[type[Example]] = SequenceExample
-    provides: ClassVar[tuple[str, ...]] = (*ArrayDataModule.provides, "vocab_size")
+    example_type: ClassVar[type[Example]] = ClassificationExample
 
     def __init__(
         self,
@@ -92,15 +85,19 @@ class TokenSequences(ArrayDataModule):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.n, self.length, self.vocab_size, self.data_seed = n, length, vocab_size, data_seed
+        self.n, self.length, self.letters, self.data_seed = n, length, vocab_size, data_seed
         letters(vocab_size)
+
+    @property
+    def vocab_size(self) -> int:  # the letters, ids 0..vocab_size-1 (no padding here)
+        return self.letters
 
     def load(self) -> Arrays:
         return token_sequences(self.n, self.length, self.vocab_size, self.data_seed)
 
     def describe(self, field: str, value: Tensor) -> str | float | int:
         if field == "tokens":
-            return decode(value, self.vocab_size)
+            return decode(value, self.letters)
         return super().describe(field, value)
 
 
@@ -121,7 +118,7 @@ class TinySequenceClassifier(Classifier):
         self.embed = nn.Embedding(vocab_size, width)
         self.head = nn.Sequential(nn.Linear(width, width), nn.ReLU(), nn.Linear(width, num_classes))
 
-    def forward(self, example: SequenceExample) -> ClassificationPrediction:  # type: ignore[override]
+    def forward(self, example: ClassificationExample) -> ClassificationPrediction:  # type: ignore[override]
         pooled = self.embed(example.tokens).mean(dim=1)
         return ClassificationPrediction(logits=self.head(pooled))
 
