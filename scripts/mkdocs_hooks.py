@@ -1,13 +1,14 @@
 """MkDocs hooks (mkdocs.yml: ``hooks``).
 
-- The "Kinds of task" menu lists every page in docs/tasks/, and tasks/index.md's marker becomes
-  a list of links to them, so a page added there appears in the site without another edit.
+- The "Kinds of task" menu lists every page in docs/tasks/ (in the order tasks/index.md links
+  them), so a page added there appears in the site's menu without an edit to mkdocs.yml.
 - ```mermaid blocks are drawn as diagrams (Material's custom fence, set here so that mkdocs.yml
   stays plain YAML).
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -48,29 +49,12 @@ def on_config(config: Any) -> Any:
     if section is None:
         return config
     listed = _listed(section)
-    for page in sorted((Path(config["docs_dir"]) / "tasks").glob("*.md")):
-        path = f"tasks/{page.name}"
-        if path not in listed:
+    folder = Path(config["docs_dir"]) / "tasks"
+    # in the order tasks/index.md links them, then any other page by name
+    linked = re.findall(r"\]\(([\w-]+\.md)\)", (folder / "index.md").read_text(encoding="utf-8"))
+    names = [*dict.fromkeys(linked), *sorted(p.name for p in folder.glob("*.md"))]
+    for name in dict.fromkeys(names):
+        path = f"tasks/{name}"
+        if path not in listed and (folder / name).is_file():
             section.append(path)
     return config
-
-
-TASK_PAGES_MARKER = "<!-- task pages -->"
-
-
-def _title(page: Path) -> str:
-    for line in page.read_text(encoding="utf-8").splitlines():
-        if line.startswith("# "):
-            return line[2:].strip()
-    return page.stem.replace("-", " ")
-
-
-def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
-    """In tasks/index.md, the marker becomes a list of links to every other page in tasks/."""
-    if page.file.src_uri != TASKS_INDEX or TASK_PAGES_MARKER not in markdown:
-        return markdown
-    pages = sorted(
-        p for p in (Path(config["docs_dir"]) / "tasks").glob("*.md") if p.name != "index.md"
-    )
-    listed = "\n".join(f"- [{_title(p)}]({p.name})" for p in pages) or "- (no page yet)"
-    return markdown.replace(TASK_PAGES_MARKER, listed)
