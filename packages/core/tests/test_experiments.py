@@ -92,6 +92,9 @@ def check_trial_folder(t: optuna.trial.FrozenTrial) -> None:
     assert lr == pytest.approx(t.params["model.optimizer.init_args.lr"])
     status = json.loads((Path(t.user_attrs["run_dir"]) / "status.json").read_text())
     assert status["attempts"] == 1, status
+    # its link to the study came on its command line: listed with its callbacks
+    (report,) = [c for c in config["trainer"]["callbacks"] if "OptunaReport" in c["class_path"]]
+    assert report["init_args"]["trial"] == t.number and report["init_args"]["metric"] == METRIC
 
 
 # ---------------------------------------------------------------------- the sweep file

@@ -316,6 +316,9 @@ def fit_the_machine(
     count that fits ``budget_s``, measured on throw-away copies of ``model``. Prints what it
     measured and chose. Returns (trainer overrides, plan)."""
     overrides: dict[str, Any] = {}
+    # a plain float: the plan goes into checkpoints, which load with weights_only=True
+    # (--run.time_budget parses to jsonargparse's PositiveFloat, which that loader refuses)
+    budget_s = float(budget_s) if budget_s is not None else None
     saved = inherited_fit_plan()
     if saved is not None:  # a DDP child: its launching process measured already (same steps)
         found = Plan(**saved["plan"]) if saved["plan"] else None
