@@ -212,3 +212,23 @@ class PausedCheckpointIO(AtomicCheckpointIO):
                 while not self.go.exists() and time.monotonic() < deadline:
                     time.sleep(0.01)
         super().save_checkpoint(checkpoint, path, storage_options)
+
+
+class PauseInTest(Callback):
+    """At the first test batch: writes ``marker`` and sleeps (at most WAIT_S), for the test to
+    send Ctrl-C while the run tests (after fit: no training step is under way)."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = Path(marker)
+
+    def on_test_batch_start(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if batch_idx == 0 and not self.marker.exists():
+            self.marker.write_text("testing")
+            time.sleep(WAIT_S)

@@ -253,6 +253,31 @@ def test_a_further_ctrl_c_is_ignored_while_the_checkpoint_is_saved(tmp_path: Pat
     assert json.loads((run / "status.json").read_text())["status"] == "interrupted"
 
 
+def test_ctrl_c_outside_a_training_step_exits_130_too(tmp_path: Path) -> None:
+    """Ctrl-C during the test after fit (Lightning catches the KeyboardInterrupt there and
+    exits with 1 by itself): the same status as in training, no traceback, the run's
+    status.json says interrupted and its checkpoints are there."""
+    run, testing_now, log = tmp_path / "run", tmp_path / "testing", tmp_path / "out.log"
+    args = [
+        "-m", "litforge.testing", "fit", f"--run.dir={run}", "--run.loggers=[csv]", *QUIET,
+        "--trainer.max_epochs=1", "--trainer.callbacks=[]",
+        probe("reliability_probes.PauseInTest", marker=str(testing_now)),
+    ]  # fmt: skip
+    proc = start(args, log, env_for())
+    try:
+        wait_for(testing_now, proc, log)
+        proc.send_signal(signal.SIGINT)
+        status = finish(proc, log)
+    finally:
+        kill(proc)
+    out = log.read_text()
+    assert status == 130, out[-3000:]
+    assert "Traceback" not in out, out[-3000:]
+    assert json.loads((run / "status.json").read_text())["status"] == "interrupted"
+    assert load_ckpt(run / "checkpoints" / "last.ckpt")["global_step"] == STEPS_PER_EPOCH
+    assert not (run / "results.json").exists()
+
+
 # ---------------------------------------------------------------------- SLURM's requeue
 def test_slurm_requeue_saves_requeues_and_the_same_command_resumes(tmp_path: Path) -> None:
     """As under ``#SBATCH --signal=SIGUSR1@90``: SLURM sends SIGUSR1 before the time limit;

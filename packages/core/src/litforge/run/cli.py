@@ -65,7 +65,13 @@ from litforge.run.messages import (
 )
 from litforge.run.outputs import print_summary, save_predictions, write_results
 from litforge.run.resume import OptimizerSettings, RngState, requeued_checkpoint
-from litforge.run.rundir import RunConfigSaver, check_writable, new_run_dir
+from litforge.run.rundir import (
+    RunConfigSaver,
+    check_no_run_in,
+    check_writable,
+    new_run_dir,
+    run_folder_of,
+)
 from litforge.run.runs import STATUS_FILE, end_status, outcome_of, start_status
 from litforge.run.safety import CTRL_C_EXIT, SIGTERM_EXIT, SaveOnInterrupt
 from litforge.tasks.contracts import check_data
@@ -208,16 +214,21 @@ class LitforgeCLI(LightningCLI):
         config = self.config[self.subcommand] if self.subcommand else self.config
         check_top_level_optimizer(config, self._module())  # before anything is written
         run = config.run
-        if run.dir is None:  # a DDP child: its launching rank's (litforge.run.handoff)
-            run.dir = inherited_run_dir() or str(new_run_dir(Path(run.root), self.project))
+        fit = self.subcommand == "fit"
+        inherited = inherited_run_dir()  # a DDP child: its launching rank's (litforge.run.handoff)
+        if run.dir is None:  # a resumed fit: the run folder of its checkpoint; else a new one
+            resumed = run_folder_of(config.get("ckpt_path")) if fit else None
+            run.dir = inherited or resumed or str(new_run_dir(Path(run.root), self.project))
         run_dir = Path(run.dir)
         self._made_run_dir = not run_dir.exists()
         check_writable(run_dir)
-        if self.subcommand == "fit" and not config.get("ckpt_path"):
+        if fit and not config.get("ckpt_path"):
             requeued = requeued_checkpoint(run_dir)  # SLURM ran the same command again
             if requeued is not None:
                 rank_zero_info(f"requeued: resuming from {requeued}")
                 config.ckpt_path = str(requeued)
+            elif not inherited:
+                check_no_run_in(run_dir, self._module())  # a new fit would write over it
         hand_run_dir(str(run_dir))
         self.run_dir = run_dir
         config.trainer.default_root_dir = str(run_dir)

@@ -12,6 +12,7 @@ from typing import Any
 import pytorch_lightning as pl
 from pytorch_lightning.cli import LightningArgumentParser, SaveConfigCallback
 
+from litforge.errors import SettingError
 from litforge.run.messages import PROJECT_MARK
 
 
@@ -34,6 +35,33 @@ def check_writable(path: Path) -> None:
         ) from err
 
 
+def run_folder_of(ckpt_path: str | None) -> str | None:
+    """The run folder a checkpoint belongs to (``<run>/checkpoints/<name>.ckpt``, with the
+    run's config.yaml), or None: a resumed fit continues there unless ``--run.dir`` says
+    otherwise (a run's saved config.yaml leaves ``run.dir`` empty)."""
+    if not ckpt_path:
+        return None
+    path = Path(ckpt_path)
+    # checkpoints/last.ckpt, best-*.ckpt; Lightning's hpc_ckpt_<n>.ckpt lies in the run folder
+    folder = path.parent if path.name.startswith("hpc_ckpt_") else path.parent.parent
+    if folder in (path.parent.parent, path.parent) and (folder / "config.yaml").is_file():
+        if folder == path.parent or path.parent.name == "checkpoints":
+            return str(folder)
+    return None
+
+
+def check_no_run_in(run_dir: Path, module: str) -> None:
+    """Refuses a new fit in a folder that holds a run's checkpoint: it would replace that run's
+    checkpoints, config and logs."""
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if last.is_file():
+        raise SettingError(
+            f"the run folder {run_dir} holds a run already ({last}): to resume it, python -m "
+            f"{module} fit --config {run_dir / 'config.yaml'} --ckpt_path {last}; for a new run, "
+            "leave out --run.dir (or give another folder)"
+        )
+
+
 class RunConfigSaver(SaveConfigCallback):
     """Writes the resolved config to ``<run dir>/config.yaml`` (rank 0), its first line naming
     the project that saved it (``project``: a config given to another project's command is
@@ -45,7 +73,9 @@ class RunConfigSaver(SaveConfigCallback):
     it only when training starts: a resume that fails before (a checkpoint of another width, a
     batch size of 0) leaves the run's record, and the resume command it printed, as they were.
     Validate, test and predict write it unless the folder holds one already (a fit's, given
-    with ``--run.dir``): then ``<subcommand>-config.yaml`` beside it."""
+    with ``--run.dir``): then ``<subcommand>-config.yaml`` beside it. ``run.dir`` is saved empty:
+    ``fit --config <run>/config.yaml`` runs the same settings in a new folder, and the printed
+    resume command (with ``--ckpt_path <run>/checkpoints/last.ckpt``) finds this one."""
 
     def __init__(
         self,
@@ -74,7 +104,11 @@ class RunConfigSaver(SaveConfigCallback):
         path = folder / "config.yaml"
         if stage != "fit" and path.exists():
             path = folder / f"{stage}-config.yaml"
-        text = self.parser.dump(self.config, skip_none=False)
+        config = self.config.clone()
+        if config.get("run") is not None:
+            # a fit of this file makes a new folder; a resume finds this one by its checkpoint
+            config.run.dir = None
+        text = self.parser.dump(config, skip_none=False)
         head = f"{PROJECT_MARK}{self.project}\n" if self.project else ""
         tail = added_note(self.core_adds) if self.core_adds else ""
         tmp = path.with_name(f".{path.name}.tmp")
