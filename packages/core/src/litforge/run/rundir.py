@@ -42,12 +42,13 @@ def run_folder_of(ckpt_path: str | None) -> str | None:
     if not ckpt_path:
         return None
     path = Path(ckpt_path)
-    # checkpoints/last.ckpt, best-*.ckpt; Lightning's hpc_ckpt_<n>.ckpt lies in the run folder
-    folder = path.parent if path.name.startswith("hpc_ckpt_") else path.parent.parent
-    if folder in (path.parent.parent, path.parent) and (folder / "config.yaml").is_file():
-        if folder == path.parent or path.parent.name == "checkpoints":
-            return str(folder)
-    return None
+    if path.name.startswith("hpc_ckpt_"):  # Lightning's SLURM checkpoint: in the run folder
+        folder = path.parent
+    elif path.parent.name == "checkpoints":  # last.ckpt, best-*.ckpt
+        folder = path.parent.parent
+    else:
+        return None
+    return str(folder) if (folder / "config.yaml").is_file() else None
 
 
 def check_no_run_in(run_dir: Path, module: str) -> None:
