@@ -121,8 +121,8 @@ DOCS_ENV := NO_MKDOCS_2_WARNING=1
 docs: _venv ## build the documentation site into site/ (mkdocs build --strict: a warning is an error)
 	$(DOCS_ENV) $(VENV)/bin/mkdocs build --strict
 
-docs-serve: _venv ## serve the documentation at http://127.0.0.1:8000, rebuilt as you edit
-	$(DOCS_ENV) $(VENV)/bin/mkdocs serve
+docs-serve: _venv ## serve the documentation at http://127.0.0.1:8000, rebuilt as you edit (warnings shown, not fatal)
+	$(DOCS_ENV) $(VENV)/bin/mkdocs serve --no-strict
 
 docs-images: _venv ## remake docs/images/ from real demo runs (template, segmentation; cifar10 with DATA=...) [ARGS="-- fit args"]
 	$(PY) scripts/docs_images.py $(if $(DATA),--data $(DATA)) $(ARGS)
