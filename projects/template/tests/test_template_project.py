@@ -53,8 +53,15 @@ def test_smoke_and_overfit(tmp_path, data):
 def run(tmp_path_factory, data):
     with pytest.MonkeyPatch.context() as patch:
         patch.delenv("LITFORGE_RUN_DIR", raising=False)
+        # settings that differ from the defaults: a rerun that ignored the saved config would
+        # get others (test_saved_config_reruns_with_its_settings)
         return testing.train(
-            cli.main, tmp_path_factory.mktemp("runs"), "fit", "--trainer.max_epochs=1", *data
+            cli.main,
+            tmp_path_factory.mktemp("runs"),
+            "fit",
+            "--trainer.max_epochs=1",
+            "--seed_everything=7",
+            *data,
         )
 
 
@@ -71,7 +78,11 @@ def test_run_writes_media_and_the_test_loss_it_measured(run):
 
 
 def test_saved_config_reruns_with_its_settings(run, tmp_path):
+    """The saved config.yaml alone (no --data arguments, no seed) gives the run's settings back:
+    its data sample, seed and epochs, which are not the defaults."""
     rerun = testing.rerun_saved_config(cli.main, run.run_dir, tmp_path)
     assert rerun.trainer.state.finished
     saved, again = run.config["fit"], rerun.config["fit"]
     assert again.model == saved.model and again.data == saved.data
+    assert (again.seed_everything, again.trainer.max_epochs) == (7, 1)
+    assert again.run.dir != saved.run.dir  # its own folder: the saved one's run was left alone
