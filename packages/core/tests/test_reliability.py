@@ -199,6 +199,40 @@ def test_documented_resume_continues_same_folder_step_and_wandb_run(
     # nothing lost: the CSV history from before the interruption is still there, once
     assert train_steps(interrupted["csv_before"]) == [4]  # log_every_n_steps=5
     assert train_steps((run_dir / "csv" / "metrics.csv").read_text()) == list(range(4, 28, 5))
+    # no warning a user can do nothing about: W&B's "anonymous setting has no effect",
+    # Lightning's "checkpoint directory exists and is not empty" on resuming into the run folder
+    for printed in (interrupted["first_out"], out):
+        assert "anonymous setting" not in printed, printed[-3000:]
+    assert "exists and is not empty" not in out, out[-3000:]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("subcommand", ["test", "predict"])
+def test_evaluating_a_checkpoint_prints_no_warning_about_the_fit_that_wrote_it(
+    interrupted: dict[str, Any], subcommand: str
+) -> None:
+    """``test`` / ``predict`` with the run's config and last.ckpt: Lightning used to warn that
+    the callbacks that wrote the checkpoint "need to be provided" and that a ModelCheckpoint's
+    "dirpath has changed", neither of which matters to an evaluation. It goes to a folder of
+    its own; the fit's results.json is left as it was."""
+    run_dir: Path = interrupted["run_dir"]
+    results = (run_dir / "results.json").read_bytes()
+    root = interrupted["tmp"] / f"{subcommand}-runs"
+    log = interrupted["tmp"] / f"{subcommand}.log"
+    args = [
+        sys.executable, "-m", "litforge.testing", subcommand, f"--config={run_dir / 'config.yaml'}",
+        f"--ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}", f"--run.root={root}",
+        "--run.loggers=[csv]", *QUIET,
+    ]  # fmt: skip
+    status = finish(run_cli(args, log, subprocess_env()), log, timeout=120)
+    out = log.read_text()
+    assert status == 0, out[-3000:]
+    assert "callbacks used to create the checkpoint" not in out, out[-3000:]
+    assert "dirpath has changed" not in out, out[-3000:]
+    (folder,) = (root / "synthetic").iterdir()
+    written = "results.json" if subcommand == "test" else "predictions.pt"
+    assert (folder / written).is_file()
+    assert (run_dir / "results.json").read_bytes() == results
 
 
 def files_holding(root: Path, secret: bytes) -> list[str]:
