@@ -12,7 +12,7 @@ TEST_DIRS := $(wildcard packages/*/tests $(addsuffix /tests,$(addprefix projects
 ARGS ?=
 DATA ?=
 
-.PHONY: help init lock test test-all test-dirs quality style clean new-project bench bench-gpu _venv
+.PHONY: help init lock test test-all test-dirs quality style clean new-project bench bench-gpu bench-stream _venv
 .PHONY: docs docs-serve docs-images
 
 help: ## list the targets
@@ -83,6 +83,10 @@ train-%: _venv ## train a project: make train-cifar10 [DATA=folder or file: --da
 	@if [ ! -f projects/$*/pyproject.toml ]; then echo "error: no project '$*'; projects: $(PROJECTS)" >&2; exit 2; fi
 	$(PY) -m $$(basename $$(dirname $$(ls projects/$*/src/*/__main__.py))) fit $(if $(DATA),--data.root=$(DATA)) $(ARGS)
 
+prepare-%: _venv ## write a project's data as chunks for --data.stream=true, once: make prepare-cifar10 [DATA=...] [ARGS="..."] (docs/data.md)
+	@if [ ! -f projects/$*/pyproject.toml ]; then echo "error: no project '$*'; projects: $(PROJECTS)" >&2; exit 2; fi
+	$(PY) -m $$(basename $$(dirname $$(ls projects/$*/src/*/__main__.py))) prepare $(if $(DATA),--data.root=$(DATA)) $(ARGS)
+
 runs-%: _venv ## list a project's runs: status, time, differing settings, metrics, runs.csv [ARGS="--plot KEY"]
 	@if [ ! -f projects/$*/pyproject.toml ]; then echo "error: no project '$*'; projects: $(PROJECTS)" >&2; exit 2; fi
 	$(PY) -m $$(basename $$(dirname $$(ls projects/$*/src/*/__main__.py))) runs $(ARGS)
@@ -114,6 +118,9 @@ bench: _venv ## benchmarks: (a) Trainer vs raw loop, (b) device augmentation vs 
 
 bench-gpu: _venv ## the GPU benchmark: 10 seeds of the GPU recipe (time, accuracy, peak memory), Trainer vs raw [DATA=...]
 	$(PY) -m cifar10_demo.bench_gpu $(if $(DATA),--data $(DATA)) $(ARGS)
+
+bench-stream: _venv ## streamed vs in-memory training images/s; a streamed epoch's peak memory at 0.2 and 2 GB of images [DATA=...] [ARGS="--sizes 0.2,2"]
+	$(PY) -m cifar10_demo.bench_stream $(if $(DATA),--data $(DATA)) $(ARGS)
 
 # Material's notice of its end of life is nothing a reader of the build can act on: not shown.
 DOCS_ENV := NO_MKDOCS_2_WARNING=1

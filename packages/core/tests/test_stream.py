@@ -43,7 +43,12 @@ from litforge.data.prepare import (
     prepare_stream,
     read_manifest,
 )
-from litforge.data.stream import StreamedDataModule, StreamLoader, streaming_dataset
+from litforge.data.stream import (
+    StreamedDataModule,
+    StreamedImageFolderDataModule,
+    StreamLoader,
+    streaming_dataset,
+)
 from litforge.run.handoff import HANDOFF_ENV
 from litforge.run.prepare import prepare_command
 from litforge.tasks.contracts import check_data
@@ -133,6 +138,31 @@ def test_arrays_from_load_stream_as_they_are_held(tmp_path: Path) -> None:
     assert got.keys() == want.keys()
     for i in want:
         torch.testing.assert_close(got[i]["image"], want[i]["image"], rtol=0, atol=1e-4)
+
+
+def test_image_folder_module_streams_resized_images_as_in_memory(tmp_path: Path) -> None:
+    """One pool of JPEGs of mixed sizes, resized to 8 x 8: the pixels are resized once, while
+    the chunks are written, as the in-memory reader resizes them."""
+    root = testing.write_image_folder(
+        tmp_path / "photos", classes=3, per_class={"": 10}, sizes=(10, 20), suffix=".jpg"
+    )
+    args = {"root": str(root), "size": 8, "val_size": 6, "test_size": 6, "eval_batch_size": 4}
+    memory = StreamedImageFolderDataModule(stream=False, **args)
+    streamed = StreamedImageFolderDataModule(cache_dir=str(tmp_path / "c"), num_workers=0, **args)
+    memory.setup("fit")
+    streamed.setup("fit")
+    assert streamed.prepared.fields["image"] == {
+        "dtype": "uint8",
+        "shape": [3, 8, 8],
+        "encoded": False,
+    }
+    assert streamed.image_size == memory.image_size == (8, 8)
+    for split in ("val", "test"):
+        got = by_index(list(getattr(streamed, f"{split}_dataloader")()))
+        want = by_index(list(getattr(memory, f"{split}_dataloader")()))
+        assert got.keys() == want.keys() and len(got) == 6
+        for i in want:
+            torch.testing.assert_close(got[i]["image"], want[i]["image"], rtol=0, atol=1e-4)
 
 
 def write_table(path: Path, rows: list[list[Any]]) -> Path:

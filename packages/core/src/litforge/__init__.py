@@ -51,7 +51,12 @@ from litforge.data.prepare import (
     prepare_stream,
 )
 from litforge.data.split import split_pool
-from litforge.data.stream import StreamedDataModule, StreamedImageDataModule, StreamLoader
+from litforge.data.stream import (
+    StreamedDataModule,
+    StreamedImageDataModule,
+    StreamedImageFolderDataModule,
+    StreamLoader,
+)
 from litforge.data.table import read_table
 from litforge.data.text import (
     Vocabulary,
@@ -136,6 +141,7 @@ __all__ = [  # noqa: RUF022 (grouped by concern, as the docs list them)
     "ImageFolderDataModule",
     "StreamedDataModule",
     "StreamedImageDataModule",
+    "StreamedImageFolderDataModule",
     "DeviceLoader",
     "StreamLoader",
     "ImageTransform",

@@ -11,6 +11,7 @@ waits while one writes).
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from collections.abc import Sequence
@@ -68,6 +69,9 @@ def prepare_command(project: Project, argv: Sequence[str], module: str | None = 
     # fit's parser reads the command line itself (given args beside a command line, LightningCLI
     # warns): for its time, the command line is fit's
     saved, sys.argv = sys.argv, [sys.argv[0], "fit", *argv]
+    seed_log = logging.getLogger("lightning_fabric.utilities.seed")  # "Seed set to 0": no run
+    level = seed_log.level
+    seed_log.setLevel(logging.WARNING)
     try:
         cli_main(
             project.model_class,
@@ -91,6 +95,7 @@ def prepare_command(project: Project, argv: Sequence[str], module: str | None = 
         return 0
     finally:
         sys.argv = saved
+        seed_log.setLevel(level)
     raise LitforgeError("prepare: the command line ended before the data module was built")
 
 
