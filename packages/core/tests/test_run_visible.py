@@ -116,7 +116,11 @@ def test_the_run_folder_reaches_a_direct_child_only(tmp_path: Path) -> None:
 
 
 def test_the_plan_reaches_a_direct_child(tmp_path: Path) -> None:
-    code = "from litforge.run import handoff; print(handoff.inherited_fit_plan())"
+    # as a DDP rank does: it hands its own run folder on first, then reads its launcher's plan
+    code = (
+        "from litforge.run import handoff; handoff.hand_run_dir('elsewhere'); "
+        "print(handoff.inherited_fit_plan())"
+    )
     with handoff.handing_off():
         handoff.hand_fit_plan({"max_steps": 7, "max_epochs": -1}, {"max_steps": 7})
         done = subprocess.run(

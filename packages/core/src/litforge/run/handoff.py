@@ -37,18 +37,30 @@ HANDOFF_ENV = "LITFORGE_HANDOFF"
 PARENT_ENV = "LITFORGE_PARENT_PID"
 
 
+_inherited: dict[str, Any] | None = None  # what this process's parent handed it
+
+
 def _read() -> dict[str, Any]:
-    try:
-        saved = json.loads(os.environ.get(HANDOFF_ENV) or "{}")
-    except ValueError:
-        return {}
-    if not isinstance(saved, dict) or saved.get("pid") != os.getppid():
-        return {}  # written by no parent of this process: not for it
-    return saved
+    """What the parent process wrote, as it was when this process first asked: the process
+    writes the variable for its own children later (a DDP rank writes it too), and must still
+    read its launcher's."""
+    global _inherited
+    if _inherited is None:
+        try:
+            saved = json.loads(os.environ.get(HANDOFF_ENV) or "{}")
+        except ValueError:
+            saved = {}
+        ours = isinstance(saved, dict) and saved.get("pid") == os.getppid()
+        _inherited = saved if ours else {}  # written by no parent of this process: not for it
+    return _inherited
 
 
 def _write(key: str, value: Any) -> None:
-    saved = json.loads(os.environ.get(HANDOFF_ENV) or "{}")
+    _read()  # first, what the parent handed over
+    try:
+        saved = json.loads(os.environ.get(HANDOFF_ENV) or "{}")
+    except ValueError:
+        saved = {}
     if not isinstance(saved, dict) or saved.get("pid") != os.getpid():
         saved = {"pid": os.getpid()}  # what an earlier process wrote is not this run's
     saved[key] = value
