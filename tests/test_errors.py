@@ -317,8 +317,8 @@ def test_a_resume_that_fails_changes_no_file_of_the_run(
     run = Path(shutil.copytree(synthetic_checkpoint.parent.parent, tmp_path / "run"))
     before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != "status.json"}
     assert run / "config.yaml" in before and run / "checkpoints" / "last.ckpt" in before
-    # the printed command (with --run.dir: the saved config names the folder it was copied from)
-    resume = [*SYNTHETIC, f"--config={run / 'config.yaml'}", f"--run.dir={run}"]
+    # the printed command: the run's folder is the checkpoint's
+    resume = [*SYNTHETIC, f"--config={run / 'config.yaml'}"]
     resume += [f"--ckpt_path={run / 'checkpoints' / 'last.ckpt'}"]
     error_line(command(*resume, "--model.width=32"), 1, "does not fit", "--model settings")
     error_line(command(*resume, "--data.batch_size=0"), 2, "--data.batch_size=0")
@@ -326,6 +326,25 @@ def test_a_resume_that_fails_changes_no_file_of_the_run(
     assert after.keys() == before.keys()
     assert [p for p in before if before[p] != after[p]] == []
     assert command(*resume).returncode == 0  # the printed command still resumes
+
+
+def test_a_new_fit_goes_to_a_new_folder_not_over_a_run(
+    synthetic_checkpoint: Path, tmp_path: Path
+) -> None:
+    """``fit --config <run>/config.yaml`` runs the settings again in a new folder (the saved
+    config leaves run.dir empty); pointing a new fit at the run's folder is refused with the
+    command that resumes it. The run's files are left as they were."""
+    run = Path(shutil.copytree(synthetic_checkpoint.parent.parent, tmp_path / "run"))
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    config = run / "config.yaml"
+    line = error_line(command(*SYNTHETIC, f"--config={config}", f"--run.dir={run}"), 2, str(run))
+    assert (
+        "holds a run already" in line and f"--ckpt_path {run / 'checkpoints' / 'last.ckpt'}" in line
+    )
+    again = command(*SYNTHETIC, f"--config={config}", f"--run.root={tmp_path / 'runs'}")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert len(list((tmp_path / "runs" / "synthetic").iterdir())) == 1  # a new folder
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
 
 
 # ---------------------------------------------------------------------- cifar10's folders
