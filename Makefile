@@ -131,8 +131,11 @@ docs: _venv ## build the documentation site into site/ (mkdocs build --strict: a
 docs-serve: _venv ## serve the documentation at http://127.0.0.1:8000, rebuilt as you edit (warnings shown, not fatal)
 	$(DOCS_ENV) $(VENV)/bin/mkdocs serve --no-strict
 
-docs-images: _venv ## remake docs/images/ from real demo runs (template, segmentation; cifar10 with DATA=...) [ARGS="-- fit args"]
+# The pictures of the README and the docs, from real runs: the demos' (scripts/docs_images.py,
+# cifar10 too with DATA=...) and those of docs/diagnostics.md (scripts/diagnostics_images.py).
+docs-images: _venv ## remake docs/images/ from real runs (~10 min on 2 cores) [DATA=cifar10 folder] [ARGS="-- fit args"]
 	$(PY) scripts/docs_images.py $(if $(DATA),--data $(DATA)) $(ARGS)
+	$(PY) scripts/diagnostics_images.py
 
 clean: ## remove caches and build outputs (keeps .venv, runs/ and data caches)
 	rm -rf .mypy_cache .ruff_cache .pytest_cache build dist site
