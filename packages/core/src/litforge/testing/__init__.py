@@ -69,9 +69,15 @@ def smoke(main: Main, tmp: Path, *args: str) -> LitforgeCLI:
 def overfit(
     model: BaseModel, example: Any, steps: int = 40, ratio: float = 0.3
 ) -> tuple[float, float]:
-    """Trains on one batch with the model's own optimizer at its own rate (no schedule); the
-    loss must end below ``ratio`` x its start. Returns (first loss, last loss)."""
-    optimizer = model.optimizer_factory(model.param_groups())
+    """Trains on one batch with the model's own optimizer (``configure_optimizers``; with
+    BaseModel's ``lr_schedule``, at the schedule's peak rate, not its first); the loss must end
+    below ``ratio`` x its start. Returns (first loss, last loss)."""
+    config = model.configure_optimizers()
+    optimizer = config["optimizer"] if isinstance(config, dict) else config
+    built_in = type(model).configure_optimizers is BaseModel.configure_optimizers
+    if built_in and getattr(model, "lr_schedule", "constant") != "constant":
+        for group in optimizer.param_groups:  # onecycle starts at 1/25 of the peak
+            group["lr"] = group.get("initial_lr", group["lr"])
     model.train()
     losses = []
     for _ in range(steps):
