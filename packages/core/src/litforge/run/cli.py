@@ -77,6 +77,12 @@ from litforge.run.safety import CTRL_C_EXIT, SIGTERM_EXIT, SaveOnInterrupt
 from litforge.tasks.contracts import check_data
 
 PROGRESS_REFRESH = 10  # steps between progress bar redraws
+# the top of --help: the four commands of LightningCLI below it, and the others (litforge.command)
+COMMANDS_HELP = (
+    "fit, validate, test, predict (below; <command> --help lists its settings); also runs (the "
+    "table of runs), sweep <name> (an Optuna study), repeat --seeds N (a seed group), prepare "
+    "(the chunks of streamed data)"
+)
 
 
 class _NoLibraryTips(logging.Filter):
@@ -150,7 +156,11 @@ class LitforgeCLI(LightningCLI):
         parser_kwargs: dict[str, Any] = {"default_config_files": defaults, **common}
         if kwargs.get("run", True):  # with subcommands, each subcommand's parser takes them
             subcommands = ("fit", "validate", "test", "predict")
-            parser_kwargs = {**common, **{sub: parser_kwargs for sub in subcommands}}
+            parser_kwargs = {
+                **common,
+                "description": COMMANDS_HELP,
+                **{sub: parser_kwargs for sub in subcommands},
+            }
         kwargs.setdefault("parser_kwargs", parser_kwargs)
         kwargs.setdefault("save_config_callback", RunConfigSaver)
         kwargs.setdefault("seed_everything_default", 0)

@@ -23,7 +23,7 @@ from litforge.run.arguments import init_parameters
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 # What ``python -m <project>`` runs besides the subcommands above (litforge.command).
-OTHER_COMMANDS = ("runs", "sweep", "repeat")
+OTHER_COMMANDS = ("runs", "sweep", "repeat", "prepare")
 # What --ckpt_path may name besides a file: Lightning's own choices, and remote paths.
 CKPT_KEYWORDS = ("last", "best", "hpc", "registry")
 ZIP_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive (since torch 1.6)
@@ -120,11 +120,13 @@ def did_you_mean(message: str, parser: Any, subcommand: str | None) -> str:
 def unknown_subcommand(message: str) -> str | None:
     """jsonargparse's 'invalid choice' of a subcommand, listing every command of
     ``python -m <project>`` (its own four and runs, sweep, repeat), with the closest one."""
+    commands = (*SUBCOMMANDS, *OTHER_COMMANDS)
+    if re.search(r'expected "subcommand" to be one of .* but it was not provided', message):
+        return f"no command given: the commands are {', '.join(commands)}"
     found = re.search(r"invalid choice: '([^']*)' \(choose from [^)]*\)", message)
     if not found or "argument subcommand" not in message:
         return None
     given = found.group(1)
-    commands = (*SUBCOMMANDS, *OTHER_COMMANDS)
     close = difflib.get_close_matches(given, commands, n=1, cutoff=0.6)
     hint = f"; did you mean {close[0]}?" if close else ""
     return f"unknown command '{given}': the commands are {', '.join(commands)}{hint}"
