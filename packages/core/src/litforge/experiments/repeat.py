@@ -4,7 +4,8 @@ and ``--data.seed=s`` when the data module takes a seed: split, order and augmen
 too), then ``summary.csv`` and a table of each test metric's mean, sample standard deviation
 and Student-t 95% interval over the seeds that finished.
 
-``--group DIR`` continues a group: seeds whose results.json exists are not run again.
+``--group DIR`` continues a group: seeds whose results.json exists are not run again, and a
+seed that was cut off resumes from its ``checkpoints/last.ckpt``.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ def run_seeds(
             except queue.Empty:
                 return
             run_dir = folder / f"seed-{seed}"
+            last = run_dir / "checkpoints" / "last.ckpt"  # a seed cut off: it goes on from there
             args = [
                 *module_args,
                 "fit",
@@ -60,6 +62,7 @@ def run_seeds(
                 f"--run.wandb_group={group}",
                 *extra,
                 *seed_args(seed, data_seed),
+                *([f"--ckpt_path={last}"] if last.is_file() else []),
             ]
             print(f"[worker {index}] seed {seed}: {run_dir}", flush=True)
             started = time.time()
