@@ -1,18 +1,22 @@
 """User-facing errors as a user sees them: bad inputs through the real command line, each in its
 own process (``python -m <project> ...`` or the script that ``make new-project`` runs).
 
-Each case checks the exit status (2: the command line or a config file is wrong; 1: the run
-could not go on), that stderr has exactly one ``error: ...`` line, that this line names the
-file, key or value at fault, and that no "Traceback" is printed anywhere. The fast synthetic
-tasks (``python -m litforge.testing``: tiny images; ``python -m template_project``) and cifar10
-on the tiny generated image folder (root conftest.py) keep each process to a few seconds, most of
-it the import of torch and Lightning; the whole file takes longer than the fast tier allows
-(some 15 processes): slow tier.
+Each case checks the exit status (2: the command line, a config file or a setting's value is
+wrong, and no run folder is left; 1: the run could not go on), that stderr has exactly one
+``error: ...`` line, that this line names the file, key or value at fault, that no "Traceback"
+is printed anywhere, and, where a run existed, that its files are as they were. The fast
+synthetic tasks (``python -m litforge.testing``: tiny images; ``python -m template_project``)
+and cifar10 on the tiny generated image folder (root conftest.py) keep each process to a few
+seconds, most of it the import of torch and Lightning; the whole file takes longer than the fast
+tier allows (some 40 processes): slow tier. docs/runs.md, "Faults and bad input", lists every
+case with its test.
 
 Where the message comes from: argument and config errors are jsonargparse's, printed on one line
-by ``LitforgeCLI.parse_arguments`` (with a "did you mean" for a key close to a real one); data,
-checkpoint and non-finite-loss errors are ``litforge.errors.LitforgeError``s, printed on one
-line by ``litforge.run.cli.run``; the unwritable run folder is ``rundir.check_writable``'s exit.
+by ``LitforgeCLI.parse_arguments`` (with a "did you mean" for a key close to a real one, the
+other project that saved a config, every command for an unknown one); a value that cannot be
+used is a ``litforge.errors.SettingError`` (exit status 2); data, checkpoint and non-finite-loss
+errors are other ``LitforgeError``s; both printed on one line by ``litforge.run``; the
+unwritable run folder is ``rundir.check_writable``'s exit.
 """
 
 from __future__ import annotations
