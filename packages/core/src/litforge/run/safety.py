@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 import threading
 from pathlib import Path
 from types import FrameType
@@ -150,6 +151,8 @@ class SaveOnInterrupt(Callback):
     def _install_ctrl_c(self) -> None:
         if threading.current_thread() is not threading.main_thread():
             return  # signal handlers can only be set from the main thread
+        if sys.platform == "win32":
+            return  # Lightning sets no SIGTERM handler there: Ctrl-C stays a KeyboardInterrupt
         previous = signal.getsignal(signal.SIGINT)
         if previous in (signal.SIG_IGN, None):
             return
