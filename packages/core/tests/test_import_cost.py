@@ -1,0 +1,13 @@
+"""``import litforge`` loads what every run needs and nothing more: the streamed path's litdata
+(and boto3 under it), Optuna, W&B and submitit are imported when a run first uses them."""
+
+import subprocess
+import sys
+
+HEAVY = ("litdata", "boto3", "optuna", "wandb", "submitit")
+
+
+def test_import_litforge_leaves_the_optional_engines_unloaded() -> None:
+    code = f"import sys, litforge; print([m for m in {HEAVY!r} if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
