@@ -281,7 +281,8 @@ def test_a_config_of_another_project_is_named_as_such(
 ) -> None:
     """The synthetic task's config.yaml given to the template: one line saying whose config it
     is, not the first of its keys the template does not know; for a file without the first line
-    that names its project (written by hand, or before), the keys that are not this project's."""
+    that names its project (written by hand, or before), all the keys the template does not
+    take, at once."""
     saved = synthetic_checkpoint.parent.parent / "config.yaml"
     assert saved.read_text().startswith("# litforge project: synthetic")
     template = ["-m", "template_project", "fit", *QUIET, f"--run.root={tmp_path / 'runs'}"]
@@ -290,7 +291,7 @@ def test_a_config_of_another_project_is_named_as_such(
     unnamed = tmp_path / "unnamed.yaml"
     unnamed.write_text(saved.read_text().split("\n", 1)[1])
     line = error_line(command(*template, f"--config={unnamed}"), 2, str(unnamed))
-    assert "is not a config of template" in line and "model.dropout" in line, line
+    assert "do not take" in line and "model.dropout" in line and "another project" in line, line
     assert not (tmp_path / "runs").exists()
 
 

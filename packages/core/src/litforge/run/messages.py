@@ -153,8 +153,8 @@ def foreign_config(
     argv: list[str], project: str, model_class: Any = None, datamodule_class: Any = None
 ) -> str | None:
     """'the config file X was saved by the project Y ...' for a --config file of another
-    project: named on its first line (every run's config.yaml), or, for a file without it,
-    when two or more of its model and data settings are not this project's."""
+    project: named on its first line (every run's config.yaml); for a file without it, with
+    two or more model and data settings this project does not take, all of them at once."""
     for name in config_files(argv):
         saved = saved_by(name)
         if saved is not None and saved.split()[0] != project:
@@ -176,14 +176,13 @@ def foreign_config(
             accepted = init_parameters(cls)
             if accepted:
                 unknown += [f"{key}.{k}" for k in sorted(_section_keys(config.get(key)) - accepted)]
-        if len(unknown) >= 2:
-            shown = ", ".join(unknown[:4]) + (", ..." if len(unknown) > 4 else "")
+        if len(unknown) >= 2:  # all of them at once, not one per attempt
+            shown = ", ".join(unknown[:8]) + (", ..." if len(unknown) > 8 else "")
             model = getattr(model_class, "__name__", "the model")
             data = getattr(datamodule_class, "__name__", "the data")
             return (
-                f"the config file {name} is not a config of {project}: {len(unknown)} of its "
-                f"settings ({shown}) are not {model}'s or {data}'s; was it saved by another "
-                "project?"
+                f"the config file {name} has {len(unknown)} settings that {model} and {data} do "
+                f"not take ({shown}): was it written for another project than {project}?"
             )
     return None
 
