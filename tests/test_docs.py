@@ -175,8 +175,21 @@ def chains_of(paths: list[Path]) -> list[Chain]:
     return chains
 
 
+def distinct(chains: list[Chain]) -> list[Chain]:
+    """A block that says what an earlier one says (the README and a page showing the same
+    command) runs once, under the first one's name."""
+    seen: set[tuple[str, ...]] = set()
+    kept = []
+    for chain in chains:
+        key = (chain.language, *(b.code for b in chain.blocks))
+        if key not in seen:
+            seen.add(key)
+            kept.append(chain)
+    return kept
+
+
 PAGES = [README, *site_pages()]
-CHAINS = chains_of(PAGES)
+CHAINS = distinct(chains_of(PAGES))
 
 
 # --------------------------------------------------------------------------- running the blocks
@@ -271,6 +284,10 @@ def test_blocks_are_found_and_marked_as_documented(tmp_path: Path) -> None:
         ("python", 1, False),
     ]
     assert "x = 1\n" in chains[1].script() and "assert x == 1\n" in chains[1].script()
+    again = tmp_path / "again.md"
+    again.write_text("```bash\nmake help\n```\n")
+    kept = distinct(chains_of([page, again]))
+    assert [c.id for c in kept] == [c.id for c in chains]  # the second `make help` runs once
 
 
 # --------------------------------------------------------------------------- the API page
