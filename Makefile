@@ -119,6 +119,13 @@ bench: _venv ## benchmarks: (a) Trainer vs raw loop, (b) device augmentation vs 
 bench-gpu: _venv ## the GPU benchmark: 10 seeds of the GPU recipe (time, accuracy, peak memory), Trainer vs raw [DATA=...]
 	$(PY) -m cifar10_demo.bench_gpu $(if $(DATA),--data $(DATA)) $(ARGS)
 
+.PHONY: bench-diagnostics diagnostics-images
+bench-diagnostics: _venv ## fit time with and without the diagnostics, side by side, as a ratio (not a test) [ARGS="--tasks template --rounds 5"]
+	$(PY) scripts/bench_diagnostics.py $(ARGS)
+
+diagnostics-images: _venv ## remake docs/images/diagnostics-*.png (docs/diagnostics.md) from real runs, ~5 min [ARGS="--runs template,denoise"]
+	$(PY) scripts/diagnostics_images.py $(ARGS)
+
 bench-stream: _venv ## streamed vs in-memory training images/s; a streamed epoch's peak memory at 0.2 and 2 GB of images [DATA=...] [ARGS="--sizes 0.2,2"]
 	$(PY) -m cifar10_demo.bench_stream $(if $(DATA),--data $(DATA)) $(ARGS)
 

@@ -224,3 +224,93 @@ def test_table_cells_of_a_data_module_read_as_numbers() -> None:
     assert rows.describe("x", torch.arange(64.0)) == "0, 1, 2, 3, 4, 5, ... (64 values)"
     assert rows.describe("x", torch.zeros(1, 8, 8)).endswith("... (1 x 8 x 8)")
     assert rows.describe("x", torch.tensor([-0.0, 2.0])) == "0, 2"
+
+
+@pytest.mark.parametrize("rows", [1, 8, 32])
+def test_tables_fit_their_text(rows: int) -> None:
+    """Every cell's text inside its cell, the title and the table inside the figure."""
+    table = Table(
+        {
+            "error": [0.123456 * (i + 1) for i in range(rows)],
+            "index": list(range(rows)),
+            "features": ["0.993, -0.955, 0.0616, -3.82, -1.24, 0.123, ... (8 values)"] * rows,
+            "tokens": ["a b c " * 30] * rows,  # longer than max_chars: cut with an ellipsis
+        }
+    )
+    title = "highest error: 8 examples · rows · test of checkpoints/best-epoch022-step1863.ckpt"
+    fig = media.table_figure(table, title=title)
+    try:
+        fig.canvas.draw()  # a table places its cells' text when drawn
+        renderer = fig.canvas.get_renderer()
+        drawn = fig.axes[0].tables[0]
+        for cell in drawn.get_celld().values():
+            box = cell.get_window_extent(renderer)
+            text = cell.get_text().get_window_extent(renderer)
+            assert inside(box, fig.bbox)
+            assert text.x0 >= box.x0 - 0.5 and text.x1 <= box.x1 + 0.5, cell.get_text()
+        assert all(len(c.get_text().get_text()) <= 64 for c in drawn.get_celld().values())
+        for t in fig.texts:
+            assert inside(t.get_window_extent(renderer), fig.bbox)
+            assert not overlap(
+                t.get_window_extent(renderer), fig.axes[0].get_window_extent(renderer)
+            )
+    finally:
+        plt.close(fig)
+
+
+LONG_TITLE = (
+    "calibration · a_data_set_with_a_long_name · test of "
+    "/somewhere/far/away/runs/project/20261204-134339-d8e142/checkpoints/best-epoch003-step112.ckpt "
+    "(epoch 3, step 112)"
+)
+
+
+def figures() -> list[Any]:
+    """Each diagnostic's figure, drawn from hand-made values, with a long title."""
+    from litforge.diagnostics import regression, uncertainty
+
+    g = torch.Generator().manual_seed(0)
+    probs = torch.softmax(torch.randn(500, 5, generator=g) * 2, -1).double()
+    labels = torch.multinomial(probs, 1, generator=g)[:, 0]
+    confidence, pred = probs.max(-1)
+    correct = (pred == labels).double()
+    entropy = -(probs * probs.log()).sum(-1) / torch.log(torch.tensor(5.0))
+    rel = uncertainty.calibration_bins(confidence, correct, 10)
+    summary = {
+        "reliability": rel,
+        "entropy": uncertainty.entropy_bins(entropy, correct, confidence, 10),
+        "ece": uncertainty.ece_of(rel),
+        "n": 500,
+        "classes": 5,
+    }
+    true = torch.randn(300, 1, generator=g)
+    data = {"index": torch.arange(300), "pred": true + 0.1, "true": true, "error": torch.rand(300)}
+    return [
+        uncertainty.figure(summary, LONG_TITLE),
+        confusion.figure(torch.eye(3, dtype=torch.long) * 50 + 1, ["a", "b", "c"], LONG_TITLE),
+        regression.figure(data, torch.arange(8), 40, LONG_TITLE),
+        regression.error_figure(
+            torch.rand(300, generator=g) + 0.01, torch.rand(8) + 1, 40, LONG_TITLE
+        ),
+    ]
+
+
+def test_every_figure_keeps_its_text_inside_and_off_its_plots() -> None:
+    for fig in figures():
+        try:
+            fig.canvas.draw()
+            renderer = fig.canvas.get_renderer()
+            boxes = [ax.get_window_extent(renderer) for ax in fig.axes]
+            title = fig._suptitle.get_window_extent(renderer)
+            assert inside(title, fig.bbox), fig._suptitle.get_text()
+            for t in fig.texts:
+                assert inside(t.get_window_extent(renderer), fig.bbox), t.get_text()
+            for text in [fig._suptitle, *fig.texts]:
+                for box in boxes:
+                    assert not overlap(text.get_window_extent(renderer), box), text.get_text()
+            for ax in fig.axes:
+                for label in [ax.title, ax.xaxis.label, ax.yaxis.label]:
+                    if label.get_text():
+                        assert inside(label.get_window_extent(renderer), fig.bbox), label.get_text()
+        finally:
+            plt.close(fig)

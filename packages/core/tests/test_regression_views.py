@@ -1,106 +1,34 @@
-"""The Regression diagnostic judges dense targets per example: a real fit of a tiny denoising
-task (8 x 8 images in, the clean images out) checked against brute force on the checkpoint the
-test scored; the drawing helpers checked on hand-made values."""
+"""The Regression diagnostic judges dense targets per example: a real fit of the test kit's
+denoising task (16 x 16 images in, the clean images out) checked against brute force on the
+checkpoint the test scored; the drawing helpers checked on hand-made values."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import matplotlib.pyplot as plt
 import pytest
 import torch
-from torch import Tensor, nn
 
-from litforge import ArrayDataModule, Arrays, Example, PerExampleLossModel, Prediction, Regression
+from litforge import Regression, testing
 from litforge.diagnostics import regression as views
-from litforge.run.cli import cli_main
-from litforge.testing import QUIET
+from litforge.testing import denoise
 
-N, SIZE, K = 120, 8, 4
-
-
-@dataclasses.dataclass
-class NoisyImage(Example):
-    image: Tensor  # N x 1 x H x W, noisy
-    target: Tensor  # N x 1 x H x W, clean
-
-
-@dataclasses.dataclass
-class Denoised(Prediction):
-    value: Tensor
-
-
-def clean_and_noisy(n: int, seed: int = 0) -> Arrays:
-    """Smooth blobs (the target) and the same plus noise (the input)."""
-    g = torch.Generator().manual_seed(seed)
-    yy, xx = torch.meshgrid(torch.arange(SIZE), torch.arange(SIZE), indexing="ij")
-    centre = torch.rand(n, 2, 1, 1, generator=g) * SIZE
-    clean = torch.exp(-((yy - centre[:, :1]) ** 2 + (xx - centre[:, 1:]) ** 2) / 6)  # N x 1 x H x W
-    noise = 0.1 + 0.4 * torch.rand(n, 1, 1, 1, generator=g)  # some examples much noisier
-    noisy = clean + noise * torch.randn(n, 1, SIZE, SIZE, generator=g)
-    return Arrays(image=noisy.float(), target=clean.float())
-
-
-class Blobs(ArrayDataModule):
-    name = "blobs"
-    example_type: ClassVar[type[Example]] = NoisyImage
-
-    def load(self) -> Arrays:
-        return clean_and_noisy(N)
-
-
-class Denoiser(PerExampleLossModel):
-    loss_name = "mse"
-
-    def __init__(self, width: int = 8, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.net = nn.Sequential(
-            nn.Conv2d(1, width, 3, padding=1), nn.ReLU(), nn.Conv2d(width, 1, 3, padding=1)
-        )
-
-    def forward(self, example: NoisyImage) -> Denoised:  # type: ignore[override]
-        return Denoised(self.net(example.image))
-
-    def per_example_loss(self, example: NoisyImage, prediction: Denoised) -> Tensor:  # type: ignore[override]
-        return ((prediction.value - example.target) ** 2).flatten(1).mean(1)
-
-
-CONFIG = f"""
-seed_everything: 0
-trainer:
-  accelerator: cpu
-  devices: 1
-  max_epochs: 2
-  num_sanity_val_steps: 0
-  callbacks:
-    - class_path: litforge.Regression
-      init_args: {{k: {K}}}
-model:
-  optimizer:
-    class_path: torch.optim.AdamW
-    init_args: {{lr: 0.01}}
-data:
-  val_size: 0.2
-  test_size: 0.25
-  batch_size: 16
-  eval_batch_size: 7
-"""
+K = 8  # denoise.yaml
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    tmp = tmp_path_factory.mktemp("dense")
-    config = tmp / "blobs.yaml"
-    config.write_text(CONFIG)
-    return cli_main(
-        Denoiser,
-        Blobs,
-        project="blobs",
-        default_config=config,
-        args=["fit", f"--run.root={tmp}", "--run.loggers=[csv]", *QUIET],
+    """Two epochs of the test kit's denoising task: 40 test images in eval batches of 16."""
+    return testing.train(
+        denoise.main,
+        tmp_path_factory.mktemp("dense"),
+        "fit",
+        "--trainer.max_epochs=2",
+        "--data.n=200",
+        "--data.eval_batch_size=16",
     )
 
 
@@ -114,8 +42,8 @@ def test_dense_targets_are_judged_per_example(run: Any) -> None:
     drawn = next(c for c in run.trainer.callbacks if isinstance(c, Regression))
     last = drawn.last[("test", "blobs")]
     n = len(test)
-    # one error per example, every example once (eval batches of 7 do not divide the set)
-    assert last["index"].tolist() == list(range(n)) and n % 7 != 0
+    # one error per example, every example once (eval batches of 16 do not divide the set)
+    assert last["index"].tolist() == list(range(n)) and n % 16 != 0
     assert torch.allclose(last["error"], per_example, atol=1e-6)
     order = sorted(range(n), key=lambda i: (-float(per_example[i]), i))
     assert last["worst"].tolist() == order[:K]
@@ -125,6 +53,7 @@ def test_dense_targets_are_judged_per_example(run: Any) -> None:
     assert results["test/blobs/residual_std"] == pytest.approx(float(residual.std()), rel=1e-5)
 
     folder = run.run_dir / "media" / "test" / "blobs" / "regression"
+    assert (folder / "worst").is_dir()
     step = results["step"]
     facts = json.loads((folder / f"{step}.json").read_text())
     assert facts["examples"] == n  # examples, not n x 64 pixels
@@ -155,7 +84,7 @@ def test_worst_examples_drawn_as_input_prediction_target_error() -> None:
     true[:, :, :2] = 1.0  # top half bright
     pred = true.clone()
     pred[1, 0, 3, 3] = 3.0  # beyond the target's range: clipped to white
-    example = NoisyImage(torch.arange(2), image=torch.randn(2, 1, 4, 4), target=true)
+    example = denoise.NoisyImage(torch.arange(2), image=torch.randn(2, 1, 4, 4), target=true)
     panels, names = views.triptychs(None, example, pred, true, "target")  # type: ignore[arg-type]
     assert names == ["image", "predicted", "true", "error"]
     grow, gap = 12, 2  # 4 px grown to 48 px, a gap of a 24th

@@ -18,7 +18,7 @@ from torch import Tensor
 from torchmetrics.functional.classification import multiclass_confusion_matrix
 
 from litforge.diagnostics.base import EpochCallback, append, concat, gather_dedup
-from litforge.diagnostics.media import Scored, Table, emit_figure, emit_table
+from litforge.diagnostics.media import Scored, Table, emit_figure, emit_table, suptitle
 from litforge.diagnostics.uncertainty import class_probabilities
 from litforge.tasks.contracts import task_data
 from litforge.tasks.structs import Example, Prediction
@@ -90,7 +90,7 @@ class ConfusionMatrix(EpochCallback):
             emit_figure(trainer, key, fig, step=shown.step, facts=facts, keep=self.keep_files)
         else:
             table = largest_confusions(matrix, names, self.top)
-            title += f" · the {len(table)} largest of {len(names)} classes"
+            title += f" · its {len(table)} largest confusions ({len(names)} classes)"
             emit_table(
                 trainer, key, table, step=shown.step, title=title, facts=facts, keep=self.keep_files
             )
@@ -128,15 +128,16 @@ def figure(matrix: Tensor, names: list[str], title: str) -> plt.Figure:
     font = float(np.clip(cell * 72 * 0.3, 6.5, 11))  # points: a third of a cell's side
     longest = max(len(name) for name in names)
     label_font = float(np.clip(cell * 72 * 0.45, 7, 9))
-    margin = min(2.5, 0.3 + longest * label_font * 0.6 / 72)  # inches for the row labels
+    label_w = min(2.2, longest * label_font * 0.6 / 72)  # inches of the longest class name
+    rotate = longest > 3
+    left = 0.5 + label_w  # the row names and "true"
+    bottom = 0.55 + (0.75 * label_w if rotate else label_font / 72)  # the column names, "predicted"
     side = n * cell
-    fig = plt.figure(figsize=(margin + side + 1.6, side + margin + 0.9), dpi=100)
-    ax = fig.add_axes(
-        (margin / (margin + side + 1.6), margin / (side + margin + 0.9),
-         side / (margin + side + 1.6), side / (side + margin + 0.9))
-    )  # fmt: skip
+    width, height = max(5.0, left + side + 1.3), bottom + side + 0.9
+    fig = plt.figure(figsize=(width, height), dpi=100)
+    ax = fig.add_axes((left / width, bottom / height, side / width, side / height))
     ax.imshow(rows, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(n), names, rotation=45 if longest > 3 else 0, ha="right" if longest > 3 else "center",
+    ax.set_xticks(range(n), names, rotation=45 if rotate else 0, ha="right" if rotate else "center",
                   fontsize=label_font)  # fmt: skip
     ax.set_yticks(range(n), names, fontsize=label_font)
     ax.set_xlabel("predicted", fontsize=9)
@@ -154,7 +155,7 @@ def figure(matrix: Tensor, names: list[str], title: str) -> plt.Figure:
         recall = f"{percent(rows[i, i])} of {support[i]}" if support[i] else "none"
         ax.text(n - 0.4, i, recall, ha="left", va="center", fontsize=min(font, 9), color="0.25")
     ax.text(n - 0.4, -0.75, "recall", ha="left", va="center", fontsize=min(font, 9), color="0.25")
-    fig.suptitle(title, fontsize=9, x=0.01, ha="left")
+    suptitle(fig, title)
     return fig
 
 

@@ -33,6 +33,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from matplotlib.figure import Figure
+from matplotlib.transforms import Bbox
 from pytorch_lightning.loggers import TensorBoardLogger, WandbLogger
 from torch import Tensor
 
@@ -126,12 +127,14 @@ class Scored:
         }
 
 
-_POSITIONS: dict[str, tuple[int, int]] = {}
+_POSITIONS: dict[tuple[str, int, int], tuple[int, int]] = {}
 
 
 def checkpoint_position(path: str | Path) -> tuple[int, int]:
-    """(epoch, global step) stored in a Lightning checkpoint (memory-mapped, read once)."""
-    key = str(Path(path).resolve())
+    """(epoch, global step) stored in a Lightning checkpoint (memory-mapped; read once per
+    version of the file: a rewritten last.ckpt is read again)."""
+    stat = Path(path).stat()
+    key = (str(Path(path).resolve()), stat.st_mtime_ns, stat.st_size)
     if key not in _POSITIONS:
         ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         _POSITIONS[key] = (int(ckpt["epoch"]), int(ckpt["global_step"]))
@@ -231,7 +234,7 @@ def _line_height(fontsize: float) -> float:
 def _wrap(caption: str, chars: int) -> str:
     lines: list[str] = []
     for line in caption.splitlines() or [""]:
-        lines += textwrap.wrap(line, max(4, chars), break_long_words=True) or [""]
+        lines += textwrap.wrap(line, max(4, chars), break_on_hyphens=False) or [""]
     return "\n".join(lines)
 
 
@@ -273,6 +276,13 @@ def fit_lines(texts: list[str], width: float, fontsize: float) -> list[str]:
         return out
     finally:
         plt.close(scratch)
+
+
+def suptitle(fig: Figure, text: str, fontsize: float = 9.0) -> int:
+    """The figure's title at its top left, wrapped to its width; returns its number of lines."""
+    wrapped = fit_lines([text], fig.get_figwidth() - 0.25, fontsize)[0]
+    fig.suptitle(wrapped, fontsize=fontsize, x=0.01, ha="left", linespacing=1.2)
+    return wrapped.count("\n") + 1
 
 
 def grid_figure(
@@ -342,25 +352,38 @@ def grid_figure(
 
 
 # ---------------------------------------------------------------------- tables
-def table_figure(table: Table, max_chars: int = 40, title: str | None = None) -> Figure:
-    """The table drawn as a matplotlib table, numbers through ``fmt``, long cells cut to
-    ``max_chars``."""
+def table_figure(table: Table, max_chars: int = 64, title: str | None = None) -> Figure:
+    """The table drawn as a matplotlib table filling its figure, which is sized to the text:
+    each column as wide as its longest cell (cut to ``max_chars``), numbers through ``fmt``."""
     names = list(table.columns)
     rows = [[_cell(table.columns[name][i], max_chars) for name in names] for i in range(len(table))]
-    width = min(
-        24.0, 1.0 + sum(max(len(n), *(len(r[j]) for r in rows)) for j, n in enumerate(names)) * 0.09
-    )
-    title_h = 0.35 if title else 0.0
-    fig, ax = plt.subplots(figsize=(max(4.0, width), title_h + 0.6 + 0.25 * (len(rows) + 1)))
+    chars = [max(len(n), *(len(r[j]) for r in rows)) + 2 for j, n in enumerate(names)]
+    fontsize, char_w, row_h = 9.0, 9.0 * 0.58 / 72, 0.28  # inches per character and per row
+    width = max(5.0, sum(chars) * char_w)
+    heading = fit_lines([title], width, 9.0)[0] if title else ""
+    title_h = _line_height(9.0) * (heading.count("\n") + 1) + 0.2 if title else 0.1
+    fig = plt.figure(figsize=(width + 0.3, title_h + row_h * (len(rows) + 1) + 0.15), dpi=DPI)
+    h = fig.get_figheight()
+    ax = fig.add_axes((0.15 / fig.get_figwidth(), 0.15 / h, width / fig.get_figwidth(),
+                       row_h * (len(rows) + 1) / h))  # fmt: skip
     ax.axis("off")
     if title:
-        fig.suptitle(title, fontsize=9, x=0.01, ha="left")
+        fig.text(0.15 / fig.get_figwidth(), 1 - 0.1 / h, heading, fontsize=9, va="top", ha="left")
     if rows:
-        drawn = ax.table(cellText=rows, colLabels=names, loc="center", cellLoc="left")
+        drawn = ax.table(
+            cellText=rows,
+            colLabels=names,
+            cellLoc="left",
+            colWidths=[c / sum(chars) for c in chars],
+            bbox=Bbox.from_bounds(0, 0, 1, 1),
+        )
         drawn.auto_set_font_size(False)
-        drawn.set_fontsize(8)
-        drawn.auto_set_column_width(list(range(len(names))))
-    fig.tight_layout()
+        drawn.set_fontsize(fontsize)
+        for (r, _), cell in drawn.get_celld().items():
+            cell.PAD = 0.5 * char_w / max(width * cell.get_width(), 1e-6)  # half a character
+            if r == 0:
+                cell.set_text_props(weight="bold")
+                cell.set_facecolor("0.93")
     return fig
 
 

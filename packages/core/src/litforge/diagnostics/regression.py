@@ -29,7 +29,7 @@ from torch import Tensor
 
 from litforge.diagnostics.base import EpochCallback, append, concat, dedup, gather_dedup
 from litforge.diagnostics.extremes import flatten, rebuild, select
-from litforge.diagnostics.media import Scored, emit_figure, emit_images, fmt, side_by_side
+from litforge.diagnostics.media import Scored, emit_figure, emit_images, fmt, side_by_side, suptitle
 from litforge.tasks.contracts import ContractError, per_example, require_fields, task_data
 from litforge.tasks.model import BaseModel
 from litforge.tasks.structs import Example, Prediction
@@ -312,7 +312,7 @@ def curves_figure(pred: Tensor, true: Tensor, captions: list[str], title: str) -
         ax.tick_params(labelsize=7)
         if i == 0:
             ax.legend(fontsize=7)
-    fig.suptitle(title, fontsize=9, x=0.01, ha="left")
+    suptitle(fig, title)
     return fig
 
 
@@ -340,7 +340,7 @@ def error_figure(error: Tensor, worst: Tensor, bins: int, title: str) -> plt.Fig
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title(f"{len(e)} examples: mean {fmt(e.mean())}, max {fmt(e.max())}", fontsize=9)
     ax.legend(fontsize=8)
-    fig.suptitle(title, fontsize=9, x=0.01, ha="left")
+    suptitle(fig, title)
     return fig
 
 
@@ -371,9 +371,11 @@ def figure(data: dict[str, Tensor], worst: Tensor, bins: int, title: str) -> plt
         fontsize=9,
     )
     ax.legend(loc="upper left", fontsize=7)
-    hist.hist(residual, bins=bins, color="tab:blue", alpha=0.8)
+    residual = residual.astype(np.float64)  # bin edges in float64: a narrow spread is binned
+    spread = float(np.ptp(residual)) if residual.size else 0.0
+    hist.hist(residual, bins=bins if spread > 0 else 1, color="tab:blue", alpha=0.8)
     hist.axvline(0, color="tab:gray", linestyle="--")
     hist.set(xlabel="residual (predicted - true)", ylabel="values")
     hist.set_title(f"residuals: mean {fmt(residual.mean())}, std {fmt(residual.std())}", fontsize=9)
-    fig.suptitle(title, fontsize=9, x=0.01, ha="left")
+    suptitle(fig, title)
     return fig

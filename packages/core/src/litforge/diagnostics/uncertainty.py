@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from litforge.diagnostics.base import EpochCallback, append, concat, gather_dedup
-from litforge.diagnostics.media import Scored, emit_figure, fmt
+from litforge.diagnostics.media import Scored, emit_figure, fmt, suptitle
 from litforge.tasks.contracts import ContractError, require_fields
 from litforge.tasks.structs import Example, Prediction
 
@@ -259,11 +259,14 @@ def figure(summary: dict[str, Any], title: str) -> plt.Figure:
         gridspec_kw={"height_ratios": [3, 1], "hspace": 0.08},
         sharex="col",
     )
-    fig.subplots_adjust(left=0.07, right=0.98, top=0.86, bottom=0.1, wspace=0.22)
-    fig.suptitle(title, fontsize=10, x=0.01, ha="left")
+    lines = suptitle(fig, title, 10)
+    top = 1 - (0.15 + 0.2 * lines) / fig.get_figheight()  # the title's lines, then one note
+    fig.subplots_adjust(
+        left=0.07, right=0.98, top=top - 0.5 / fig.get_figheight(), bottom=0.1, wspace=0.22
+    )
     fig.text(
         0.01,
-        0.925,
+        top - 0.1 / fig.get_figheight(),
         f"{summary['n']} examples, {classes} classes. Points: each bin's observed rate with its "
         "95% interval (wide where the bin holds few examples).",
         fontsize=8,

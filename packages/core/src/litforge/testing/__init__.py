@@ -18,6 +18,8 @@ tests in a subprocess; ``python -m litforge.testing`` is the image task):
     images       image classification (8 x 8 RGB, 4 classes): ImageDataModule + Classifier
     regression   rows of float features -> one float: ArrayDataModule + Regressor
     sequence     token sequences -> a class: ArrayDataModule + Classifier, text decoded in tables
+    denoise      noisy images -> the clean ones (image-to-image regression, its own structs):
+                 the Regression diagnostic judges each image whole
 """
 
 from __future__ import annotations
