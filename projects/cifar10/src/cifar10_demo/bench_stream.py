@@ -35,7 +35,7 @@ import torch
 
 from cifar10_demo.bench import StepTimer, build, cpu_info
 from litforge import ImageArrays, StreamedImageDataModule
-from litforge.data.prepare import Listing
+from litforge.data.prepare import Listing, usable_cpus
 
 CLASSES = tuple(f"class{c}" for c in range(10))
 
@@ -45,12 +45,17 @@ def training_rate(data: str, stream: bool, args: argparse.Namespace, cache: Path
     """images/s of ``args.steps`` training steps after ``args.warmup``, through the Trainer."""
     import pytorch_lightning as pl
 
+    from cifar10_demo.cli import SIZES
+
+    widths, batch, _ = SIZES[args.size]
     extra = [
         f"--data.root={data}",
         f"--data.stream={str(stream).lower()}",
         f"--data.cache_dir={cache}",
         f"--data.num_workers={args.workers}",
-        f"--size={args.size}",
+        f"--model.widths={list(widths)}",
+        f"--data.batch_size={batch}",
+        "--size=null",
         "--run.time_budget=null",
         "--run.precision=null",
         f"--trainer.precision={args.precision}",
@@ -192,7 +197,7 @@ def child_epoch(argv: list[str]) -> None:
                 "peak_rss_worker_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
                 * kib
                 / 1e6,
-                "images": trainer.global_step * 256,
+                "trained_images": trainer.global_step * 256,
                 "seconds": seconds,
             }
         )
@@ -260,7 +265,7 @@ def main_bench(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--per-class", type=int, default=1000, help="(a) without --data")
-    parser.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
+    parser.add_argument("--workers", type=int, default=max(1, usable_cpus() - 1))
     parser.add_argument("--sizes", default="0.2,2", help="(b): GB of pixels, comma-separated")
     parser.add_argument("--image", type=int, default=64, help="(b): image side in pixels")
     parser.add_argument(
@@ -278,7 +283,12 @@ def main_bench(argv: list[str] | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="litforge-bench-stream-"))
     cache = Path(args.cache) if args.cache else scratch / "chunks"
-    info = {**cpu_info(), "cpus": os.cpu_count(), "date": datetime.now().isoformat(" ", "seconds")}
+    info = {
+        **cpu_info(),
+        "cpus": usable_cpus(),
+        "cpus_in_machine": os.cpu_count(),
+        "date": datetime.now().isoformat(" ", "seconds"),
+    }
     print(f"{info['cpu']} ({info['flags']}), {info['cpus']} CPUs; loader workers: {args.workers}")
     results: dict[str, Any] = {"machine": info, "command": " ".join(sys.argv)}
     try:

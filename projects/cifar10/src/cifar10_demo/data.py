@@ -7,9 +7,9 @@
   folder), checked against its md5, extracted and cached.
 
 ``stream: true`` trains from chunks on disk instead of memory
-(``litforge.StreamedImageDataModule``): an image folder's files are written into chunks as they
-are and decoded by the loader's worker processes; the official archive's arrays are written as
-they are. ``python -m cifar10_demo prepare`` writes them ahead.
+(``litforge.StreamedImageDataModule``): the images are written into chunks once, as 32 x 32
+pixels, and read by the loader's worker processes. ``python -m cifar10_demo prepare`` writes them
+ahead.
 """
 
 from __future__ import annotations
@@ -51,8 +51,8 @@ class Cifar10Data(StreamedImageDataModule):
         translate: random shift of training images in pixels, reflect padding (0: off).
         flip: 'alternate' (airbench's: each view every two epochs), 'random' or 'none'.
         seed: the split, the data order and the augmentation depend on (seed, epoch) only.
-        stream: read the images from chunks on disk, decoded by worker processes, instead of
-            holding them in memory (``python -m cifar10_demo prepare`` writes the chunks).
+        stream: read the images from chunks on disk, by worker processes, instead of holding
+            them in memory (``python -m cifar10_demo prepare`` writes the chunks).
         cache_dir: where the chunks are written (default ``~/.cache/litforge/streams``).
         num_workers: processes that read and decode batches when streaming (default: one per
             CPU but one, at most 8).
@@ -131,11 +131,15 @@ class Cifar10Data(StreamedImageDataModule):
         return train, test
 
     def sources(self) -> dict[str, Any]:
-        """What the streamed chunks are written from: an image folder's files as they are
-        (every image 32 x 32, decoded by the loader's workers); the official archive, or a
-        ``limit``, from ``load()``'s arrays."""
+        """What the streamed chunks are written from: an image folder's files, decoded (and
+        resized to 32 x 32 where needed, as in memory) while they are written, stored as pixels
+        (3 KB an image: nothing left to decode while training, the workers only read); the
+        official archive, or a ``limit``, from ``load()``'s arrays."""
         if self.is_image_folder() and not self.limit:
-            return {split: ImageFolderSource(self.root, split) for split in ("train", "test")}
+            return {
+                split: ImageFolderSource(self.root, split, size=(32, 32))
+                for split in ("train", "test")
+            }
         return super().sources()
 
     def _official(self) -> tuple[ImageArrays, ImageArrays]:

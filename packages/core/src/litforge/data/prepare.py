@@ -57,7 +57,6 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 from tqdm import tqdm
 
-from litforge.data._litdata import BinaryWriter
 from litforge.data.arrays import Arrays
 from litforge.data.image_folder import (
     CACHE_ENV_VAR,
@@ -80,6 +79,15 @@ Read = tuple[dict[str, Any], dict[str, np.ndarray]]  # (fields to store, moments
 class PrepareError(LitforgeError, ValueError):
     """Input that cannot be written as chunks (an unreadable file, a wrong label, a bad row); the
     message names the file (or item) and what is wrong. The folder's previous chunks are kept."""
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity: a job's share of a node, a container's
+    quota), not all the machine has."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def default_stream_root() -> Path:
@@ -707,6 +715,8 @@ def _write_split(
     order = torch.randperm(len(positions), generator=torch.Generator().manual_seed(seed))
     index = order.tolist()
     sources = positions[order].tolist()
+    from litforge.data._litdata import BinaryWriter  # litdata: imported when chunks are written
+
     writer = BinaryWriter(str(out), chunk_bytes=chunk_bytes)
     sums: dict[str, np.ndarray] = {}
     maxima: dict[str, int] = {}  # of the integer fields (a vocabulary's size: the largest id)
@@ -750,7 +760,7 @@ def _read_one(position: int) -> Read:
 def _read_all(listing: Listing, positions: list[int], workers: int | None) -> Iterator[Read]:
     """``listing.reader`` over ``positions``, in order: in this process, or, for sources that
     decode files, in a pool of forked processes (the reader is inherited, never pickled)."""
-    n_workers = workers if workers is not None else min(8, os.cpu_count() or 1)
+    n_workers = workers if workers is not None else min(8, usable_cpus())
     if not listing.in_workers or n_workers <= 1 or len(positions) < PARALLEL_MIN_ITEMS:
         yield from map(listing.reader, positions)
         return

@@ -26,17 +26,17 @@ continues with the very batches an uninterrupted run gets, the augmentation's dr
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
 from torch import Tensor
 
-from litforge.data._litdata import StreamingDataLoader, StreamingDataset
+if TYPE_CHECKING:  # litdata (and boto3 under it) is imported when a stream is first read
+    from litdata import StreamingDataset
 from litforge.data.arrays import Arrays
 from litforge.data.augment import FlipMode, ImageTransform
 from litforge.data.device import Fields, Seeds, Transform
@@ -49,6 +49,7 @@ from litforge.data.prepare import (
     default_stream_root,
     image_folder_sources,
     prepare_stream,
+    usable_cpus,
 )
 from litforge.errors import DataError
 from litforge.tasks.contracts import Split
@@ -89,6 +90,8 @@ def streaming_dataset(
     prepared: Prepared, split: str, *, shuffle: bool, drop_last: bool, seed: int
 ) -> StreamingDataset:
     """litdata's dataset over one split's chunks, its items decoded into tensors."""
+    from litforge.data._litdata import StreamingDataset
+
     return StreamingDataset(
         str(prepared.chunks(split)),
         shuffle=shuffle,
@@ -182,6 +185,8 @@ class StreamLoader:
         # start, which would move dropout's draws (a resumed run starts one more iteration than
         # an uninterrupted one); its own generator, seeded by (seed, epoch), leaves them alone.
         self._generator = torch.Generator()
+        from litforge.data._litdata import StreamingDataLoader
+
         self.loader = StreamingDataLoader(
             dataset,
             batch_size=batch_size,
@@ -268,8 +273,9 @@ class StreamLoader:
 
 
 def default_workers() -> int:
-    """Loader worker processes when ``num_workers`` is not given: one per CPU but one, 1 to 8."""
-    return max(1, min(8, (os.cpu_count() or 2) - 1))
+    """Loader worker processes when ``num_workers`` is not given: one per usable CPU but one
+    (the one that trains), 1 to 8."""
+    return max(1, min(8, usable_cpus() - 1))
 
 
 class _Streamed:
