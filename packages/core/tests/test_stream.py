@@ -5,10 +5,10 @@ in-memory one, on tiny data written here (an image folder, a CSV file, synthetic
   and the module meets the same TaskData contract;
 - a prepare with unchanged input writes nothing; a changed input is written again; an unreadable
   image or a wrong label is one error naming the file (or line), and the previous chunks stay;
-  a prepare killed mid-way leaves nothing that looks complete;
 - a loader resumed mid-epoch gives the very batches (images and augmentation included) an
   uninterrupted one gives, with and without worker processes;
-- slow (``make test-all``): two DDP processes on the CPU see each training example at most once
+- slow (``make test-all``): a prepare killed mid-way leaves nothing that looks complete; two
+  DDP processes on the CPU see each training example at most once
   per epoch (and every one but the few ``drop_last`` leaves), each evaluation example exactly
   once; a run stopped by SIGTERM mid-epoch resumes through the real CLI with the batches and the
   weights of an uninterrupted run; the command line's ``prepare`` and its error line.
@@ -215,6 +215,43 @@ def test_csv_streams_standardised_as_in_memory(tmp_path: Path) -> None:
         assert torch.equal(got[i]["label"], want[i]["label"])
 
 
+class Texts(StreamedDataModule):
+    """Token sequences with their vocabulary, from load(): streamed or in memory."""
+
+    name = "texts"
+    example_type = ClassificationExample
+
+    def load(self) -> Any:
+        from litforge.data.arrays import Arrays
+        from litforge.data.text import Vocabulary, pad_sequences
+
+        vocabulary = Vocabulary.build(["abc", "bcd", "cde"], "chars")
+        texts = ["abcabc"[i % 4 :] for i in range(30)]
+        tokens, lengths = pad_sequences([vocabulary.encode(t) for t in texts])
+        labels = torch.tensor([len(t) % 2 for t in texts])
+        return Arrays(("even", "odd"), vocabulary=vocabulary, tokens=tokens, lengths=lengths,
+                      label=labels)  # fmt: skip
+
+
+def test_token_sequences_keep_their_vocabulary_streamed(tmp_path: Path) -> None:
+    args = {"batch_size": 4, "val_size": 6, "cache_dir": str(tmp_path), "num_workers": 0}
+    memory, streamed = Texts(stream=False, **args), Texts(**args)
+    memory.setup("fit")
+    streamed.setup("fit")
+    assert streamed.vocabulary.tokens == memory.vocabulary.tokens  # type: ignore[union-attr]
+    assert (streamed.vocab_size, streamed.sequence_length) == (
+        memory.vocab_size,
+        memory.sequence_length,
+    )
+    got, want = by_index(list(streamed.val_dataloader())), by_index(list(memory.val_dataloader()))
+    assert got.keys() == want.keys()
+    for i in want:
+        assert torch.equal(got[i]["tokens"], want[i]["tokens"])
+        assert streamed.describe("tokens", got[i]["tokens"]) == memory.describe(
+            "tokens", want[i]["tokens"]
+        )
+
+
 # ---------------------------------------------------------------------- prepare
 def chunk_files(folder: Path) -> dict[str, int]:
     return {
@@ -279,6 +316,7 @@ def test_a_wrong_label_or_value_names_the_line(tmp_path: Path) -> None:
     assert not [p for p in tmp_path.iterdir() if p.is_dir()]  # no chunks, whole or partial
 
 
+@pytest.mark.slow  # a subprocess that imports torch: seconds
 def test_a_killed_prepare_leaves_nothing_that_looks_complete(tmp_path: Path) -> None:
     """kill -9 halfway through writing a new version: the folder still holds the old one whole;
     the next prepare writes the new one and clears the remains."""

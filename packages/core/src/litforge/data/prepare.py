@@ -106,7 +106,8 @@ class Listing:
     (for stratified splits; None without), the stored ``fields`` (name -> dtype, shape and
     whether the bytes are an encoded image), and ``reader``: position -> (fields to store,
     moments), a picklable callable; ``in_workers``: worth a pool of processes (decoding);
-    ``columns``: names along a field's last dim (a table's feature columns)."""
+    ``columns``: names along a field's last dim (a table's feature columns); ``vocabulary``:
+    the text of a ``tokens`` field (``{"tokens": [...], "tokenize": "chars"}``)."""
 
     n: int
     fingerprint: str
@@ -116,6 +117,7 @@ class Listing:
     reader: Callable[[int], Read]
     in_workers: bool = False
     columns: dict[str, tuple[str, ...]] = dataclass_field(default_factory=dict)
+    vocabulary: dict[str, Any] | None = None  # the text of a tokens field: tokens, tokenize
 
 
 def moments(values: np.ndarray, image: bool) -> np.ndarray:
@@ -294,7 +296,15 @@ class ArraysSource:
             fields=fields,
             reader=_ArraysReader(arrays),
             columns=dict(getattr(arrays, "columns", None) or {}),
+            vocabulary=_vocabulary(getattr(arrays, "vocabulary", None)),
         )
+
+
+def _vocabulary(vocabulary: Any) -> dict[str, Any] | None:
+    """A ``Vocabulary`` as plain values for the manifest (its tokens but padding and unknown)."""
+    if vocabulary is None:
+        return None
+    return {"tokens": list(vocabulary.tokens[2:]), "tokenize": vocabulary.tokenize_mode}
 
 
 class _ArraysReader:
@@ -518,6 +528,14 @@ class Prepared:
         """Names along a field's last dim (a table's feature columns), where known."""
         return {name: tuple(names) for name, names in self.manifest["columns"].items()}
 
+    @property
+    def vocabulary(self) -> Any:
+        """The ``Vocabulary`` of the ``tokens`` field, if the data has one."""
+        from litforge.data.text import Vocabulary
+
+        entry = self.manifest.get("vocabulary")
+        return Vocabulary(entry["tokens"], entry["tokenize"]) if entry else None
+
     def largest(self, name: str) -> int:
         """The largest value of an integer field over the training split."""
         return int(self.manifest["max"][name])
@@ -659,6 +677,7 @@ def _write(
         "class_names": list(train.class_names) if train.class_names is not None else None,
         "fields": train.fields,
         "columns": {name: list(names) for name, names in train.columns.items()},
+        "vocabulary": train.vocabulary,
         "splits": {},
         "stats": {},
     }

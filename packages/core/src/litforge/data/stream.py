@@ -394,7 +394,12 @@ class _Streamed:
         if not self.stream:
             return super()._train  # type: ignore[misc, no-any-return]
         fields = {name: self._stand_in(name) for name in self.prepared.fields}
-        return Arrays(self.class_names, columns=self.prepared.columns, **fields)
+        return Arrays(
+            self.class_names,
+            columns=self.prepared.columns,
+            vocabulary=self.prepared.vocabulary,
+            **fields,
+        )
 
     def _stand_in(self, name: str) -> Tensor:
         spec = self.prepared.fields[name]
@@ -414,7 +419,7 @@ class _Streamed:
     @property
     def vocab_size(self) -> int:
         """The number of token ids (padding and unknown included): an embedding's size."""
-        if not self.stream:
+        if not self.stream or self.prepared.vocabulary is not None:
             return super().vocab_size  # type: ignore[misc, no-any-return]
         self._field("tokens", "vocab_size")
         return self.prepared.largest("tokens") + 1
