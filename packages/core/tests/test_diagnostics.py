@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from litforge import ConfusionMatrix, Extremes, Uncertainty, testing
+from litforge import ConfusionMatrix, Extremes, ImageArrays, Uncertainty, encode_strings, testing
 from litforge.diagnostics.uncertainty import error_by_entropy, expected_calibration_error
 from litforge.tasks.structs import ClassificationExample
 
@@ -228,3 +228,30 @@ def test_predict_saves_every_prediction_and_test_reads_the_checkpoint(run, tmp_p
     results = json.loads((tested.run_dir / "results.json").read_text())
     expected = json.loads((run.run_dir / "results.json").read_text())
     assert results["test/synthetic/accuracy"] == expected["test/synthetic/accuracy"]
+
+
+class NamedImages(testing.SyntheticData):
+    """The synthetic images with a file name for each, as an image folder would give."""
+
+    def load(self):
+        train, test = super().load()
+        names = encode_strings([f"img_{i:04d}.png" for i in range(len(test))])
+        return train, ImageArrays(test.images, test.labels, test.class_names, id=names)
+
+
+def test_captions_and_facts_name_examples_by_their_id(tmp_path):
+    from litforge.run.project import Project
+    from litforge.testing.images import CONFIG
+
+    main = Project("named", testing.TinyClassifier, NamedImages, CONFIG).main
+    cli = testing.train(main, tmp_path, "fit", "--trainer.max_epochs=1")
+    shown = callback(cli, Extremes).last_selection[("test", "synthetic", "highest_error")]
+    step = scored(cli)["step"]
+    facts = json.loads(
+        (cli.run_dir / "media/test/synthetic/extremes/highest_error" / f"{step}.json").read_text()
+    )
+    for i, caption, record in zip(
+        shown["index"].tolist(), shown["view"].captions, facts["examples"]
+    ):
+        assert record["id"] == f"img_{i:04d}.png" and record["index"] == i
+        assert f"id img_{i:04d}.png · error " in caption.splitlines()[-1]
