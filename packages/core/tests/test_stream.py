@@ -290,8 +290,11 @@ def test_bad_image_names_the_file_and_keeps_the_previous_chunks(tmp_path: Path) 
     files = chunk_files(good.folder)
     bad = root / "train" / "class1" / "broken.png"
     bad.write_bytes(b"not a png at all")
-    with pytest.raises(PrepareError, match=f"cannot decode image {bad}"):
+    with pytest.raises(PrepareError, match=f"cannot decode image {bad}: not an image file"):
         prepare_stream(sources, tmp_path / "chunks", progress=False)
+    resized = {"train": ImageFolderSource(root, "train", size=4)}  # decoded while written
+    with pytest.raises(PrepareError, match=f"cannot decode image {bad}: not an image file"):
+        prepare_stream(resized, tmp_path / "chunks", progress=False)
     assert chunk_files(good.folder) == files
     assert read_manifest(good.folder) == good.manifest
     assert len(list(streaming_dataset(good, "train", shuffle=False, drop_last=False, seed=0))) == 10

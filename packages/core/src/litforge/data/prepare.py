@@ -218,8 +218,12 @@ class _ImageFileReader:
                 pixels = np.ascontiguousarray(
                     _decode(path, channels, (height, width)).transpose(2, 0, 1)
                 )
-            except ImageFolderError as error:
-                raise PrepareError(str(error)) from error
+            except ImageFolderError as error:  # the in-memory reader's message, as below
+                cause = error.__cause__ or error
+                reason = "not an image file" if isinstance(cause, UnidentifiedImageError) else cause
+                raise PrepareError(
+                    f"cannot decode image {path}: {reason}; replace the file, or remove it"
+                ) from error
             stored: dict[str, Any] = {"image": pixels}
         else:
             try:
