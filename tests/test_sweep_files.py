@@ -3,7 +3,10 @@ the project's CLI accepts every key it sets, and the metric it optimises is logg
 validation (one fast_dev_run batch through the project's own CLI, with the sweep's fixed
 settings and each parameter at its low end / first choice).
 
-Arguments from ``projects/<name>/tests/smoke_args.txt`` are added as in test_configs.py, and
+No run reads a user's data: as in test_configs.py, each reads the tiny sample that the
+project's data module's ``write_test_data`` writes into a temporary folder
+(``litforge.testing.data_args``), whatever path the project's config names. Arguments from
+``projects/<name>/tests/smoke_args.txt`` are added as in test_configs.py, and
 ``--data.val_size=0.25``: a validation set of any data, the tiny ones the tests make included.
 """
 
@@ -14,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from litforge import testing
 from litforge.experiments.command import probe
 from litforge.experiments.space import cli_args, load_sweep
 
@@ -52,10 +56,13 @@ def test_sweep_file_is_valid(
     args = [*cli_args(sweep.fixed), *cli_args(example), "--run.wandb_group=test"]
     probe(cli.main, args)  # the sweep's own dry parse: every key it sets exists
     assert cli.project.name == project.name
+    data_class = getattr(cli.project, "data_class", None)
+    sample = testing.data_args(data_class, tmp_path / "data") if data_class else []
     run = cli.main(
         [
             "fit",
             *args,
+            *sample,
             *smoke_args(project, request),
             "--data.val_size=0.25",
             "--trainer.fast_dev_run=true",
