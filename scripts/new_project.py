@@ -44,6 +44,16 @@ PROJECT_INTRO = (
     "A litforge task, started from `projects/template` by `make new-project`; until you change\n"
     "it, it does what the template does."
 )
+# The template's sweep files begin with a comment about the template (its data, its timing);
+# a new project's copy begins with this instead, up to the comment's line starting SWEEP_KEPT.
+SWEEP_INTRO = """\
+# A sweep copied from the template: make sweep-{name} SWEEP={sweep} [WORKERS=2]
+# (python -m {name} sweep {sweep}). It still tunes the template's settings on the template's
+# metric: rewrite metric, parameters and fixed for this task (the keys its config and command
+# line take, a metric it logs at validation), or delete this file; tests/test_sweep_files.py
+# runs every sweep file. The pruner stops a trial that does worse than most earlier ones.
+"""
+SWEEP_KEPT = "# Run the same command again"
 # Never copied: caches, build outputs, run folders.
 IGNORED = (
     "__pycache__",
@@ -280,6 +290,22 @@ def rewrite_readme(dest: Path) -> None:
         readme.write_text(text.replace(TEMPLATE_INTRO, PROJECT_INTRO, 1), encoding="utf-8")
 
 
+def rewrite_sweeps(dest: Path, name: str) -> None:
+    """Each sweep file copied from the template begins with ``SWEEP_INTRO``: what the template's
+    comment said of its data and timing is not true of the new project."""
+    for path in sorted(dest.glob(f"src/{name}/configs/sweeps/*.yaml")):
+        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+        header = 0
+        while header < len(lines) and lines[header].startswith("#"):
+            if lines[header].startswith(SWEEP_KEPT):
+                break
+            header += 1
+        if header == 0:
+            continue
+        intro = SWEEP_INTRO.format(name=name, sweep=path.stem)
+        path.write_text(intro + "".join(lines[header:]), encoding="utf-8")
+
+
 def ruff_command(root: Path) -> list[str] | None:
     for candidate in (root / ".venv" / "bin" / "ruff", Path(sys.executable).with_name("ruff")):
         if candidate.is_file():
@@ -322,6 +348,7 @@ def create(name: str, root: Path) -> Path:
     try:
         copy_template(template, dest, name)
         rewrite_readme(dest)
+        rewrite_sweeps(dest, name)
         pyproject.write_text(new_pyproject, encoding="utf-8")
         tidy(root, dest)
     except BaseException:

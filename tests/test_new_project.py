@@ -27,6 +27,7 @@ from types import ModuleType
 
 import pytest
 import torch
+import yaml
 from PIL import Image
 
 from litforge import testing
@@ -131,6 +132,8 @@ def test_new_project_is_complete_registered_and_its_tests_pass(repo: Path) -> No
             text = path.read_text()
             assert "template_project" not in text and "litforge-template" not in text, path
     assert 'Project("foo"' in (project / "src/foo/cli.py").read_text()
+    sweep = (project / "src/foo/configs/sweeps/quick.yaml").read_text()
+    assert sweep.startswith("# A sweep copied from the template") and "1024 images" not in sweep
     assert "python -m foo fit" in (project / "src/foo/configs/default.yaml").read_text()
     # The README is the new project's: its name, commands and run folder; only its first
     # sentence, which says where it came from, names the template.
@@ -232,6 +235,26 @@ def test_registration_keeps_the_rest_of_pyproject() -> None:
     bare = PYPROJECT.split("[tool.ruff.lint.isort]")[0]
     parsed = tomllib.loads(script().registered(bare, "my_task"))
     assert parsed["tool"]["ruff"]["lint"]["isort"]["known-first-party"] == ["my_task"]
+
+
+def test_a_new_projects_sweep_file_says_nothing_untrue_of_it(tmp_path: Path) -> None:
+    """The template's sweep comment speaks of the template (its 1024 images, its two minutes);
+    the copy begins with a comment for any project and keeps every setting of the file."""
+    module = script()
+    template = REPO / "projects" / "template"
+    dest = tmp_path / "foo"
+    module.copy_template(template, dest, "foo")
+    module.rewrite_sweeps(dest, "foo")
+    original = template / "src/template_project/configs/sweeps/quick.yaml"
+    copied = (dest / "src/foo/configs/sweeps/quick.yaml").read_text()
+    assert "1024 images" in original.read_text() and "sweep of the template" in original.read_text()
+    header = copied.split("\nmetric:")[0]
+    assert copied.startswith("# A sweep copied from the template: make sweep-foo SWEEP=quick")
+    assert "python -m foo sweep quick" in header and "tests/test_sweep_files.py" in header
+    assert "1024" not in header and "minutes" not in header and "of the foo" not in header
+    assert "# Run the same command again" in header and "runs/foo/sweeps/quick/" in header
+    renamed = yaml.safe_load(module.rename_text(original.read_text(), "foo"))
+    assert yaml.safe_load(copied) == renamed  # the settings themselves are the template's
 
 
 def test_a_failure_half_way_undoes_everything(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
