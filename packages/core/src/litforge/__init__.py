@@ -77,6 +77,7 @@ from litforge.errors import (
     DataError,
     LitforgeError,
     MissingCheckpointError,
+    SettingError,
 )
 from litforge.experiments.pruning import OptunaReport
 from litforge.run.budget import BudgetError, choose_precision, process_age, time_train_steps
@@ -197,6 +198,7 @@ __all__ = [  # noqa: RUF022 (grouped by concern, as the docs list them)
     # errors
     "LitforgeError",
     "DataError",
+    "SettingError",
     "CheckpointError",
     "CheckpointMismatchError",
     "MissingCheckpointError",
