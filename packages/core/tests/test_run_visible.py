@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -150,3 +151,20 @@ def test_a_project_is_one_value_and_run_reads_its_name(
 
     with pytest.raises(TypeError, match=r"litforge\.Project"):
         run(testing.main)  # type: ignore[arg-type]
+
+
+def test_a_kit_fit_under_pytest_gives_no_args_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``main(args)`` while sys.argv holds a command line of its own (pytest's, as in every
+    project test): LightningCLI's "args parameter is intended to run from within Python" warning
+    is not given, the args alone are parsed, and sys.argv is the process's own again after."""
+    pytest_like = [sys.argv[0], "-q", "tests/test_x.py", "--data.n_train=7"]
+    monkeypatch.setattr(sys, "argv", pytest_like)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cli = testing.smoke(testing.main, tmp_path, "--data.n_train=160")
+    messages = [str(w.message) for w in caught]
+    assert not [m for m in messages if "args parameter" in m], messages
+    assert cli.datamodule.n_train == 160  # the args, not the command line's --data.n_train=7
+    assert sys.argv == pytest_like

@@ -190,7 +190,13 @@ class LitforgeCLI(LightningCLI):
     # ------------------------------------------------------------------ arguments
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         """As LightningCLI's, but a bad argument or config file is one line on stderr,
-        ``error: ...`` naming the key, value or file, and exit status 2 (not the usage)."""
+        ``error: ...`` naming the key, value or file, and exit status 2 (not the usage).
+        Given ``args`` (``main([...])`` in tests and notebooks), the parse sees only those:
+        the process's own command line (pytest's) is set aside while it lasts, so LightningCLI
+        does not warn of having both."""
+        saved = sys.argv
+        if args is not None:
+            sys.argv = sys.argv[:1]
         try:
             super().parse_arguments(parser, args)
         except ArgumentError as err:
@@ -207,6 +213,8 @@ class LitforgeCLI(LightningCLI):
             command = " ".join(filter(None, ["python -m", self._module(), sub, "--help"]))
             print(f"error: {message}{hint} ({command} lists the settings)", file=sys.stderr)
             raise SystemExit(2) from None
+        finally:
+            sys.argv = saved
         # before LightningCLI reads the checkpoint (for hyperparameters), and anything is written
         sub = self.config.get("subcommand")
         check_ckpt_path((self.config[sub] if sub else self.config).get("ckpt_path"))
