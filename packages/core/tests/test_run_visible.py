@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import subprocess
 import sys
@@ -168,3 +169,31 @@ def test_a_kit_fit_under_pytest_gives_no_args_warning(
     assert not [m for m in messages if "args parameter" in m], messages
     assert cli.datamodule.n_train == 160  # the args, not the command line's --data.n_train=7
     assert sys.argv == pytest_like
+
+
+def test_fewer_batches_than_the_logging_interval_is_not_warned_of_and_logs_go_on(
+    tmp_path: Path,
+) -> None:
+    """3 training batches an epoch, ``log_every_n_steps=10``: Lightning's "number of training
+    batches (3) is smaller than the logging interval" warning is dropped (nothing to act on),
+    and the logs show why: the step values still come every 10 steps, counted across epochs,
+    and the epoch values at the end of every epoch."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cli = testing.train(
+            testing.main,
+            tmp_path,
+            "fit",
+            "--trainer.max_epochs=4",
+            "--trainer.log_every_n_steps=10",
+            "--data.n_train=160",
+        )
+    assert cli.trainer.num_training_batches == 3 and cli.trainer.global_step == 12
+    messages = [str(w.message) for w in caught]
+    assert not [m for m in messages if "logging interval" in m], messages
+    with open(Path(cli.run_dir) / "csv" / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    step_rows = [r for r in rows if r.get("train/synthetic/loss/total_step")]
+    epoch_rows = [r for r in rows if r.get("train/synthetic/loss/total_epoch")]
+    assert [int(r["step"]) for r in step_rows] == [9]  # the 10th step, in the 4th epoch
+    assert [int(r["epoch"]) for r in epoch_rows] == [0, 1, 2, 3]

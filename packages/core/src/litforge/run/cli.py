@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,10 @@ class _NoLibraryTips(logging.Filter):
 
 
 NO_TIPS = _NoLibraryTips()
+# Lightning's "The number of training batches (8) is smaller than the logging interval
+# Trainer(log_every_n_steps=10)": nothing to act on; steps are counted across epochs, so the
+# step values still come every log_every_n_steps steps, and the epoch values at each epoch's end.
+FEW_BATCHES_WARNING = r"The number of training batches \(\d+\) is smaller than the logging interval"
 
 
 def as_list(value: Any) -> list[Any]:
@@ -505,6 +510,7 @@ def cli_main(
     LightningCLI (``run=False``: build the model, data and trainer only)."""
     torch.set_float32_matmul_precision("high")
     logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(NO_TIPS)  # once: a set
+    warnings.filterwarnings("ignore", message=FEW_BATCHES_WARNING)  # once: an equal one replaced
     return (cli_class or LitforgeCLI)(
         model_class,
         datamodule_class,
