@@ -331,6 +331,19 @@ def test_every_public_name_has_a_docstring_that_says_what_it_is_for() -> None:
     )
 
 
+def test_core_docstrings_use_markdown_not_sphinx_roles() -> None:
+    """The API page renders docstrings as Markdown: a Sphinx role (":func:`name`") shows as
+    raw text there. Use backticks, or a cross-reference ``[`name`][litforge.name]``."""
+    role = re.compile(r":(func|class|meth|attr|mod|exc|data|obj|ref):`")
+    found = [
+        f"{path.relative_to(CORE_SRC)}:{number}"
+        for path in sorted((CORE_SRC / "litforge").rglob("*.py"))
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if role.search(line)
+    ]
+    assert not found, f"Sphinx roles in docstrings (Markdown instead): {found}"
+
+
 # --------------------------------------------------------------------------- README and links
 def test_the_readme_is_short_and_shows_a_real_run_near_the_top() -> None:
     text = README.read_text(encoding="utf-8")

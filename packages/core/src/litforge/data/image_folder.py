@@ -1,4 +1,4 @@
-"""Read ``<root>/<split>/<class>/*.{png,jpg,jpeg}`` into :class:`ImageArrays`, with a disk cache.
+"""Read ``<root>/<split>/<class>/*.{png,jpg,jpeg}`` into `ImageArrays`, with a disk cache.
 
 The first read decodes every image with PIL (resized to ``size`` when given, antialiased); the
 decoded arrays are then saved as one ``.npz`` file in a cache folder, keyed by the folder's
@@ -81,9 +81,10 @@ def read_image_folder(
     files of a class are sorted by name. ``size``: the (height, width) every image is resized to
     (one number: a square), antialiased (PIL's bicubic filter); None: every image must have the
     size of the first. ``channels``: 3 (RGB) or 1 (grayscale). ``cache_dir`` defaults to
-    :func:`default_cache_dir`. Missing folders raise :class:`MissingFolderError` (a
-    FileNotFoundError), bad content :class:`ImageFolderError`; both are LitforgeErrors, one
-    line on the command line.
+    [`default_cache_dir`][litforge.default_cache_dir]. Missing folders raise
+    [`MissingFolderError`][litforge.MissingFolderError] (a FileNotFoundError), bad content
+    [`ImageFolderError`][litforge.ImageFolderError]; both are LitforgeErrors, one line on the
+    command line.
     """
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels}")
@@ -122,7 +123,7 @@ def save_arrays_npz(path: str | Path, arrays: Mapping[str, ImageArrays]) -> None
 
 
 def load_arrays_npz(path: str | Path) -> dict[str, ImageArrays]:
-    """Load the named arrays saved by :func:`save_arrays_npz`."""
+    """Load the named arrays saved by [`save_arrays_npz`][litforge.save_arrays_npz]."""
     with np.load(path, allow_pickle=False) as npz:
         names = [key.removesuffix(".images") for key in npz.files if key.endswith(".images")]
         return {
@@ -342,10 +343,11 @@ def _atomic_write(path: Path) -> Iterator[IO[bytes]]:
 
 
 def check_same_classes(root: str | Path, train: ImageArrays, test: ImageArrays) -> None:
-    """Raise :class:`ImageFolderError` when ``<root>/train`` and ``<root>/test`` hold other class
-    folders: each split is labelled by its own sorted class list, so a test image would get the
-    label that means another class in training, and its metrics would be wrong without a word.
-    The message names both folders and the classes only one of them has."""
+    """Raise [`ImageFolderError`][litforge.ImageFolderError] when ``<root>/train`` and
+    ``<root>/test`` hold other class folders: each split is labelled by its own sorted class
+    list, so a test image would get the label that means another class in training, and its
+    metrics would be wrong without a word. The message names both folders and the classes only
+    one of them has."""
     if train.class_names == test.class_names:
         return
     root = Path(root)

@@ -29,7 +29,7 @@ def write_image_folder(
     ``per_class``: images per class of each split (default 20 in train, 5 in test); a split
     named ``""`` writes ``root/<class>/`` (one pool). The images are RGB, ``size`` x ``size``,
     noisy with a colour and a bright quadrant set by the class
-    (:func:`litforge.testing.synthetic_images`): a model learns them in a few epochs.
+    (`litforge.testing.synthetic_images`): a model learns them in a few epochs.
     ``sizes=(lo, hi)``: each image then gets its own height and width in [lo, hi] (the same
     picture, stretched). ``suffix``: ``.png`` or ``.jpg`` (quality 95).
     """
