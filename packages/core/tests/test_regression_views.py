@@ -125,3 +125,38 @@ def test_long_series_are_drawn_as_curves(tmp_path: Path) -> None:
         assert torch.allclose(torch.tensor(lines[0][0].get_ydata()), true[0])
     finally:
         plt.close(fig)
+
+
+@pytest.mark.parametrize("standardize", ["[features,target]", "[features]"])
+def test_the_plot_says_when_the_target_is_standardised(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, standardize: str
+) -> None:
+    """The test kit's rows-of-features task: with ``standardize`` holding ``target`` the values
+    drawn are standardised (the model's units, not the source's), and the picture's axes and
+    the facts beside it say so; without it they do not."""
+    from litforge.testing import regression as rows
+
+    drawn: list[tuple[tuple[str, str], ...]] = []
+    original = views.figure
+
+    def recording(*args: Any, **kwargs: Any) -> plt.Figure:  # the real figure, its axes noted
+        fig = original(*args, **kwargs)
+        drawn.append(tuple((ax.get_xlabel(), ax.get_ylabel()) for ax in fig.axes))
+        return fig
+
+    monkeypatch.setattr(views, "figure", recording)
+    cli = testing.train(
+        rows.main, tmp_path, "fit", "--trainer.max_epochs=1", f"--data.standardize={standardize}"
+    )
+    (facts_file,) = (Path(cli.run_dir) / "media" / "test").glob("*/regression/*.json")
+    standardised = "target" in standardize
+    assert json.loads(facts_file.read_text())["standardised"] is standardised
+    (diagnostic,) = [c for c in cli.trainer.callbacks if isinstance(c, Regression)]
+    targets = next(v["true"] for (stage, _), v in diagnostic.last.items() if stage == "test")
+    if standardised:  # the test rows drawn are in the training targets' standard deviations
+        assert abs(float(targets.mean())) < 0.5 and 0.5 < float(targets.std()) < 1.5
+    units = " (standardised)" if standardised else ""
+    assert drawn and drawn[-1] == (
+        (f"true{units}", f"predicted{units}"),
+        (f"residual (predicted - true){units}", "values"),
+    )

@@ -169,9 +169,11 @@ class Regression(EpochCallback):
         if not summary["dense"]:
             data, worst = summary["data"], summary["worst"]
             title = self.title(stage, dataset, "regression", shown)
+            standardised = self.target_field in standardised_fields(trainer)
             facts = {
                 "model": shown.facts(),
                 "examples": len(data["index"]),
+                "standardised": standardised,
                 "residual_mean": float((data["pred"] - data["true"]).mean()),
                 "residual_std": float((data["pred"] - data["true"]).std()),
                 "worst": [
@@ -179,7 +181,7 @@ class Regression(EpochCallback):
                     for i in worst.tolist()
                 ],
             }
-            fig = figure(data, worst, self.bins, title)
+            fig = figure(data, worst, self.bins, title, standardised=standardised)
             emit_figure(trainer, key, fig, step=shown.step, facts=facts, keep=self.keep_files)
             return
         rows = summary["rows"]
@@ -344,8 +346,19 @@ def error_figure(error: Tensor, worst: Tensor, bins: int, title: str) -> plt.Fig
     return fig
 
 
-def figure(data: dict[str, Tensor], worst: Tensor, bins: int, title: str) -> plt.Figure:
-    """Predicted against true for every value (the worst examples circled), and the residuals."""
+def standardised_fields(trainer: pl.Trainer) -> tuple[str, ...]:
+    """The fields the trainer's data module standardises (its ``standardize``): their values,
+    as the model and the diagnostics see them, are not the source's numbers."""
+    fields = getattr(getattr(trainer, "datamodule", None), "standardize", None) or ()
+    return tuple(str(f) for f in fields) if isinstance(fields, list | tuple) else ()
+
+
+def figure(
+    data: dict[str, Tensor], worst: Tensor, bins: int, title: str, standardised: bool = False
+) -> plt.Figure:
+    """Predicted against true for every value (the worst examples circled), and the residuals;
+    ``standardised``: the target was standardised by the data module, which the axes say."""
+    units = " (standardised)" if standardised else ""
     pred, true = data["pred"].flatten().numpy(), data["true"].flatten().numpy()
     residual = pred - true
     fig, (ax, hist) = plt.subplots(1, 2, figsize=(11, 4.6), layout="constrained")
@@ -364,7 +377,7 @@ def figure(data: dict[str, Tensor], worst: Tensor, bins: int, title: str) -> plt
                 fontsize=7, color="tab:red",
             )  # fmt: skip
     outputs = data["pred"].shape[1]
-    ax.set(xlabel="true", ylabel="predicted")
+    ax.set(xlabel=f"true{units}", ylabel=f"predicted{units}")
     ax.set_title(
         f"predicted against true: {len(data['index'])} examples"
         + (f" x {outputs} outputs" if outputs > 1 else ""),
@@ -375,7 +388,7 @@ def figure(data: dict[str, Tensor], worst: Tensor, bins: int, title: str) -> plt
     spread = float(np.ptp(residual)) if residual.size else 0.0
     hist.hist(residual, bins=bins if spread > 0 else 1, color="tab:blue", alpha=0.8)
     hist.axvline(0, color="tab:gray", linestyle="--")
-    hist.set(xlabel="residual (predicted - true)", ylabel="values")
+    hist.set(xlabel=f"residual (predicted - true){units}", ylabel="values")
     hist.set_title(f"residuals: mean {fmt(residual.mean())}, std {fmt(residual.std())}", fontsize=9)
     suptitle(fig, title)
     return fig
