@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from litforge import Regression, testing
+from litforge.diagnostics import extremes
 from litforge.diagnostics import regression as views
 from litforge.testing import denoise
 
@@ -133,7 +134,8 @@ def test_the_plot_says_when_the_target_is_standardised(
 ) -> None:
     """The test kit's rows-of-features task: with ``standardize`` holding ``target`` the values
     drawn are standardised (the model's units, not the source's), and the picture's axes and
-    the facts beside it say so; without it they do not."""
+    the facts beside it say so; without it they do not. The Extremes tables name the
+    standardised fields in their title and facts."""
     from litforge.testing import regression as rows
 
     drawn: list[tuple[tuple[str, str], ...]] = []
@@ -145,6 +147,14 @@ def test_the_plot_says_when_the_target_is_standardised(
         return fig
 
     monkeypatch.setattr(views, "figure", recording)
+    titles: list[str] = []
+    emit_view = extremes.emit_view
+
+    def noting(*args: Any, **kwargs: Any) -> Any:  # the real table, its title noted
+        titles.append(kwargs["title"])
+        return emit_view(*args, **kwargs)
+
+    monkeypatch.setattr(extremes, "emit_view", noting)
     cli = testing.train(
         rows.main, tmp_path, "fit", "--trainer.max_epochs=1", f"--data.standardize={standardize}"
     )
@@ -155,6 +165,11 @@ def test_the_plot_says_when_the_target_is_standardised(
     targets = next(v["true"] for (stage, _), v in diagnostic.last.items() if stage == "test")
     if standardised:  # the test rows drawn are in the training targets' standard deviations
         assert abs(float(targets.mean())) < 0.5 and 0.5 < float(targets.std()) < 1.5
+    # The Extremes tables of the same run: their title and facts name the standardised fields.
+    fields = ["features", "target"] if standardised else ["features"]
+    (table_facts,) = (Path(cli.run_dir) / "media" / "test").glob("*/extremes/highest_error/*.json")
+    assert json.loads(table_facts.read_text())["standardised"] == fields
+    assert titles and all(f"standardised: {', '.join(fields)}" in t for t in titles), titles
     units = " (standardised)" if standardised else ""
     assert drawn and drawn[-1] == (
         (f"true{units}", f"predicted{units}"),

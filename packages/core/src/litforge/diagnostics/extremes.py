@@ -151,6 +151,10 @@ class Extremes(EpochCallback):
                 "facts": records,
             }
             what = f"{name.replace('_', ' ')}: {len(records)} examples"
+            # a table shows the values the model saw: say which fields are not the source's
+            standardised = list(standardised_fields(trainer)) if isinstance(view, Table) else []
+            if standardised:
+                what += f" · standardised: {', '.join(standardised)}"
             emit_view(
                 trainer,
                 f"{stage}/{dataset}/extremes/{name}",
@@ -164,12 +168,20 @@ class Extremes(EpochCallback):
                     "index": rows["index"].tolist(),
                     "error": rows["error"].tolist(),
                     "examples": records,
+                    "standardised": standardised,
                 },
                 keep=self.keep_files,
             )
 
 
 ID_NAMES = ("id", "ids", "uid")
+
+
+def standardised_fields(trainer: pl.Trainer) -> tuple[str, ...]:
+    """The fields the trainer's data module standardises (its ``standardize``): their values,
+    as the model and the diagnostics see them, are not the source's numbers."""
+    fields = getattr(getattr(trainer, "datamodule", None), "standardize", None) or ()
+    return tuple(str(f) for f in fields) if isinstance(fields, list | tuple) else ()
 
 
 def example_facts(

@@ -28,7 +28,7 @@ from matplotlib.ticker import MaxNLocator
 from torch import Tensor
 
 from litforge.diagnostics.base import EpochCallback, append, concat, dedup, gather_dedup
-from litforge.diagnostics.extremes import flatten, rebuild, select
+from litforge.diagnostics.extremes import flatten, rebuild, select, standardised_fields
 from litforge.diagnostics.media import Scored, emit_figure, emit_images, fmt, side_by_side, suptitle
 from litforge.tasks.contracts import ContractError, per_example, require_fields, task_data
 from litforge.tasks.model import BaseModel
@@ -344,13 +344,6 @@ def error_figure(error: Tensor, worst: Tensor, bins: int, title: str) -> plt.Fig
     ax.legend(fontsize=8)
     suptitle(fig, title)
     return fig
-
-
-def standardised_fields(trainer: pl.Trainer) -> tuple[str, ...]:
-    """The fields the trainer's data module standardises (its ``standardize``): their values,
-    as the model and the diagnostics see them, are not the source's numbers."""
-    fields = getattr(getattr(trainer, "datamodule", None), "standardize", None) or ()
-    return tuple(str(f) for f in fields) if isinstance(fields, list | tuple) else ()
 
 
 def figure(
