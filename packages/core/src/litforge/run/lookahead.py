@@ -56,8 +56,9 @@ class Lookahead(Callback):
         batch: Any,
         batch_idx: int,
     ) -> None:
-        step, total = trainer.global_step, max(1, int(trainer.estimated_stepping_batches))
-        if step % self.every == 0:
+        step = trainer.global_step
+        if step % self.every == 0:  # the run's length is read only then (Python work)
+            total = max(1, int(trainer.estimated_stepping_batches))
             self._blend(pl_module, self.base**self.every * (step / total) ** self.power)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -61,6 +61,7 @@ class Classifier(PerExampleLossModel):
 
     loss_name = "cross_entropy"
     best_metric = "accuracy"
+    train_metrics = ("accuracy", "accuracy_top5")  # macro accuracy counts with a host sync
 
     def __init__(self, num_classes: int, label_smoothing: float = 0.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -132,6 +133,7 @@ class Segmenter(PerExampleLossModel):
 
     loss_name = "cross_entropy"
     best_metric = "iou"
+    train_metrics = ("pixel_accuracy",)  # IoU counts with a host sync
 
     def __init__(self, num_classes: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -58,6 +58,11 @@ class BaseModel(pl.LightningModule):
     # The metric of build_metrics() the best checkpoint is chosen by (``--run.monitor``
     # overrides it); None: the first in the collection's order (TorchMetrics sorts by name).
     best_metric: ClassVar[str | None] = None
+    # The metrics of build_metrics() also updated on training batches (None: all of them). A
+    # metric whose update reads a device value on the host (TorchMetrics' macro accuracy and
+    # IoU count with torch.bincount, which waits for the GPU twice) would stall every training
+    # step; validation and test always update every metric.
+    train_metrics: ClassVar[tuple[str, ...] | None] = None
 
     def __init__(
         self,
@@ -90,6 +95,7 @@ class BaseModel(pl.LightningModule):
         self.metrics = nn.ModuleDict()
         self.loss_means = nn.ModuleDict()  # evaluation loss terms, created when first logged
         self._dataset_names: dict[str, list[str]] = {}
+        self._train_position = (-1, -1)  # (epoch, batch index) of the last training step
 
     # ----------------------------------------------------------------- what a task implements
     def forward(self, example: Example) -> Prediction:  # type: ignore[override]
@@ -136,6 +142,7 @@ class BaseModel(pl.LightningModule):
 
     def setup(self, stage: str) -> None:
         self._dataset_names.clear()
+        self._train_position = (-1, -1)
         template = self.build_metrics()
         if template is None:
             return
@@ -143,10 +150,30 @@ class BaseModel(pl.LightningModule):
             for i in range(len(self.dataset_names(s))):
                 key = f"{s}_{i}"
                 if key not in self.metrics:
-                    self.metrics[key] = template.clone(prefix=self.metric_prefix(s, i))
+                    chosen = self._train_template(template) if s == "train" else template
+                    self.metrics[key] = chosen.clone(prefix=self.metric_prefix(s, i))
+
+    def _train_template(self, template: MetricCollection) -> MetricCollection:
+        """The metrics of ``template`` named in ``train_metrics`` (all of them for None)."""
+        if self.train_metrics is None:
+            return template
+        kept = {k: m for k, m in template.items(keep_base=True) if k in self.train_metrics}
+        return MetricCollection(kept, compute_groups=False)  # type: ignore[arg-type]
 
     # ----------------------------------------------------------------- the steps, once
-    def _shared_step(self, stage: str, batch: Example, dataloader_idx: int = 0) -> dict[str, Any]:
+    def _first_step_of_epoch(self, batch_idx: int) -> bool:
+        """Whether this training step is the first of an epoch in this fit (a resumed epoch's
+        first included). Logging a metric object registers it; Lightning computes and resets it
+        at the epoch's end. Logging it again each step changes nothing but costs a few hundred
+        microseconds of the host's time per metric, as long as a small GPU step."""
+        position = (self.current_epoch, batch_idx)
+        first = self._train_position != (position[0], position[1] - 1)
+        self._train_position = position
+        return first
+
+    def _shared_step(
+        self, stage: str, batch: Example, dataloader_idx: int = 0, batch_idx: int = 0
+    ) -> dict[str, Any]:
         prediction = self(batch)
         loss = self.compute_loss(batch, prediction)
         prefix = self.metric_prefix(stage, dataloader_idx)
@@ -172,13 +199,14 @@ class BaseModel(pl.LightningModule):
                 metric_attribute=f"loss_means.{key}",
             )
         metrics = self.metrics[f"{stage}_{dataloader_idx}"] if self.metrics else None
-        if isinstance(metrics, MetricCollection):
+        if isinstance(metrics, MetricCollection) and len(metrics):
             metrics.update(batch, prediction)
-            self.log_dict(metrics, on_step=False, on_epoch=True, add_dataloader_idx=False)
+            if stage != "train" or self._first_step_of_epoch(batch_idx):
+                self.log_dict(metrics, on_step=False, on_epoch=True, add_dataloader_idx=False)
         return {"loss": loss.total, "prediction": prediction.detach()}
 
     def training_step(self, batch: Example, batch_idx: int) -> dict[str, Any]:  # type: ignore[override]
-        return self._shared_step("train", batch)
+        return self._shared_step("train", batch, batch_idx=batch_idx)
 
     def validation_step(  # type: ignore[override]
         self, batch: Example, batch_idx: int, dataloader_idx: int = 0

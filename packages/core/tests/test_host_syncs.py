@@ -1,0 +1,128 @@
+"""Host syncs per training step, through a real Trainer fit of the synthetic image task with
+core's per-step callbacks (StopOnNonFinite, Lookahead, BudgetGuard, the diagnostics).
+
+On a GPU, every call that reads a device value on the host (``.item()``, ``bool(tensor)``,
+``float(tensor)``, ``.tolist()``, ``.cpu()``, ``torch.cuda.synchronize``) and every op whose
+output size depends on the data (``torch.unique``, ``torch.nonzero``, ``torch.bincount``, which
+reads the input's min and max) waits for the GPU: the host cannot queue the next step while the
+GPU runs this one. There is no GPU here, so the test counts those calls on the CPU (the counters
+wrap torch's functions for the duration of the fit; the run itself is real). Outside the steps
+that log (``log_every_n_steps``) or check the loss (``StopOnNonFinite.every_n_steps``), a
+training step must make none."""
+
+from __future__ import annotations
+
+import collections
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from litforge import Lookahead, StopOnNonFinite, testing
+from litforge.run.budget import BudgetGuard, Plan
+from litforge.run.handoff import HANDOFF_ENV
+
+# (owner, name) of every call that syncs with a GPU when its tensor is on one
+SYNCING = [(torch.Tensor, n) for n in ("item", "__bool__", "__float__", "__int__", "__index__",
+                                       "tolist", "cpu", "numpy", "nonzero", "unique")]  # fmt: skip
+SYNCING += [(torch, n) for n in ("unique", "nonzero", "bincount", "masked_select")]
+SYNCING += [(torch.cuda, "synchronize")]
+LOG_EVERY, CHECK_EVERY = 5, 7
+# SGD: Adam's step count is a tensor kept on the host even on a GPU (not capturable, not
+# fused), whose .item() would be counted here although it waits for nothing
+SGD = ["--model.optimizer=torch.optim.SGD", "--model.optimizer.init_args.lr=0.05",
+       "--model.optimizer.init_args.momentum=0.9"]  # fmt: skip
+
+
+@contextmanager
+def counting(calls: list[tuple[int, str]], step: Callable[[], int]) -> Iterator[None]:
+    """Wraps every SYNCING call to record (the training step under way, where it was made)."""
+    saved = [(owner, name, getattr(owner, name)) for owner, name in SYNCING]
+
+    def counted(name: str, original: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if step() >= 0:
+                frame = traceback.extract_stack(limit=3)[0]
+                calls.append((step(), f"{name} at {Path(frame.filename).name}:{frame.lineno}"))
+            return original(*args, **kwargs)
+
+        return call
+
+    try:
+        for owner, name, original in saved:
+            setattr(owner, name, counted(name, original))
+        yield
+    finally:
+        for owner, name, original in saved:
+            setattr(owner, name, original)
+
+
+class StepWindow(pl.Callback):
+    """The training step under way, from its batch's start to the next one's (-1 outside
+    training); and the steps that ended an epoch (validation and diagnostics follow them)."""
+
+    def __init__(self) -> None:
+        self.step, self.epoch_ends = -1, set[int]()
+        self.hits: dict[int, list[torch.Tensor]] = collections.defaultdict(list)
+
+    def on_train_batch_start(self, trainer: pl.Trainer, *args: Any) -> None:
+        self.step = trainer.global_step
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:  # each example's hit, kept on the device (no sync): the epoch's accuracy by hand
+        hit = outputs["prediction"].logits.argmax(1) == batch.label
+        self.hits[trainer.current_epoch].append(hit)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        self.epoch_ends.add(self.step)
+
+    def on_train_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        self.step = -1
+
+
+@pytest.fixture(autouse=True)
+def no_inherited_run_dir(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(HANDOFF_ENV, raising=False)
+
+
+def test_a_training_step_syncs_only_when_it_logs_or_checks(tmp_path: Path) -> None:
+    cli = testing.main(
+        [f"--run.dir={tmp_path / 'run'}", "--run.loggers=[csv]", *testing.QUIET,
+         "--trainer.max_epochs=3", "--trainer.max_steps=18",
+         f"--trainer.log_every_n_steps={LOG_EVERY}", *SGD],
+        run=False,
+    )  # fmt: skip
+    window = StepWindow()
+    plan = Plan(3600.0, 0.0, 0.01, 0.01, 6, 2, 2, max_steps=18)  # far from its limit: no cut
+    for callback in cli.trainer.callbacks:
+        if isinstance(callback, StopOnNonFinite):
+            callback.every_n_steps = CHECK_EVERY
+    cli.trainer.callbacks[:0] = [window, Lookahead(every=2), BudgetGuard(plan)]
+    calls: list[tuple[int, str]] = []
+    with counting(calls, lambda: window.step):
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    steps = cli.trainer.global_step
+    assert steps == 18 and len(window.epoch_ends) == 3
+
+    per_step = collections.Counter(step for step, _ in calls)
+    logging = {s for s in range(steps) if (s + 1) % LOG_EVERY == 0}
+    checking = {s for s in range(steps) if (s + 1) % CHECK_EVERY == 0}
+    quiet = set(range(1, steps)) - logging - checking - window.epoch_ends
+    assert len(quiet) >= 8
+    made = [(s, where) for s, where in calls if s in quiet]
+    assert not made, f"training steps that neither log nor check synced: {made}"
+    # a logging step reads the logged values once each (the loss, the step's learning rate)
+    assert max(per_step[s] for s in logging - window.epoch_ends) <= 6, calls
+    # the training accuracy, logged once per epoch, is still over every batch of the epoch;
+    # the metrics left out of training steps are still computed in validation
+    logged = cli.trainer.callback_metrics
+    by_hand = torch.cat(window.hits[2]).float().mean()
+    assert len(window.hits[2]) == 6 and 0.2 < by_hand < 1
+    assert float(logged["train/synthetic/accuracy"]) == pytest.approx(float(by_hand), abs=1e-6)
+    assert "val/synthetic/accuracy_macro" in logged
