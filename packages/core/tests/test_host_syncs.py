@@ -13,77 +13,21 @@ training step must make none."""
 from __future__ import annotations
 
 import collections
-import traceback
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import pytest
-import pytorch_lightning as pl
 import torch
 
 from litforge import Lookahead, StopOnNonFinite, testing
 from litforge.run.budget import BudgetGuard, Plan
 from litforge.run.handoff import HANDOFF_ENV
+from litforge.testing.syncs import StepWindow, host_syncs, quiet_steps
 
-# (owner, name) of every call that syncs with a GPU when its tensor is on one
-SYNCING = [(torch.Tensor, n) for n in ("item", "__bool__", "__float__", "__int__", "__index__",
-                                       "tolist", "cpu", "numpy", "nonzero", "unique")]  # fmt: skip
-SYNCING += [(torch, n) for n in ("unique", "nonzero", "bincount", "masked_select")]
-SYNCING += [(torch.cuda, "synchronize")]
 LOG_EVERY, CHECK_EVERY = 5, 7
 # SGD: Adam's step count is a tensor kept on the host even on a GPU (not capturable, not
 # fused), whose .item() would be counted here although it waits for nothing
 SGD = ["--model.optimizer=torch.optim.SGD", "--model.optimizer.init_args.lr=0.05",
        "--model.optimizer.init_args.momentum=0.9"]  # fmt: skip
-
-
-@contextmanager
-def counting(calls: list[tuple[int, str]], step: Callable[[], int]) -> Iterator[None]:
-    """Wraps every SYNCING call to record (the training step under way, where it was made)."""
-    saved = [(owner, name, getattr(owner, name)) for owner, name in SYNCING]
-
-    def counted(name: str, original: Any) -> Any:
-        def call(*args: Any, **kwargs: Any) -> Any:
-            if step() >= 0:
-                frame = traceback.extract_stack(limit=3)[0]
-                calls.append((step(), f"{name} at {Path(frame.filename).name}:{frame.lineno}"))
-            return original(*args, **kwargs)
-
-        return call
-
-    try:
-        for owner, name, original in saved:
-            setattr(owner, name, counted(name, original))
-        yield
-    finally:
-        for owner, name, original in saved:
-            setattr(owner, name, original)
-
-
-class StepWindow(pl.Callback):
-    """The training step under way, from its batch's start to the next one's (-1 outside
-    training); and the steps that ended an epoch (validation and diagnostics follow them)."""
-
-    def __init__(self) -> None:
-        self.step, self.epoch_ends = -1, set[int]()
-        self.hits: dict[int, list[torch.Tensor]] = collections.defaultdict(list)
-
-    def on_train_batch_start(self, trainer: pl.Trainer, *args: Any) -> None:
-        self.step = trainer.global_step
-
-    def on_train_batch_end(
-        self, trainer: pl.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
-    ) -> None:  # each example's hit, kept on the device (no sync): the epoch's accuracy by hand
-        hit = outputs["prediction"].logits.argmax(1) == batch.label
-        self.hits[trainer.current_epoch].append(hit)
-
-    def on_train_epoch_end(self, trainer: pl.Trainer, *args: Any) -> None:
-        self.epoch_ends.add(self.step)
-
-    def on_train_end(self, trainer: pl.Trainer, *args: Any) -> None:
-        self.step = -1
 
 
 @pytest.fixture(autouse=True)
@@ -105,15 +49,14 @@ def test_a_training_step_syncs_only_when_it_logs_or_checks(tmp_path: Path) -> No
             callback.every_n_steps = CHECK_EVERY
     cli.trainer.callbacks[:0] = [window, Lookahead(every=2), BudgetGuard(plan)]
     calls: list[tuple[int, str]] = []
-    with counting(calls, lambda: window.step):
+    with host_syncs(calls, lambda: window.step):
         cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     steps = cli.trainer.global_step
     assert steps == 18 and len(window.epoch_ends) == 3
 
     per_step = collections.Counter(step for step, _ in calls)
     logging = {s for s in range(steps) if (s + 1) % LOG_EVERY == 0}
-    checking = {s for s in range(steps) if (s + 1) % CHECK_EVERY == 0}
-    quiet = set(range(1, steps)) - logging - checking - window.epoch_ends
+    quiet = quiet_steps(steps, window, LOG_EVERY, CHECK_EVERY)
     assert len(quiet) >= 8
     made = [(s, where) for s, where in calls if s in quiet]
     assert not made, f"training steps that neither log nor check synced: {made}"
