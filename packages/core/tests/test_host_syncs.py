@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import collections
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+import pytorch_lightning as pl
 import torch
 
 from litforge import Lookahead, StopOnNonFinite, testing
@@ -69,3 +71,33 @@ def test_a_training_step_syncs_only_when_it_logs_or_checks(tmp_path: Path) -> No
     assert len(window.hits[2]) == 6 and 0.2 < by_hand < 1
     assert float(logged["train/synthetic/accuracy"]) == pytest.approx(float(by_hand), abs=1e-6)
     assert "val/synthetic/accuracy_macro" in logged
+
+
+def test_lookahead_blends_every_float_tensor_by_its_formula() -> None:
+    """Lookahead's blend (two fused ops over the pairs found at the fit's start) is, tensor by
+    tensor, avg = d * avg + (1 - d) * live and live = avg, with d = base ** every * (t / T) **
+    power; integer state (BatchNorm's batch count) is left alone."""
+    module = pl.LightningModule()
+    module.net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
+    lookahead = Lookahead(every=5, base=0.9, power=2.0)
+    lookahead.on_fit_start(None, module)  # type: ignore[arg-type]
+    start = {k: v.clone() for k, v in module.state_dict().items()}
+    with torch.no_grad():
+        for v in module.state_dict(keep_vars=True).values():
+            v.add_(torch.randn_like(v.float()).to(v.dtype) if v.is_floating_point() else 1)
+    live = {k: v.clone() for k, v in module.state_dict().items()}
+    trainer = SimpleNamespace(global_step=5, estimated_stepping_batches=20)
+    lookahead.on_train_batch_end(trainer, module, None, None, 0)  # type: ignore[arg-type]
+    d = 0.9**5 * (5 / 20) ** 2.0
+    for key, value in module.state_dict().items():
+        if value.is_floating_point():
+            expected = d * start[key] + (1 - d) * live[key]
+            torch.testing.assert_close(value, expected)
+            torch.testing.assert_close(lookahead.average[key], expected)
+        else:
+            assert torch.equal(value, live[key])
+    # not a blend step: nothing moves
+    trainer.global_step = 6
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+    lookahead.on_train_batch_end(trainer, module, None, None, 0)  # type: ignore[arg-type]
+    assert all(torch.equal(v, before[k]) for k, v in module.state_dict().items())

@@ -27,6 +27,7 @@ class Lookahead(Callback):
             raise ValueError(f"every must be >= 1, got {every}")
         self.every, self.base, self.power = every, base, power
         self.average: dict[str, torch.Tensor] = {}
+        self._pairs: tuple[list[torch.Tensor], list[torch.Tensor]] = ([], [])
 
     def _float_state(self, pl_module: pl.LightningModule) -> dict[str, torch.Tensor]:
         return {
@@ -36,17 +37,20 @@ class Lookahead(Callback):
         }
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        state = self._float_state(pl_module)
         if not self.average:
-            self.average = {k: v.detach().clone() for k, v in self._float_state(pl_module).items()}
+            self.average = {k: v.detach().clone() for k, v in state.items()}
         else:  # restored from a checkpoint: put it on the model's device
             self.average = {k: v.to(pl_module.device) for k, v in self.average.items()}
+        # the pairs blended, found once: a blend is then two fused ops, not a walk of the model
+        keys = list(state)
+        self._pairs = ([self.average[k] for k in keys], [state[k].detach() for k in keys])
 
     @torch.no_grad()
     def _blend(self, pl_module: pl.LightningModule, decay: float) -> None:
-        for key, live in self._float_state(pl_module).items():
-            avg = self.average[key]
-            avg.lerp_(live.detach(), 1 - decay)
-            live.data.copy_(avg)
+        averages, lives = self._pairs
+        torch._foreach_lerp_(averages, lives, 1 - decay)
+        torch._foreach_copy_(lives, averages)
 
     def on_train_batch_end(
         self,
