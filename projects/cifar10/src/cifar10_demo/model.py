@@ -235,6 +235,7 @@ class Cifar10Model(Classifier):
         self.channels_last = channels_last
         self.compile = compile
         self.register_buffer("whitened", torch.tensor(False))
+        self._whitened_seen = False  # the buffer was read true in this fit (on_train_batch_start)
         if channels_last:
             self.net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
@@ -263,12 +264,20 @@ class Cifar10Model(Classifier):
 
     # ---------------------------------------------------------------- the recipe's hooks
     def on_train_batch_start(self, batch: ClassificationExample, batch_idx: int) -> None:  # type: ignore[override]
-        if not bool(self.whitened):  # the first step of a run: fit the whitening on its batch
-            self.net.init_whitening(batch.image)
-            self.whitened.fill_(True)
+        # The first step of a run fits the whitening on its batch. The buffer (checkpointed: a
+        # resumed run keeps its whitening) is read once per fit, not every step: reading a
+        # device tensor on the host waits for the GPU.
+        if not self._whitened_seen:
+            if not bool(self.whitened):
+                self.net.init_whitening(batch.image)
+                self.whitened.fill_(True)
+            self._whitened_seen = True
         steps_per_epoch = max(1, self.trainer.num_training_batches)
         train_bias = self.trainer.global_step < self.whiten_bias_epochs * steps_per_epoch
         self.net.whiten.bias.requires_grad_(train_bias)  # type: ignore[union-attr]
+
+    def on_fit_start(self) -> None:
+        self._whitened_seen = False  # a checkpoint may have been loaded: read the buffer again
 
     def configure_optimizers(self) -> Any:
         # The schedule reads the step count each step: a time budget may move it (BudgetGuard).
