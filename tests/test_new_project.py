@@ -67,8 +67,19 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def env() -> dict[str, str]:
-    clean = {k: v for k, v in os.environ.items() if k not in ("LITFORGE_RUN_DIR", "PYTHONPATH")}
+    clean = {k: v for k, v in os.environ.items() if k != "LITFORGE_RUN_DIR"}
     return {**clean, "PYTHONDONTWRITEBYTECODE": "1"}
+
+
+def with_path(project: Path) -> dict[str, str]:
+    """env() with the copy's package first on the path (it is not installed in .venv); a
+    PYTHONPATH already set (a checkout of core other than the installed one) stays after it."""
+    return {
+        **env(),
+        "PYTHONPATH": os.pathsep.join(
+            filter(None, [str(project / "src"), os.environ.get("PYTHONPATH")])
+        ),
+    }
 
 
 def new_project(repo: Path, name: str) -> subprocess.CompletedProcess[str]:
@@ -171,7 +182,7 @@ def test_new_project_is_complete_registered_and_its_tests_pass(repo: Path) -> No
     # Its own tests, with this environment's python. `make new-project` would install it with
     # `poetry lock` and `poetry sync` first; that needs the package index and minutes, so here
     # PYTHONPATH makes `foo` importable from the copy instead.
-    run_env = {**env(), "PYTHONPATH": str(project / "src")}
+    run_env = with_path(project)
     where = subprocess.run(
         [sys.executable, "-c", "import foo; print(foo.__file__)"],
         env=run_env,
@@ -412,7 +423,7 @@ def fit(project: Path, root: Path, *args: str) -> tuple[dict[str, float], str]:
     done = subprocess.run(
         [*command, "--run.loggers=[csv]", *QUIET, *args],
         cwd=root,
-        env={**env(), "PYTHONPATH": str(project / "src")},
+        env=with_path(project),
         capture_output=True,
         text=True,
         timeout=300,
@@ -436,7 +447,7 @@ def make_train(project: Path, root: Path, data: Path, *args: str) -> tuple[dict[
             f"PY={sys.executable}",
         ],
         cwd=project.parents[1],
-        env={**env(), "PYTHONPATH": str(project / "src")},
+        env=with_path(project),
         capture_output=True,
         text=True,
         timeout=300,
@@ -460,7 +471,7 @@ def project_tests_pass(project: Path, root: Path) -> None:
             str(project / "tests"),
         ],
         cwd=root,
-        env={**env(), "PYTHONPATH": str(project / "src"), "OMP_NUM_THREADS": "1"},
+        env={**with_path(project), "OMP_NUM_THREADS": "1"},
         capture_output=True,
         text=True,
         timeout=600,
