@@ -184,7 +184,10 @@ class ImageDataModule(ArrayDataModule):
                 try:
                     array = _decode(str(item), channels)
                 except ImageFolderError as err:
-                    raise InputError(f"{err}: give PNG or JPEG images") from None
+                    why = type(err.__cause__).__name__
+                    raise InputError(
+                        f"{item}: cannot be read as an image ({why}); give PNG or JPEG files"
+                    ) from None
                 names.append(Path(item).name)
             else:
                 array = self._pixels_of(item, i, channels)
