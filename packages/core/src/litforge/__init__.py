@@ -15,7 +15,9 @@ Diagnostics (``litforge.diagnostics``)
     Extremes, Uncertainty, ConfusionMatrix, Regression: optional callbacks that draw to every
     logger and to files in the run folder.
 The run (``litforge.run``)
-    cli_main / LitforgeCLI, the command line of a project; the time budget; safety callbacks.
+    cli_main / LitforgeCLI, the command line of a project; the time budget; safety callbacks;
+    load, a trained model (checkpoint or run folder) as a Predictor of new inputs; export, an
+    ONNX or torch.export file of it with its input normalisation inside.
 Experiments (``litforge.experiments``)
     sweeps and seed groups, started as ``python -m <project> sweep|repeat``.
 The test kit (``litforge.testing``)
@@ -75,6 +77,7 @@ from litforge.errors import (
     CheckpointError,
     CheckpointMismatchError,
     DataError,
+    InputError,
     LitforgeError,
     MissingCheckpointError,
     SettingError,
@@ -82,10 +85,12 @@ from litforge.errors import (
 from litforge.experiments.pruning import OptunaReport
 from litforge.run.budget import BudgetError, choose_precision, process_age, time_train_steps
 from litforge.run.cli import LitforgeCLI, cli_main
+from litforge.run.export import Exported, ExportError, RawInputModel, export, export_model
 from litforge.run.lookahead import Lookahead
 from litforge.run.project import Project
 from litforge.run.resume import RngState
 from litforge.run.safety import NonFiniteLossError, SaveOnInterrupt, StopOnNonFinite
+from litforge.run.use import Predictor, load
 from litforge.tasks.bases import Classifier, PerExampleLossModel, Regressor, Segmenter
 from litforge.tasks.contracts import ContractError, TaskData, check_data
 from litforge.tasks.metrics import (
@@ -194,11 +199,20 @@ __all__ = [  # noqa: RUF022 (grouped by concern, as the docs list them)
     "choose_precision",
     "time_train_steps",
     "process_age",
+    # using a trained model
+    "load",
+    "Predictor",
+    "export",
+    "export_model",
+    "Exported",
+    "RawInputModel",
+    "ExportError",
     # experiments
     "OptunaReport",
     # errors
     "LitforgeError",
     "DataError",
+    "InputError",
     "SettingError",
     "CheckpointError",
     "CheckpointMismatchError",
