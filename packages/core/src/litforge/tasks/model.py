@@ -247,7 +247,7 @@ class BaseModel(pl.LightningModule):
         for key, collection in self.metrics.items():
             if not key.startswith(f"{stage}_") or not isinstance(collection, MetricCollection):
                 continue
-            for name, metric in collection.items(keep_base=False, copy_state=False):
+            for name, metric in collection.items(keep_base=False):  # compute groups' states
                 if name not in self._several or not metric.update_count:
                     continue
                 for scalar, value in several_values(name, metric, metric.compute()).items():
