@@ -18,6 +18,7 @@ Numbers meant for people go through ``fmt`` (significant digits, never ``-0``) a
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import json
@@ -293,9 +294,13 @@ def line_plots(
 
 
 def _numbers(values: Any, keep_dates: bool = False) -> np.ndarray:
+    """Floats; with ``keep_dates``, times (datetime64, pandas timestamps, ISO text) as times."""
     if isinstance(values, Tensor):
         return values.detach().float().cpu().numpy()
     array = np.asarray(values)
+    if keep_dates and array.dtype.kind in "OUS":
+        with contextlib.suppress(TypeError, ValueError):  # not times: numbers, or the error
+            array = array.astype("datetime64[ns]")
     return array if keep_dates and array.dtype.kind == "M" else array.astype(float)
 
 
