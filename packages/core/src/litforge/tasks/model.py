@@ -257,6 +257,8 @@ class BaseModel(pl.LightningModule):
                 metric.reset()
 
     def on_train_epoch_end(self) -> None:
+        """Logs the metrics of several values (``_log_several``): a subclass that overrides this
+        hook or the validation / test ones calls ``super()``."""
         self._log_several("train")
 
     def on_validation_epoch_end(self) -> None:
