@@ -55,6 +55,22 @@ def test_each_line_is_drawn_where_its_values_are() -> None:
     assert len(where(black.pixels[0], BLUE)) < 5 and len(where(black.pixels[0], (0, 0, 0))) > 100
 
 
+@pytest.mark.slow
+def test_times_on_the_x_axis() -> None:
+    """Times as datetime64, as ISO text or as datetime objects (pandas' timestamps are): the
+    same picture."""
+    hours = np.arange("2024-03-05T10", "2024-03-06T10", dtype="datetime64[h]")
+    load = np.sin(np.arange(24) / 4)
+    shown = line_plots(
+        [{"load": (hours, load)}, {"load": (hours.astype(str), load)},
+         {"load": (hours.astype(object), load)}],
+        size=(240, 160),
+    )  # fmt: skip
+    assert torch.equal(shown.pixels[0], shown.pixels[1])
+    assert torch.equal(shown.pixels[0], shown.pixels[2])
+    assert len(where(shown.pixels[0], BLUE)) > 100
+
+
 def test_bad_lines_and_counts_are_named() -> None:
     with pytest.raises(ValueError, match=r"plot 0, line 'x'"):
         line_plots([{"x": (np.arange(3), np.arange(4))}])

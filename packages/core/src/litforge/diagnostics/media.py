@@ -18,6 +18,7 @@ Numbers meant for people go through ``fmt`` (significant digits, never ``-0``) a
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import json
@@ -35,6 +36,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from matplotlib.figure import Figure
+from matplotlib.layout_engine import ConstrainedLayoutEngine
 from matplotlib.transforms import Bbox
 from pytorch_lightning.loggers import TensorBoardLogger, WandbLogger
 from torch import Tensor
@@ -242,7 +244,8 @@ def line_plots(
         size: (width, height) of each picture in pixels.
         styles: matplotlib keywords per line name (``{"forecast": {"linestyle": "--"}}``); a
             line name keeps one colour in every plot (the first line's colour is tab10's first).
-        xlabel, ylabel: the axes' labels, the same in every plot.
+        xlabel: the x axis' label, the same in every plot.
+        ylabel: the y axis' label, the same in every plot.
         legend: a legend of the line names in each plot.
     """
     n = len(plots)
@@ -255,7 +258,9 @@ def line_plots(
     names = list(dict.fromkeys(name for plot in plots for name in plot))
     colours = {name: plt.get_cmap("tab10")(i % 10) for i, name in enumerate(names)}
     width, height = size
-    fig = plt.figure(figsize=(width / DPI, height / DPI), dpi=DPI)
+    # constrained layout: fitted at drawing time, once the tick labels are known
+    layout = ConstrainedLayoutEngine(w_pad=0.03, h_pad=0.03)
+    fig = plt.figure(figsize=(width / DPI, height / DPI), dpi=DPI, layout=layout)
     pictures = []
     try:
         for i, plot in enumerate(plots):
@@ -281,7 +286,6 @@ def line_plots(
                 ax.legend(fontsize=6, loc="best", frameon=False)
             if dates:  # slanted, so that long times do not overlap
                 fig.autofmt_xdate()
-            fig.tight_layout(pad=0.3)
             pictures.append(figure_to_array(fig))
     finally:
         plt.close(fig)
@@ -290,9 +294,13 @@ def line_plots(
 
 
 def _numbers(values: Any, keep_dates: bool = False) -> np.ndarray:
+    """Floats; with ``keep_dates``, times (datetime64, pandas timestamps, ISO text) as times."""
     if isinstance(values, Tensor):
         return values.detach().float().cpu().numpy()
     array = np.asarray(values)
+    if keep_dates and array.dtype.kind in "OUS":
+        with contextlib.suppress(TypeError, ValueError):  # not times: numbers, or the error
+            array = array.astype("datetime64[ns]")
     return array if keep_dates and array.dtype.kind == "M" else array.astype(float)
 
 

@@ -251,7 +251,7 @@ class BaseModel(pl.LightningModule):
         for key, collection in self.metrics.items():
             if not key.startswith(f"{stage}_") or not isinstance(collection, MetricCollection):
                 continue
-            for name, metric in collection.items(keep_base=False, copy_state=False):
+            for name, metric in collection.items(keep_base=False):  # compute groups' states
                 if name not in self._several or not metric.update_count:
                     continue
                 for scalar, value in several_values(name, metric, metric.compute()).items():
@@ -261,6 +261,8 @@ class BaseModel(pl.LightningModule):
                 metric.reset()
 
     def on_train_epoch_end(self) -> None:
+        """Logs the metrics of several values (``_log_several``): a subclass that overrides this
+        hook or the validation / test ones calls ``super()``."""
         self._log_several("train")
 
     def on_validation_epoch_end(self) -> None:
