@@ -58,6 +58,7 @@ from litforge.data.stream import (
     StreamLoader,
 )
 from litforge.data.table import read_table
+from litforge.data.tags import ImageTableDataModule, multi_hot, read_image_table, tag_sets
 from litforge.data.text import (
     Vocabulary,
     decode_strings,
@@ -86,11 +87,19 @@ from litforge.run.lookahead import Lookahead
 from litforge.run.project import Project
 from litforge.run.resume import RngState
 from litforge.run.safety import NonFiniteLossError, SaveOnInterrupt, StopOnNonFinite
-from litforge.tasks.bases import Classifier, PerExampleLossModel, Regressor, Segmenter
+from litforge.tasks.bases import (
+    Classifier,
+    MultiLabelClassifier,
+    PerExampleLossModel,
+    Regressor,
+    Segmenter,
+)
 from litforge.tasks.contracts import ContractError, TaskData, check_data
 from litforge.tasks.metrics import (
+    PerLabel,
     StructMetric,
     classification_metrics,
+    multilabel_metrics,
     regression_metrics,
     segmentation_metrics,
 )
@@ -100,6 +109,8 @@ from litforge.tasks.structs import (
     ClassificationPrediction,
     Example,
     Loss,
+    MultiLabelExample,
+    MultiLabelPrediction,
     Prediction,
     RegressionExample,
     RegressionPrediction,
@@ -120,17 +131,22 @@ __all__ = [  # noqa: RUF022 (grouped by concern, as the docs list them)
     "RegressionPrediction",
     "SegmentationExample",
     "SegmentationPrediction",
+    "MultiLabelExample",
+    "MultiLabelPrediction",
     # tasks: models, metrics, the data contract
     "BaseModel",
     "lr_factor",
     "Classifier",
     "Regressor",
     "Segmenter",
+    "MultiLabelClassifier",
     "PerExampleLossModel",
     "StructMetric",
     "classification_metrics",
     "regression_metrics",
     "segmentation_metrics",
+    "multilabel_metrics",
+    "PerLabel",
     "TaskData",
     "ContractError",
     "check_data",
@@ -140,6 +156,7 @@ __all__ = [  # noqa: RUF022 (grouped by concern, as the docs list them)
     "ArrayDataModule",
     "ImageDataModule",
     "ImageFolderDataModule",
+    "ImageTableDataModule",
     "StreamedDataModule",
     "StreamedImageDataModule",
     "StreamedImageFolderDataModule",
@@ -153,6 +170,9 @@ __all__ = [  # noqa: RUF022 (grouped by concern, as the docs list them)
     "read_image_folder",
     "check_same_classes",
     "read_table",
+    "read_image_table",
+    "multi_hot",
+    "tag_sets",
     "Vocabulary",
     "pad_sequences",
     "sequence_mask",

@@ -63,6 +63,8 @@ class ArrayDataModule(pl.LightningDataModule):
         "target_shape",
         "vocab_size",
         "sequence_length",
+        "num_labels",
+        "label_names",
     )
 
     def __init__(
@@ -184,6 +186,25 @@ class ArrayDataModule(pl.LightningDataModule):
         return tuple(self._field("target", "target_shape").shape[1:])
 
     @property
+    def num_labels(self) -> int:
+        """The number of labels K of a multi-hot ``target`` (N x K: multi-label data)."""
+        target = self._field("target", "num_labels")
+        if target.dim() != 2 or target.is_floating_point():
+            raise DataError(
+                f"{type(self).__name__}.num_labels reads a multi-hot target (integer N x K), but "
+                f"the target is {target.dtype} {tuple(target.shape)}: remove num_labels from "
+                "the model's arguments, or give the data a multi-hot target"
+            )
+        return int(target.shape[1])
+
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        """The names of the labels of a multi-hot ``target``: the class names (their positions
+        when the data names none)."""
+        names = self.class_names
+        return tuple(names) if names is not None else tuple(map(str, range(self.num_labels)))
+
+    @property
     def vocabulary(self) -> Vocabulary | None:
         """The text of the ``tokens`` field (``Arrays(vocabulary=...)``), if any."""
         return self._train.vocabulary
@@ -241,11 +262,15 @@ class ArrayDataModule(pl.LightningDataModule):
     def describe(self, field: str, value: Tensor) -> str | float | int:
         """One field of one example, as a table cell: a number, a class name for ``label`` and
         ``pred``, the text of an ``id`` and of ``tokens`` (with a vocabulary), the first values
-        of a longer tensor. Override it to show a field otherwise."""
+        of a longer tensor; a multi-hot ``target`` / ``pred`` row (multi-label) as its label
+        names, space-separated ("(none)": the empty set). Override it to show a field otherwise."""
         if field == "id" and value.dtype == torch.uint8 and value.dim() == 1:
             return decode_strings(value)[0]
         if field == "tokens" and self.vocabulary is not None:
             return self.vocabulary.decode(value)
+        names = self.class_names
+        if field in ("target", "pred") and is_multi_hot(value, names):
+            return " ".join(n for n, on in zip(names, value.tolist()) if on) or "(none)"  # type: ignore[arg-type]
         if value.numel() == 1:
             item = value.item()
             names = self.class_names
@@ -298,3 +323,15 @@ class ArrayDataModule(pl.LightningDataModule):
 
     def predict_dataloader(self) -> Any:
         return self._loader("test", train=False)
+
+
+def is_multi_hot(value: Tensor, names: Any) -> bool:
+    """Whether one example's value is a multi-hot row over the labels ``names``: integer 0/1, K
+    values for K names."""
+    return (
+        names is not None
+        and value.dim() == 1
+        and value.numel() == len(names)
+        and not value.is_floating_point()
+        and bool(((value == 0) | (value == 1)).all())
+    )
