@@ -57,8 +57,8 @@ from litforge.data.stream import (
     StreamedImageFolderDataModule,
     StreamLoader,
 )
-from litforge.data.table import read_table
-from litforge.data.tags import ImageTableDataModule, multi_hot, read_image_table, tag_sets
+from litforge.data.table import multi_hot, read_table, tag_sets
+from litforge.data.tags import ImageTableDataModule, read_image_table
 from litforge.data.text import (
     Vocabulary,
     decode_strings,

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from PIL import Image
 from torch import Tensor
 
@@ -33,56 +32,10 @@ from litforge.data.image_folder import (
     _save_cache,
 )
 from litforge.data.images import ImageDataModule
-from litforge.data.table import _list
+from litforge.data.table import _list, multi_hot
 from litforge.data.text import encode_strings
 from litforge.errors import DataError
 from litforge.tasks.structs import MultiLabelExample
-
-
-def split_tags(cell: str, separator: str = " ") -> list[str]:
-    """The tags of one cell: split by ``separator`` (a space: any run of white space), each
-    stripped, empty ones dropped (an empty cell: no tags)."""
-    parts = cell.split() if separator.strip() == "" else cell.split(separator)
-    return [p.strip() for p in parts if p.strip()]
-
-
-def multi_hot(
-    cells: Sequence[str],
-    separator: str = " ",
-    label_names: Sequence[str] | None = None,
-    where: Sequence[str] | None = None,
-) -> tuple[Tensor, tuple[str, ...]]:
-    """Cells of tags -> (multi-hot int64 N x K, the K label names).
-
-    ``label_names`` fixes the labels and their order (a tag not among them is an error naming
-    ``where[i]``, e.g. ``"tags.csv:14"``, of its cell); default: every tag found, sorted. A tag
-    twice in a cell counts once."""
-    sets = [split_tags(c, separator) for c in cells]
-    names = (
-        tuple(label_names)
-        if label_names is not None
-        else tuple(sorted({t for s in sets for t in s}))
-    )
-    if not names:
-        raise DataError(
-            f"{where[0].split(':')[0] if where else 'the tags'}: no tag in any row: give the "
-            f"column of tags, and the separator (now {separator!r})"
-        )
-    index = {name: k for k, name in enumerate(names)}
-    target = torch.zeros(len(sets), len(names), dtype=torch.int64)
-    for i, tags in enumerate(sets):
-        for tag in tags:
-            if tag not in index:
-                at = where[i] if where else f"row {i + 1}"
-                raise DataError(f"{at}: tag {tag!r} is not one of the labels {_list(names)}")
-            target[i, index[tag]] = 1
-    return target, names
-
-
-def tag_sets(target: Tensor, label_names: Sequence[str]) -> list[list[str]]:
-    """Multi-hot rows (N x K, any numeric dtype, nonzero: present) -> the label names of each."""
-    rows = (target.detach().cpu() != 0).tolist()
-    return [[name for name, on in zip(label_names, row) if on] for row in rows]
 
 
 def read_image_table(
