@@ -41,6 +41,7 @@ from litforge import (
 )
 from litforge.data.tags import write_tagged_images
 from litforge.diagnostics.labels import label_counts
+from litforge.tasks.metrics import several_values
 from litforge.testing.syncs import host_syncs
 
 
@@ -90,9 +91,10 @@ def test_loss_threshold_and_metrics_match_independent_computations() -> None:
     assert float(got["f1_micro"]) == pytest.approx(f1_score(t, q, average="micro"), abs=1e-6)
     assert float(got["f1_macro"]) == pytest.approx(f1_score(t, q, average="macro"), abs=1e-6)
     per_label = f1_score(t, q, average=None)
-    assert {k: round(float(v), 6) for k, v in got.items() if len(k) == 1} == {
-        name: round(float(v), 6) for name, v in zip("abcde", per_label)
-    }  # one scalar per label, keyed by its name
+    logged = several_values("f1", metrics["f1"], metrics["f1"].compute())  # as BaseModel logs
+    assert {k: round(float(v), 6) for k, v in logged.items()} == {
+        f"f1/{name}": round(float(v), 6) for name, v in zip("abcde", per_label)
+    }  # one scalar per label, named after it
     assert float(got["exact_match"]) == pytest.approx(accuracy_score(t, q), abs=1e-6)
     expected_map = average_precision_score(t, p.numpy(), average="macro")
     assert float(got["map"]) == pytest.approx(expected_map, abs=1e-5)

@@ -96,7 +96,6 @@ from litforge.tasks.bases import (
 )
 from litforge.tasks.contracts import ContractError, TaskData, check_data
 from litforge.tasks.metrics import (
-    PerLabel,
     StructMetric,
     classification_metrics,
     multilabel_metrics,
@@ -146,7 +145,6 @@ __all__ = [  # noqa: RUF022 (grouped by concern, as the docs list them)
     "regression_metrics",
     "segmentation_metrics",
     "multilabel_metrics",
-    "PerLabel",
     "TaskData",
     "ContractError",
     "check_data",

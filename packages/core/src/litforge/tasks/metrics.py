@@ -2,13 +2,20 @@
 
 ``StructMetric`` wraps any TorchMetrics metric and says which fields feed it, so a
 ``MetricCollection`` of them is updated with the batch as the model saw it.
+
+A metric whose ``compute()`` returns a dict (TorchMetrics' ``ClasswiseWrapper``, or one of your
+own annotated ``def compute(self) -> dict[str, Tensor]``) gives several values: ``BaseModel``
+logs each as its own scalar, ``<stage>/<dataset>/<metric>/<key>`` (``several_values``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Literal
+import typing
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
+import torch
 import torchmetrics
 import torchmetrics.image
 from torch import Tensor
@@ -51,12 +58,55 @@ class StructMetric(Metric):
         # batch is not); free when it is already
         self.inner.update(preds.contiguous(), target.contiguous())
 
-    def compute(self) -> Tensor:
-        return self.inner.compute()
+    def compute(self) -> Tensor | dict[str, Tensor]:
+        return self.inner.compute()  # type: ignore[no-any-return]
 
     def reset(self) -> None:
         self.inner.reset()
         super().reset()
+
+
+def returns_several(metric: Metric) -> bool:
+    """Whether ``metric.compute()`` returns a dict of values rather than one tensor: said by its
+    return annotation (``ClasswiseWrapper``'s says ``dict[str, Tensor]``; a ``StructMetric``
+    asks its inner metric), else found by computing an empty copy once."""
+    inner = metric.inner if isinstance(metric, StructMetric) else metric
+    compute = type(inner).compute
+    try:
+        hint = typing.get_type_hints(compute).get("return")
+    except Exception:  # an annotation naming what its module imports only for type checkers
+        raw = str(getattr(compute, "__annotations__", {}).get("return", ""))
+        hint = (dict if raw.lower().startswith(("dict", "mapping")) else Tensor) if raw else None
+    if hint is not None:
+        origin = typing.get_origin(hint) or hint
+        return isinstance(origin, type) and issubclass(origin, Mapping)
+    empty = inner.clone()
+    empty.sync_on_compute = False  # every rank asks alike; no collective for a test
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return isinstance(empty.compute(), Mapping)
+        except Exception:  # some metrics cannot compute without data (R^2): not a dict
+            return False
+
+
+def several_values(name: str, metric: Metric, values: Mapping[str, Any]) -> dict[str, Tensor]:
+    """The scalars ``name/<key>`` of a metric's dict of values (nested dicts: ``name/<k1>/<k2>``).
+    ``ClasswiseWrapper``'s own prefix (its metric's class name, when given neither ``prefix`` nor
+    ``postfix``) is dropped: ``f1_per_label/cat``, not ``f1_per_label/multiclassf1score_cat``."""
+    inner = metric.inner if isinstance(metric, StructMetric) else metric
+    drop = ""
+    if isinstance(inner, ClasswiseWrapper) and not inner._prefix and not inner._postfix:
+        drop = f"{type(inner.metric).__name__.lower()}_"
+    flat: dict[str, Tensor] = {}
+    for key, value in values.items():
+        key = str(key)
+        key = key[len(drop) :] if drop and key.startswith(drop) else key
+        if isinstance(value, Mapping):
+            flat.update(several_values(f"{name}/{key}", metric, value))
+        else:
+            flat[f"{name}/{key}"] = torch.as_tensor(value)
+    return flat
 
 
 def regression_metrics(
@@ -117,16 +167,6 @@ def classification_metrics(num_classes: int) -> MetricCollection:
     return MetricCollection(metrics, compute_groups=False)
 
 
-class PerLabel(ClasswiseWrapper):
-    """TorchMetrics' ``ClasswiseWrapper`` whose keys are the label names alone (``"cat"``, not
-    ``"multilabelf1score_cat"``): ``compute()`` returns ``{name: value}``, logged as one scalar
-    per label, ``<stage>/<dataset>/<metric>/<name>``."""
-
-    def _convert_output(self, x: Tensor) -> dict[str, Tensor]:
-        names = self.labels or [str(i) for i in range(len(x))]
-        return dict(zip(names, x))
-
-
 def multilabel_metrics(
     num_labels: int, label_names: Sequence[str] | None = None
 ) -> MetricCollection:
@@ -135,7 +175,8 @@ def multilabel_metrics(
 
     - ``f1_micro``: F1 over every (example, label) decision together;
     - ``f1_macro``: the mean of the labels' F1 (each label counts the same, rare ones too);
-    - ``f1``: each label's F1, one scalar per label name (``PerLabel``);
+    - ``f1``: each label's F1 (TorchMetrics' ``ClasswiseWrapper``), logged as one scalar per
+      label, ``<stage>/<dataset>/f1/<label name>``;
     - ``exact_match``: the share of examples whose predicted set is exactly the true set;
     - ``map``: mean average precision over the labels, from the probabilities (no threshold).
     """
@@ -153,7 +194,7 @@ def multilabel_metrics(
     metrics: dict[str, Metric | MetricCollection] = {
         "f1_micro": StructMetric(f1("micro"), "pred", "target"),
         "f1_macro": StructMetric(f1("macro"), "pred", "target"),
-        "f1": StructMetric(PerLabel(f1(None), labels=names), "pred", "target"),
+        "f1": StructMetric(ClasswiseWrapper(f1(None), labels=names), "pred", "target"),
         "exact_match": StructMetric(
             torchmetrics.classification.MultilabelExactMatch(num_labels, validate_args=False),
             "pred",
