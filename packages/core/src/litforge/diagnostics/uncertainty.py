@@ -161,8 +161,8 @@ class Uncertainty(EpochCallback):
         if is_multilabel(example, prediction):  # every label decision: N x K
             probs, target, pred = label_decisions("Uncertainty", example, prediction)
             self.num_classes = 2
-            p = probs.clamp(1e-12, 1 - 1e-12)
-            entropy = -(p * p.log() + (1 - p) * (1 - p).log()) / math.log(2)
+            p = probs.double().clamp(1e-12, 1 - 1e-12)  # float32 rounds 1 - 1e-12 to 1
+            entropy = (-(p * p.log() + (1 - p) * (1 - p).log()) / math.log(2)).float()
             self.state[key] = append(
                 self.state.get(key),
                 index=example.index,
