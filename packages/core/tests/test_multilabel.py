@@ -221,8 +221,36 @@ def test_a_fit_draws_tag_sets_counts_and_calibration(tmp_path: Path) -> None:
     assert [r["label"] for r in facts["labels"]] == names
     per_label = f1_score(t, q, average=None, zero_division=0)
     assert [r["f1"] for r in facts["labels"]] == pytest.approx(per_label.tolist(), abs=1e-6)
+    logged = [results[f"test/images/f1/{name}"] for name in names]  # one scalar per label
+    assert logged == pytest.approx(per_label.tolist(), abs=1e-6)
 
     (calibrated,) = (media / "uncertainty").glob("*.json")
     ece = BinaryCalibrationError(n_bins=5)(prediction.probs.flatten(), test.target.flatten())
     assert json.loads(calibrated.read_text())["ece"] == pytest.approx(float(ece), abs=1e-5)
     assert results["test/images/ece"] == pytest.approx(float(ece), abs=1e-5)
+
+
+def test_the_data_state_and_readable_tag_sets(tmp_path: Path) -> None:
+    """What the data taught (label names, image size and normalisation) is restored without
+    reading the data, and a prediction for new image files reads as its tag set, by name, at
+    the model's threshold."""
+    args = ImageTableDataModule.write_test_data(tmp_path)
+    data = ImageTableDataModule(**args)
+    state = data.state_dict()
+    assert state["label_names"] == ["blue", "green", "red"] and state["num_labels"] == 3
+    fresh = ImageTableDataModule(**{**args, "root": str(tmp_path / "nowhere.csv")})
+    fresh.load_state_dict(state)  # reading nowhere.csv would fail
+    assert fresh.label_names == data.label_names and fresh.num_labels == 3
+    assert torch.equal(fresh.mean, data.mean) and fresh.image_size == data.image_size
+
+    torch.manual_seed(0)
+    model = TagNet(3, threshold=0.45).eval()
+    inputs = fresh.read_inputs(sorted((tmp_path / "images").glob("*.png"))[:6])
+    with torch.no_grad():
+        (prediction,) = [model(example) for example in fresh.input_loader(inputs)]
+    rows = fresh.readable(inputs, prediction)
+    probs = prediction.probs
+    assert [r["id"] for r in rows] == [f"{i:04d}.png" for i in range(6)]
+    for row, p in zip(rows, probs):
+        assert row["prediction"] == " ".join(n for n, q in zip(fresh.label_names, p) if q > 0.45)
+        assert [row[f"p({n})"] for n in fresh.label_names] == pytest.approx(p.tolist())

@@ -62,7 +62,7 @@ from litforge.diagnostics.media import Table, View, fmt
 from litforge.errors import DataError, InputError, SettingError
 from litforge.tasks.contracts import Split
 from litforge.tasks.model import is_plain, save_plain_hyperparameters
-from litforge.tasks.structs import Example, Prediction
+from litforge.tasks.structs import Example, MultiLabelPrediction, Prediction
 
 Loaded: TypeAlias = Arrays | tuple[Arrays, Arrays | None]
 ALL_CLASSES = 20  # readable(): every class's probability up to this many classes, else top k
@@ -251,6 +251,8 @@ class ArrayDataModule(pl.LightningDataModule):
     @property
     def num_labels(self) -> int:
         """The number of labels K of a multi-hot ``target`` (N x K: multi-label data)."""
+        if self._learned("num_labels") is not None:
+            return int(self._learned("num_labels"))
         target = self._field("target", "num_labels")
         if target.dim() != 2 or target.is_floating_point():
             raise DataError(
@@ -264,6 +266,8 @@ class ArrayDataModule(pl.LightningDataModule):
     def label_names(self) -> tuple[str, ...]:
         """The names of the labels of a multi-hot ``target``: the class names (their positions
         when the data names none)."""
+        if self._learned("label_names") is not None:
+            return tuple(self._learned("label_names"))
         names = self.class_names
         return tuple(names) if names is not None else tuple(map(str, range(self.num_labels)))
 
@@ -540,12 +544,22 @@ class ArrayDataModule(pl.LightningDataModule):
     def readable(self, inputs: Arrays, prediction: Prediction) -> list[dict[str, Any]]:
         """One dict per item of ``inputs``: its ``id``, then, for class probabilities
         (N x K), the predicted class name, its probability and every class's (``p(<name>)``;
-        the top 5 beyond 20 classes); for values (N or N x T), the prediction in the target's
+        the top 5 beyond 20 classes); for a set of labels (``MultiLabelPrediction``), the
+        predicted set, its label names separated by spaces ("": none), and each label's
+        probability up to 20 labels; for values (N or N x T), the prediction in the target's
         own units (standardisation undone). A kind with other outputs overrides it."""
         rows: list[dict[str, Any]] = [{"id": name} for name in self.item_names(inputs)]
         probs = getattr(prediction, "probs", None)
         value = getattr(prediction, "value", None)
-        if isinstance(probs, Tensor) and probs.dim() == 2:
+        if isinstance(prediction, MultiLabelPrediction):  # a set of labels: names, then each p
+            names = list(self.label_names)
+            probs = prediction.probs.detach().float().cpu()
+            chosen = prediction.pred.detach().cpu().tolist()
+            for row, p, on in zip(rows, probs, chosen):
+                row["prediction"] = " ".join(n for n, yes in zip(names, on) if yes)
+                if len(names) <= ALL_CLASSES:
+                    row.update({f"p({n})": float(q) for n, q in zip(names, p)})
+        elif isinstance(probs, Tensor) and probs.dim() == 2:
             names = list(self.class_names or map(str, range(probs.shape[1])))
             probs = probs.detach().float().cpu()
             top_p, top_i = probs.topk(min(TOP_K, probs.shape[1]), dim=1)
