@@ -59,15 +59,17 @@ def read_image_table(
     Args:
         path: the table (a header line first), with a column of image files and one of tags.
         images: the folder the file names are relative to (default: the table's own folder).
-        file / tags: the names of those columns; other columns are not read.
+        file: the name of the column of image files.
+        tags: the name of the column of tags (other columns are not read).
         separator: what separates the tags of a cell (a space: any white space).
         label_names: the labels, in target order (default: the tags found, sorted).
         size: (height, width) every image is resized to, antialiased; one number for a square;
             None: the images' own size, which must then be the same for all.
         channels: 3 (RGB) or 1 (grayscale).
         delimiter: the cell separator of the table.
-        cache_dir / progress: as ``read_image_folder``: the decoded images are cached, keyed by
+        cache_dir: where the decoded images are cached, as ``read_image_folder``'s: keyed by
             every file's size and time and the size and channels asked for.
+        progress: a progress bar while decoding.
     """
     path = Path(path).expanduser()
     if not path.is_file():
@@ -157,7 +159,8 @@ class ImageTableDataModule(ImageDataModule):
     Args:
         root: the table, a CSV with a header (``make train-<project> DATA=...`` sets it).
         images: the folder its file names are relative to (default: the table's folder).
-        file / tags: the columns of image files and of tags.
+        file: the column of image files.
+        tags: the column of tags.
         separator: what separates the tags of a cell (a space: any white space).
         size: (height, width) every image is resized to, antialiased; one number for a square;
             null: the images' own size, which must then be the same for all of them.
