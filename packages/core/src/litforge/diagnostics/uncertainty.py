@@ -269,7 +269,9 @@ def _below_above(value: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarra
     return np.stack([np.clip(value - lo, 0, None), np.clip(hi - value, 0, None)])
 
 
-def _counts(ax: Any, edges: np.ndarray, count: np.ndarray, xlabel: str) -> None:
+def _counts(
+    ax: Any, edges: np.ndarray, count: np.ndarray, xlabel: str, ylabel: str = "examples"
+) -> None:
     centers, width = (edges[:-1] + edges[1:]) / 2, np.diff(edges)
     ax.bar(centers, count, width=width * 0.9, color="0.75")
     if count.max() > 0 and count[count > 0].min() * 50 < count.max():
@@ -279,7 +281,7 @@ def _counts(ax: Any, edges: np.ndarray, count: np.ndarray, xlabel: str) -> None:
         if c > 0:
             ax.text(x, c, str(int(c)), ha="center", va="bottom", fontsize=7, clip_on=True)
     ax.set_ylim(top=top * (3 if ax.get_yscale() == "log" else 1.25))
-    ax.set(xlim=(0, 1), xlabel=xlabel, ylabel="examples")
+    ax.set(xlim=(0, 1), xlabel=xlabel, ylabel=ylabel)
 
 
 def figure(summary: dict[str, Any], title: str) -> plt.Figure:
@@ -347,7 +349,8 @@ def figure(summary: dict[str, Any], title: str) -> plt.Figure:
         title_fontsize=7,
     )
     x_label = "probability of the label" if labels else "confidence (probability of the top class)"
-    _counts(axes[1, 0], edges, rel["count"].numpy(), x_label)
+    counted = "decisions" if labels else "examples"
+    _counts(axes[1, 0], edges, rel["count"].numpy(), x_label, counted)
 
     ax = axes[0, 1]
     edges = ent["edges"].numpy()
@@ -375,7 +378,7 @@ def figure(summary: dict[str, Any], title: str) -> plt.Figure:
     x_label = (
         "binary entropy of the decision (H / log 2)" if labels else "normalised entropy (H / log C)"
     )
-    _counts(axes[1, 1], edges, ent["count"].numpy(), x_label)
+    _counts(axes[1, 1], edges, ent["count"].numpy(), x_label, counted)
     for a in axes.flat:
         a.tick_params(labelsize=8)
     return fig
