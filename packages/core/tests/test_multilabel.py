@@ -32,6 +32,7 @@ from litforge import (
     MultiLabelClassifier,
     MultiLabelExample,
     MultiLabelPrediction,
+    SettingError,
     Uncertainty,
     decode_strings,
     multilabel_metrics,
@@ -158,6 +159,10 @@ def test_image_files_named_in_a_table(tmp_path: Path) -> None:
         read_image_table(tmp_path / "bad.csv", size=8, progress=False)
     with pytest.raises(DataError, match=r"no column 'labels' \(given as tags\)"):
         read_image_table(tmp_path / "tags.csv", tags="labels", size=8, progress=False)
+    with pytest.raises(DataError, match=r"no table at .*nowhere\.csv: give one with --data\.root"):
+        ImageTableDataModule(root=str(tmp_path / "nowhere.csv")).load()
+    with pytest.raises(SettingError, match=r"--model\.threshold=1\.5: a probability threshold"):
+        TagNet(3, threshold=1.5)
 
 
 def test_label_counts_match_sklearn() -> None:

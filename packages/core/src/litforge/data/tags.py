@@ -190,6 +190,11 @@ class ImageTableDataModule(ImageDataModule):
         self.size = (size, size) if isinstance(size, int) else (tuple(size) if size else None)
 
     def load(self) -> ImageArrays:
+        if not Path(self.root).expanduser().is_file():
+            raise DataError(
+                f"no table at {self.root}: give one with --data.root=PATH (make train-<project> "
+                f"DATA=PATH), a CSV of image files and their tags ({self.file},{self.tags})"
+            )
         return read_image_table(
             self.root,
             images=self.images,

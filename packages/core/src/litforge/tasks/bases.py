@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics import MetricCollection
 
+from litforge.errors import SettingError
 from litforge.tasks.contracts import task_data
 from litforge.tasks.metrics import (
     classification_metrics,
@@ -199,9 +200,11 @@ class MultiLabelClassifier(PerExampleLossModel):
     ) -> None:
         super().__init__(**kwargs)
         if not 0 < threshold < 1:
-            raise ValueError(f"threshold must lie in (0, 1), got {threshold}")
+            raise SettingError(
+                f"--model.threshold={threshold}: a probability threshold lies between 0 and 1"
+            )
         if pos_weight <= 0:
-            raise ValueError(f"pos_weight must be > 0, got {pos_weight}")
+            raise SettingError(f"--model.pos_weight={pos_weight}: a loss weight must be > 0")
         self.num_labels, self.threshold, self.pos_weight = num_labels, threshold, pos_weight
         self.label_names = tuple(label_names) if label_names is not None else None
         self.register_forward_hook(_with_threshold)
