@@ -41,7 +41,8 @@ from litforge import (
     tag_sets,
 )
 from litforge.data.tags import write_tagged_images
-from litforge.diagnostics.labels import label_counts
+from litforge.diagnostics.confusion import worst_labels
+from litforge.diagnostics.labels import label_counts, label_facts
 from litforge.tasks.metrics import several_values
 from litforge.testing.syncs import host_syncs
 
@@ -179,6 +180,12 @@ def test_label_counts_match_sklearn() -> None:
         for i in range(4)
     ]
     assert counts["missed_added"].tolist() == by_hand
+    # more labels than ConfusionMatrix draws: a table of those with the most errors
+    table = worst_labels(label_facts(counts, list("abcd"))["labels"], top=2)
+    errors = confusion[:, 1, 0] + confusion[:, 0, 1]
+    order = sorted(range(4), key=lambda i: -errors[i])[:2]
+    assert table.columns["label"] == ["abcd"[i] for i in order]
+    assert table.columns["missed"] == [int(confusion[i, 1, 0]) for i in order]
 
 
 @pytest.mark.slow

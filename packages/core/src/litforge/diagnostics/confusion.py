@@ -8,7 +8,8 @@ class). Either way ``<step>.json`` beside the picture holds the class names and 
 
 A multi-label model (a multi-hot ``target``, N x K) has no single (true, predicted) pair: for it
 the picture is each label's found, missed and added examples, and which labels are added in
-place of which (``litforge.diagnostics.labels``), with the same numbers in the JSON.
+place of which (``litforge.diagnostics.labels``), with the same numbers in the JSON; above
+``max_classes`` labels, a table of the labels with the most errors.
 """
 
 from __future__ import annotations
@@ -108,8 +109,15 @@ class ConfusionMatrix(EpochCallback):
         if isinstance(summary, dict):  # multi-label
             title = self.title(stage, dataset, "labels: found, missed, added", shown)
             facts = {"model": shown.facts(), **label_facts(summary, names)}
-            fig = label_figure(summary, names, title)
-            emit_figure(trainer, key, fig, step=shown.step, facts=facts, keep=self.keep_files)
+            if len(names) <= self.max_classes:
+                fig = label_figure(summary, names, title)
+                emit_figure(trainer, key, fig, step=shown.step, facts=facts, keep=self.keep_files)
+                return
+            table = worst_labels(facts["labels"], self.top)
+            title += f" · the {len(table)} labels with most errors ({len(names)} labels)"
+            emit_table(
+                trainer, key, table, step=shown.step, title=title, facts=facts, keep=self.keep_files
+            )
             return
         matrix: Tensor = summary
         facts = {"model": shown.facts(), "classes": names, "matrix": matrix.tolist()}
@@ -123,6 +131,14 @@ class ConfusionMatrix(EpochCallback):
             emit_table(
                 trainer, key, table, step=shown.step, title=title, facts=facts, keep=self.keep_files
             )
+
+
+def worst_labels(labels: list[dict[str, Any]], top: int) -> Table:
+    """The ``top`` labels with the most errors (missed + added), most first: each one's
+    counts and F1 (``label_facts``' rows)."""
+    rows = sorted(labels, key=lambda r: -(r["missed"] + r["added"]))[:top]
+    keys = ("label", "support", "found", "missed", "added", "f1")
+    return Table({k: [r[k] for r in rows] for k in keys})
 
 
 def largest_confusions(matrix: Tensor, names: list[str], top: int) -> Table:
