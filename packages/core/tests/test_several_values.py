@@ -6,6 +6,7 @@ Trainer fits of the synthetic image task, checked against scikit-learn."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -148,3 +149,39 @@ def test_each_key_is_logged_monitored_and_equals_sklearn(tmp_path: Path) -> None
     assert float(logged["test/synthetic/accuracy"]) == pytest.approx(
         float((pred == labels).float().mean())
     )
+
+
+class EightClassF1(TinyClassifier):
+    """Each class's F1 (ClasswiseWrapper without labels: keys 0 to 7); best by class 3's."""
+
+    best_metric = "f1/3"
+
+    def build_metrics(self) -> MetricCollection:
+        f1 = torchmetrics.F1Score(task="multiclass", num_classes=self.num_classes, average=None)
+        metrics = classification_metrics(self.num_classes)
+        metrics.add_metrics({"f1": StructMetric(ClasswiseWrapper(f1))})
+        return metrics
+
+
+@pytest.mark.slow
+def test_a_run_keeps_every_key_and_prints_them_as_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Through the command line: the best checkpoint by one key, results.json with every key,
+    the closing summary with the eight as one line."""
+    from litforge import testing
+    from litforge.run.project import Project
+    from litforge.testing.images import CONFIG
+
+    main = Project("eight", EightClassF1, SyntheticData, CONFIG).main
+    args = ["--data.n_classes=8", "--data.n_train=256", "--trainer.max_epochs=2"]
+    cli = testing.train(main, tmp_path, "fit", "--trainer.callbacks=[]", *args)
+    results = json.loads((cli.run_dir / "results.json").read_text())
+    keys = {f"test/synthetic/f1/{i}" for i in range(8)}
+    assert keys <= results.keys() and results["monitor"] == "val/synthetic/f1/3"
+    assert "test/synthetic/f1" not in results
+    f1 = [results[f"test/synthetic/f1/{i}"] for i in range(8)]
+    summary = capsys.readouterr().out.split("=" * 72)[-2]
+    (line,) = [x for x in summary.splitlines() if "test/synthetic/f1/" in x]
+    assert line.split()[:2] == ["test/synthetic/f1/*", f"{sum(f1) / 8:.4f}"]
+    assert f"{min(f1):.4f} at " in line and f"{max(f1):.4f} at " in line
