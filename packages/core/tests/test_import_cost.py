@@ -1,10 +1,11 @@
 """``import litforge`` loads what every run needs and nothing more: the streamed path's litdata
-(and boto3 under it), Optuna, W&B and submitit are imported when a run first uses them."""
+(and boto3 under it), Optuna, W&B and submitit are imported when a run first uses them; ONNX
+Runtime, onnxscript and LitServe when a model is first exported or served."""
 
 import subprocess
 import sys
 
-HEAVY = ("litdata", "boto3", "optuna", "wandb", "submitit")
+HEAVY = ("litdata", "boto3", "optuna", "wandb", "submitit", "onnxruntime", "onnxscript", "litserve")
 
 
 def test_import_litforge_leaves_the_optional_engines_unloaded() -> None:
