@@ -283,3 +283,25 @@ def test_serve_answers_as_the_predictor_and_survives_a_bad_request(
     status, text = post(f"{url}/predict", bodies[0], "application/x-www-form-urlencoded")
     assert status == 200 and same_row(json.loads(text), json.loads(answers[0][1]))
     assert process.poll() is None
+
+
+@pytest.mark.slow
+def test_export_of_a_multi_label_classifier_agrees_with_pytorch(
+    mytask: Path, tmp_path: Path
+) -> None:
+    """Image files named in a CSV of tags: the exported graph's logits, probabilities and
+    predicted sets (at the model's threshold) are the predictor's."""
+    from litforge.data.tags import write_tagged_images
+
+    recipes.apply_recipe("multi-label", mytask)
+    write_tagged_images(tmp_path / "photos", 64)
+    args = [
+        f"--data.root={tmp_path / 'photos' / 'tags.csv'}",
+        "--data.size=[16,16]",
+        "--data.batch_size=16",
+    ]
+    recipes.fit(mytask, tmp_path, *args, "--model.threshold=0.4", *recipes.epochs(1))
+    report, _ = export_and_compare(mytask, tmp_path, str(tmp_path / "photos" / "images"))
+    assert report["inputs"] == ["image"] and report["items"] == 64
+    within_tolerance(report, {"logits", "probs"})
+    assert report["outputs"]["pred"]["agree"] >= 0.99  # each label decision
