@@ -1,5 +1,7 @@
-"""Sets of labels (tags) read from a table: a column of tags as a multi-hot ``target``, and image
-files named in a table beside their folder (``ImageTableDataModule``).
+"""Image files named in a table beside their folder, each with a set of labels (tags), for
+multi-label classification (``read_image_table``, ``ImageTableDataModule``). Tags in a table of
+features: ``read_table(path, tags=...)``; both turn the cells into a multi-hot ``target`` with
+``multi_hot`` (``litforge.data.table``).
 
     file,tags                      read_image_table("photos/tags.csv", size=48)
     0001.png,cat dog                 -> ImageArrays(image=uint8 N x C x H x W,
