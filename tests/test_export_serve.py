@@ -182,10 +182,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def post(url: str, body: bytes, timeout: float = 60) -> tuple[int, str]:
-    request = urllib.request.Request(url, body, {"Content-Type": "application/json"})
+def post(url: str, body: bytes, content_type: str = "application/json") -> tuple[int, str]:
+    request = urllib.request.Request(url, body, {"Content-Type": content_type})
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=60) as response:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as err:
         return err.code, err.read().decode()
@@ -279,6 +279,29 @@ def test_serve_answers_as_the_predictor_and_survives_a_bad_request(
         reason = json.loads(text)["detail"]
         assert 400 <= status < 500 and isinstance(reason, str), (status, text)
         assert "\n" not in reason and len(reason) < 300, reason
-    status, text = post(f"{url}/predict", bodies[0])  # the server goes on
+    # the server goes on; a JSON body sent as a form (curl -d without a Content-Type) is JSON
+    status, text = post(f"{url}/predict", bodies[0], "application/x-www-form-urlencoded")
     assert status == 200 and same_row(json.loads(text), json.loads(answers[0][1]))
     assert process.poll() is None
+
+
+@pytest.mark.slow
+def test_export_of_a_multi_label_classifier_agrees_with_pytorch(
+    mytask: Path, tmp_path: Path
+) -> None:
+    """Image files named in a CSV of tags: the exported graph's logits, probabilities and
+    predicted sets (at the model's threshold) are the predictor's."""
+    from litforge.data.tags import write_tagged_images
+
+    recipes.apply_recipe("multi-label", mytask)
+    write_tagged_images(tmp_path / "photos", 64)
+    args = [
+        f"--data.root={tmp_path / 'photos' / 'tags.csv'}",
+        "--data.size=[16,16]",
+        "--data.batch_size=16",
+    ]
+    recipes.fit(mytask, tmp_path, *args, "--model.threshold=0.4", *recipes.epochs(1))
+    report, _ = export_and_compare(mytask, tmp_path, str(tmp_path / "photos" / "images"))
+    assert report["inputs"] == ["image"] and report["items"] == 64
+    within_tolerance(report, {"logits", "probs"})
+    assert report["outputs"]["pred"]["agree"] >= 0.99  # each label decision

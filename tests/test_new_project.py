@@ -297,6 +297,7 @@ KINDS = {
     "image-regression": ("image-regression.md", (3, 60)),
     "segmentation": ("segmentation.md", (3, 60)),
     "grayscale": ("grayscale.md", (3, 60)),
+    "multi-label": ("multi-label.md", (3, 60)),
 }
 COUNTS = re.compile(
     r"^Changed after `make new-project`: (?P<files>.*) \((?P<n>\d+) files?, (?P<total>\d+) lines\)"
@@ -674,6 +675,49 @@ def test_recipe_grayscale(mytask: Path, tmp_path: Path) -> None:
     assert media(tmp_path, "test/digits/extremes/highest_error")
     assert media(tmp_path, "test/digits/confusion_matrix")
     assert "from the data module to the model: num_classes=10, in_channels=1" in output
+    project_tests_pass(mytask, tmp_path)
+
+
+@pytest.mark.slow
+def test_recipe_multi_label(mytask: Path, tmp_path: Path) -> None:
+    """Image files of mixed sizes named in a CSV with a set of tags each (some empty), trained by
+    ``make train-mytask DATA=<the CSV>``: per-label F1 logged by name, the extremes' JSON holds
+    the true tag sets of the files."""
+    apply_recipe("multi-label", mytask)
+    from litforge.data.tags import write_tagged_images
+
+    truth = write_tagged_images(tmp_path / "photos", 240, sizes=(20, 48))
+    assert any(not tags for tags in truth.values())
+    args = ["--data.size=[24,24]", "--data.batch_size=16", *epochs(6)]
+    results, output = make_train(mytask, tmp_path, tmp_path / "photos" / "tags.csv", *args)
+    assert "num_labels=3" in output and "best by val/images/f1_micro" in output, output[-3000:]
+    assert results["test/images/f1_micro"] > 0.85, results  # see docs/tasks/multi-label.md
+    assert {f"test/images/f1/{c}" for c in ("red", "green", "blue")} <= set(results)
+    for side in ("highest_error", "lowest_error"):
+        (shown,) = media(tmp_path, f"test/images/extremes/{side}", ".json")
+        records = json.loads(shown.read_text())["examples"]
+        assert len(records) == 8
+        assert all(sorted(r["target"]) == sorted(truth[r["id"]]) for r in records), records
+    assert media(tmp_path, "test/images/confusion_matrix")
+    assert media(tmp_path, "test/images/uncertainty")
+    # new images, as a user predicts them: predictions.csv holds each one's tag set by name
+    new = tmp_path / "new"
+    new.mkdir()
+    for name in list(truth)[:12]:
+        shutil.copy(tmp_path / "photos" / name, new / Path(name).name)
+    done = subprocess.run(
+        [sys.executable, "-m", RECIPE_PROJECT, "predict", f"--ckpt_path={tmp_path / 'run'}",
+         f"--data.predict={new}", *QUIET],
+        cwd=tmp_path, env=with_path(mytask), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    line = next(x for x in done.stdout.splitlines() if x.strip().startswith("predictions: "))
+    predictions = tmp_path / line.split("predictions: ", 1)[1].strip()  # relative to cwd
+    with predictions.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0])[:2] == ["id", "prediction"] and len(rows) == 12
+    right = [set(r["prediction"].split()) == set(truth[f"images/{r['id']}"]) for r in rows]
+    assert sum(right) >= 11, rows  # the test set's F1 is 1.0
     project_tests_pass(mytask, tmp_path)
 
 

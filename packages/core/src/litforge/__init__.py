@@ -59,7 +59,8 @@ from litforge.data.stream import (
     StreamedImageFolderDataModule,
     StreamLoader,
 )
-from litforge.data.table import read_table
+from litforge.data.table import multi_hot, read_table, tag_sets
+from litforge.data.tags import ImageTableDataModule, read_image_table
 from litforge.data.text import (
     Vocabulary,
     decode_strings,
@@ -91,11 +92,18 @@ from litforge.run.project import Project
 from litforge.run.resume import RngState
 from litforge.run.safety import NonFiniteLossError, SaveOnInterrupt, StopOnNonFinite
 from litforge.run.use import Predictor, load
-from litforge.tasks.bases import Classifier, PerExampleLossModel, Regressor, Segmenter
+from litforge.tasks.bases import (
+    Classifier,
+    MultiLabelClassifier,
+    PerExampleLossModel,
+    Regressor,
+    Segmenter,
+)
 from litforge.tasks.contracts import ContractError, TaskData, check_data
 from litforge.tasks.metrics import (
     StructMetric,
     classification_metrics,
+    multilabel_metrics,
     regression_metrics,
     segmentation_metrics,
 )
@@ -105,6 +113,8 @@ from litforge.tasks.structs import (
     ClassificationPrediction,
     Example,
     Loss,
+    MultiLabelExample,
+    MultiLabelPrediction,
     Prediction,
     RegressionExample,
     RegressionPrediction,
@@ -125,17 +135,21 @@ __all__ = [  # noqa: RUF022 (grouped by concern, as the docs list them)
     "RegressionPrediction",
     "SegmentationExample",
     "SegmentationPrediction",
+    "MultiLabelExample",
+    "MultiLabelPrediction",
     # tasks: models, metrics, the data contract
     "BaseModel",
     "lr_factor",
     "Classifier",
     "Regressor",
     "Segmenter",
+    "MultiLabelClassifier",
     "PerExampleLossModel",
     "StructMetric",
     "classification_metrics",
     "regression_metrics",
     "segmentation_metrics",
+    "multilabel_metrics",
     "TaskData",
     "ContractError",
     "check_data",
@@ -145,6 +159,7 @@ __all__ = [  # noqa: RUF022 (grouped by concern, as the docs list them)
     "ArrayDataModule",
     "ImageDataModule",
     "ImageFolderDataModule",
+    "ImageTableDataModule",
     "StreamedDataModule",
     "StreamedImageDataModule",
     "StreamedImageFolderDataModule",
@@ -158,6 +173,9 @@ __all__ = [  # noqa: RUF022 (grouped by concern, as the docs list them)
     "read_image_folder",
     "check_same_classes",
     "read_table",
+    "read_image_table",
+    "multi_hot",
+    "tag_sets",
     "Vocabulary",
     "pad_sequences",
     "sequence_mask",

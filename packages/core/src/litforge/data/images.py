@@ -56,6 +56,8 @@ class ImageDataModule(ArrayDataModule):
         "image_size",
         "out_channels",
         "target_shape",
+        "num_labels",
+        "label_names",
     )
     image_field: ClassVar[str] = "image"
     # Fields that move with the image: masks (N x H x W, integer) or float images (N x C x H x W).
@@ -209,6 +211,11 @@ class ImageDataModule(ArrayDataModule):
         if isinstance(item, Image.Image):
             item = item.convert("RGB" if channels == 3 else "L")
         array = np.asarray(item.cpu() if isinstance(item, Tensor) else item)
+        if array.dtype == object or array.dtype.kind not in "uifb" or array.ndim < 2:
+            raise InputError(
+                f"image {i} is a {type(item).__name__}, not an image: give a file, an array "
+                "(H x W x C) or a PIL image"
+            )
         if array.ndim == 3 and array.shape[0] in (1, 3, 4) and array.shape[2] not in (1, 3, 4):
             array = array.transpose(1, 2, 0)  # C x H x W -> H x W x C
         if array.ndim == 2:
@@ -260,8 +267,9 @@ class ImageDataModule(ArrayDataModule):
 
     def show(self, example: Example, prediction: Prediction) -> Images:
         """The images with captions: #index, or for classification true -> predicted class and
-        p(true); with a mask, image | true mask | predicted mask, the masks coloured over the
-        image; with a float image target, input | prediction | target."""
+        p(true); for multi-label, the true and the predicted sets of labels; with a mask, image |
+        true mask | predicted mask, the masks coloured over the image; with a float image
+        target, input | prediction | target."""
         pixels = self.to_display(getattr(example, self.image_field))
         captions = [f"#{i}" for i in example.index.tolist()]  # Extremes adds the id, if any
         label, probs = getattr(example, "label", None), getattr(prediction, "probs", None)
@@ -271,6 +279,19 @@ class ImageDataModule(ArrayDataModule):
             captions = [
                 f"{self.describe('label', t)} -> {self.describe('pred', p)}\np(true)={fmt_prob(float(q))}"
                 for t, p, q in zip(label, pred, p_true)
+            ]
+        target, guess = getattr(example, "target", None), getattr(prediction, "pred", None)
+        if (
+            isinstance(target, Tensor)
+            and isinstance(guess, Tensor)
+            and target.dim() == 2
+            and guess.shape == target.shape
+            and self.class_names is not None
+            and target.shape[1] == len(self.class_names)
+        ):  # multi-label: the true and the predicted sets
+            captions = [
+                f"true: {self.describe('target', t)}\npred: {self.describe('pred', p)}"
+                for t, p in zip(target.cpu(), guess.cpu())
             ]
         for name in self.dense:
             true = getattr(example, name, None)

@@ -62,7 +62,7 @@ from litforge.diagnostics.media import Table, View, fmt
 from litforge.errors import DataError, InputError, SettingError
 from litforge.tasks.contracts import Split
 from litforge.tasks.model import is_plain, save_plain_hyperparameters
-from litforge.tasks.structs import Example, Prediction
+from litforge.tasks.structs import Example, MultiLabelPrediction, Prediction
 
 Loaded: TypeAlias = Arrays | tuple[Arrays, Arrays | None]
 ALL_CLASSES = 20  # readable(): every class's probability up to this many classes, else top k
@@ -110,6 +110,8 @@ class ArrayDataModule(pl.LightningDataModule):
         "target_shape",
         "vocab_size",
         "sequence_length",
+        "num_labels",
+        "label_names",
     )
 
     def __init__(
@@ -247,6 +249,29 @@ class ArrayDataModule(pl.LightningDataModule):
         return tuple(self._field("target", "target_shape").shape[1:])
 
     @property
+    def num_labels(self) -> int:
+        """The number of labels K of a multi-hot ``target`` (N x K: multi-label data)."""
+        if self._learned("num_labels") is not None:
+            return int(self._learned("num_labels"))
+        target = self._field("target", "num_labels")
+        if target.dim() != 2 or target.is_floating_point():
+            raise DataError(
+                f"{type(self).__name__}.num_labels reads a multi-hot target (integer N x K), but "
+                f"the target is {target.dtype} {tuple(target.shape)}: remove num_labels from "
+                "the model's arguments, or give the data a multi-hot target"
+            )
+        return int(target.shape[1])
+
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        """The names of the labels of a multi-hot ``target``: the class names (their positions
+        when the data names none)."""
+        if self._learned("label_names") is not None:
+            return tuple(self._learned("label_names"))
+        names = self.class_names
+        return tuple(names) if names is not None else tuple(map(str, range(self.num_labels)))
+
+    @property
     def vocabulary(self) -> Vocabulary | None:
         """The text of the ``tokens`` field (``Arrays(vocabulary=...)``), if any."""
         if self._restored is not None and self._splits is None:
@@ -311,11 +336,15 @@ class ArrayDataModule(pl.LightningDataModule):
     def describe(self, field: str, value: Tensor) -> str | float | int:
         """One field of one example, as a table cell: a number, a class name for ``label`` and
         ``pred``, the text of an ``id`` and of ``tokens`` (with a vocabulary), the first values
-        of a longer tensor. Override it to show a field otherwise."""
+        of a longer tensor; a multi-hot ``target`` / ``pred`` row (multi-label) as its label
+        names, space-separated ("(none)": the empty set). Override it to show a field otherwise."""
         if field == "id" and value.dtype == torch.uint8 and value.dim() == 1:
             return decode_strings(value)[0]
         if field == "tokens" and self.vocabulary is not None:
             return self.vocabulary.decode(value)
+        names = self.class_names
+        if field in ("target", "pred") and is_multi_hot(value, names):
+            return " ".join(n for n, on in zip(names, value.tolist()) if on) or "(none)"  # type: ignore[arg-type]
         if value.numel() == 1:
             item = value.item()
             names = self.class_names
@@ -517,12 +546,22 @@ class ArrayDataModule(pl.LightningDataModule):
     def readable(self, inputs: Arrays, prediction: Prediction) -> list[dict[str, Any]]:
         """One dict per item of ``inputs``: its ``id``, then, for class probabilities
         (N x K), the predicted class name, its probability and every class's (``p(<name>)``;
-        the top 5 beyond 20 classes); for values (N or N x T), the prediction in the target's
+        the top 5 beyond 20 classes); for a set of labels (``MultiLabelPrediction``), the
+        predicted set, its label names separated by spaces ("": none), and each label's
+        probability up to 20 labels; for values (N or N x T), the prediction in the target's
         own units (standardisation undone). A kind with other outputs overrides it."""
         rows: list[dict[str, Any]] = [{"id": name} for name in self.item_names(inputs)]
         probs = getattr(prediction, "probs", None)
         value = getattr(prediction, "value", None)
-        if isinstance(probs, Tensor) and probs.dim() == 2:
+        if isinstance(prediction, MultiLabelPrediction):  # a set of labels: names, then each p
+            names = list(self.label_names)
+            probs = prediction.probs.detach().float().cpu()
+            chosen = prediction.pred.detach().cpu().tolist()
+            for row, p, on in zip(rows, probs, chosen):
+                row["prediction"] = " ".join(n for n, yes in zip(names, on) if yes)
+                if len(names) <= ALL_CLASSES:
+                    row.update({f"p({n})": float(q) for n, q in zip(names, p)})
+        elif isinstance(probs, Tensor) and probs.dim() == 2:
             names = list(self.class_names or map(str, range(probs.shape[1])))
             probs = probs.detach().float().cpu()
             top_p, top_i = probs.topk(min(TOP_K, probs.shape[1]), dim=1)
@@ -608,3 +647,15 @@ class ArrayDataModule(pl.LightningDataModule):
             device = self.trainer.strategy.root_device if self.trainer else "cpu"
             return self.input_loader(self.new_inputs, device)
         return self._loader("test", train=False)
+
+
+def is_multi_hot(value: Tensor, names: Any) -> bool:
+    """Whether one example's value is a multi-hot row over the labels ``names``: integer 0/1, K
+    values for K names."""
+    return (
+        names is not None
+        and value.dim() == 1
+        and value.numel() == len(names)
+        and not value.is_floating_point()
+        and bool(((value == 0) | (value == 1)).all())
+    )

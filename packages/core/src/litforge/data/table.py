@@ -1,6 +1,7 @@
 """Read a table (CSV or TSV, a header line first) into ``Arrays``: named feature columns as
 floats, a label column of class names as class ids, float targets, id columns kept as text for
-display, a text column as padded token ids with their vocabulary.
+display, a text column as padded token ids with their vocabulary, a column of tags (a set of
+labels per row) as a multi-hot target.
 
     read_table("tumours.csv", label="diagnosis", ids="id")
       -> Arrays(features=float32 N x F, label=int64 N, id=text), class_names, columns
@@ -18,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from torch import Tensor
 
 from litforge.data.arrays import Arrays
 from litforge.data.text import Tokenize, Vocabulary, encode_strings
@@ -37,6 +39,8 @@ def read_table(
     length: int | None = None,
     class_names: Sequence[str] | None = None,
     delimiter: str | None = None,
+    tags: str | None = None,
+    separator: str = " ",
 ) -> Arrays:
     """The rows of a CSV / TSV file (a header line first) as ``Arrays``, one item per row.
 
@@ -59,6 +63,10 @@ def read_table(
         length: pad or cut ``tokens`` to this many (default: the longest text).
         class_names: the classes, in label order (default: those found in ``label``).
         delimiter: the cell separator (default: from the file's suffix).
+        tags: a column of label sets (multi-label): each cell's tags, split by ``separator``
+            (a space: any white space; an empty cell: no tag) -> field ``target`` (multi-hot
+            int64 N x K), the tags (``class_names`` when given, else those found, sorted) as
+            the class names. Not with ``label`` or ``target``.
     """
     path = Path(path)
     if not path.is_file():
@@ -85,6 +93,8 @@ def read_table(
     if not rows:
         raise DataError(f"{path} has a header but no rows")
 
+    if tags and (label or target):
+        raise DataError(f"{path}: give tags (a set of labels per row) or label / target, not both")
     id_columns = [ids] if isinstance(ids, str) else list(ids)
     target_columns = [target] if isinstance(target, str) else list(target or ())
     named = {
@@ -92,6 +102,7 @@ def read_table(
         "target": target_columns,
         "ids": id_columns,
         "text": [text] if text else [],
+        "tags": [tags] if tags else [],
         "features": list(features or ()),
     }
     for role, names in named.items():
@@ -100,7 +111,7 @@ def read_table(
                 raise DataError(
                     f"{path}: no column {name!r} (given as {role}); its columns are {_list(header)}"
                 )
-    used = {*named["label"], *target_columns, *id_columns, *named["text"]}
+    used = {*named["label"], *target_columns, *id_columns, *named["text"], *named["tags"]}
     feature_columns = (
         list(features) if features is not None else [h for h in header if h not in used]
     )
@@ -151,6 +162,9 @@ def read_table(
         fields["target"] = values[:, 0] if isinstance(target, str) else values
         if not isinstance(target, str):
             columns["target"] = target_columns
+    if tags:
+        where = [f"{path}:{line}: column {tags!r}" for line in lines]
+        fields["target"], classes = multi_hot(column(tags), separator, class_names, where)
     if id_columns:
         joined = ["/".join(parts) for parts in zip(*(column(c) for c in id_columns))]
         fields["id"] = encode_strings(joined)
@@ -164,6 +178,52 @@ def read_table(
             f"(its columns are {_list(header)})"
         )
     return Arrays(classes, vocabulary=vocabulary if text else None, columns=columns, **fields)
+
+
+def split_tags(cell: str, separator: str = " ") -> list[str]:
+    """The tags of one cell: split by ``separator`` (a space: any run of white space), each
+    stripped, empty ones dropped (an empty cell: no tags)."""
+    parts = cell.split() if separator.strip() == "" else cell.split(separator)
+    return [p.strip() for p in parts if p.strip()]
+
+
+def multi_hot(
+    cells: Sequence[str],
+    separator: str = " ",
+    label_names: Sequence[str] | None = None,
+    where: Sequence[str] | None = None,
+) -> tuple[Tensor, tuple[str, ...]]:
+    """Cells of tags -> (multi-hot int64 N x K, the K label names).
+
+    ``label_names`` fixes the labels and their order (a tag not among them is an error naming
+    ``where[i]``, e.g. ``"tags.csv:14"``, of its cell); default: every tag found, sorted. A tag
+    twice in a cell counts once."""
+    sets = [split_tags(c, separator) for c in cells]
+    names = (
+        tuple(label_names)
+        if label_names is not None
+        else tuple(sorted({t for s in sets for t in s}))
+    )
+    if not names:
+        raise DataError(
+            f"{where[0].split(':')[0] if where else 'the tags'}: no tag in any row: give the "
+            f"column of tags, and the separator (now {separator!r})"
+        )
+    index = {name: k for k, name in enumerate(names)}
+    target = torch.zeros(len(sets), len(names), dtype=torch.int64)
+    for i, tags in enumerate(sets):
+        for tag in tags:
+            if tag not in index:
+                at = where[i] if where else f"row {i + 1}"
+                raise DataError(f"{at}: tag {tag!r} is not one of the labels {_list(names)}")
+            target[i, index[tag]] = 1
+    return target, names
+
+
+def tag_sets(target: Tensor, label_names: Sequence[str]) -> list[list[str]]:
+    """Multi-hot rows (N x K, any numeric dtype, nonzero: present) -> the label names of each."""
+    rows = (target.detach().cpu() != 0).tolist()
+    return [[name for name, on in zip(label_names, row) if on] for row in rows]
 
 
 def _sorted_names(names: set[str]) -> tuple[str, ...]:

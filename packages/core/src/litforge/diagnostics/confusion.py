@@ -5,6 +5,11 @@ colour the share of the true class (rows sum to 1, recall on the diagonal), the 
 the cells, each row's recall and count at its right. With more classes a matrix cannot be read;
 the largest confusions are listed instead (a table: true, predicted, count, share of the true
 class). Either way ``<step>.json`` beside the picture holds the class names and the full matrix.
+
+A multi-label model (a multi-hot ``target``, N x K) has no single (true, predicted) pair: for it
+the picture is each label's found, missed and added examples, and which labels are added in
+place of which (``litforge.diagnostics.labels``), with the same numbers in the JSON; above
+``max_classes`` labels, a table of the labels with the most errors.
 """
 
 from __future__ import annotations
@@ -18,6 +23,13 @@ from torch import Tensor
 from torchmetrics.functional.classification import multiclass_confusion_matrix
 
 from litforge.diagnostics.base import EpochCallback, append, concat, gather_dedup
+from litforge.diagnostics.labels import (
+    is_multilabel,
+    label_counts,
+    label_decisions,
+    label_facts,
+    label_figure,
+)
 from litforge.diagnostics.media import Scored, Table, emit_figure, emit_table, suptitle
 from litforge.diagnostics.uncertainty import class_probabilities
 from litforge.tasks.contracts import task_data
@@ -50,9 +62,17 @@ class ConfusionMatrix(EpochCallback):
     def check(
         self, pl_module: pl.LightningModule, example: Example, prediction: Prediction
     ) -> None:
-        class_probabilities("ConfusionMatrix", example, prediction)
+        if not is_multilabel(example, prediction):
+            class_probabilities("ConfusionMatrix", example, prediction)
 
     def collect(self, trainer, pl_module, key, example, prediction) -> None:  # type: ignore[no-untyped-def]
+        if is_multilabel(example, prediction):
+            _, target, pred = label_decisions("ConfusionMatrix", example, prediction)
+            self.num_classes = target.shape[-1]
+            self.state[key] = append(
+                self.state.get(key), index=example.index, target=target, pred=pred
+            )
+            return
         probs, label = class_probabilities("ConfusionMatrix", example, prediction)
         self.num_classes = probs.shape[-1]
         self.state[key] = append(
@@ -66,8 +86,12 @@ class ConfusionMatrix(EpochCallback):
         stage: str,
         dataset: str,
         state: Any,
-    ) -> Tensor:
+    ) -> Tensor | dict[str, Tensor]:
         data = gather_dedup(pl_module, concat(state))
+        if "target" in data:  # multi-label: counts per label
+            counts = label_counts(data["target"].cpu(), data["pred"].cpu())
+            self.last_matrix[(stage, dataset)] = counts["missed_added"]
+            return counts
         matrix = multiclass_confusion_matrix(
             data["pred"].cpu(), data["label"].cpu(), num_classes=self.num_classes
         )
@@ -77,12 +101,25 @@ class ConfusionMatrix(EpochCallback):
     def draw(
         self, trainer: pl.Trainer, stage: str, dataset: str, summary: Any, shown: Scored
     ) -> None:
-        matrix: Tensor = summary
         data = task_data(trainer)
         given = data.class_names if data is not None else None
         names = list(given) if given and len(given) == self.num_classes else None
         names = names or [str(i) for i in range(self.num_classes)]
         key = f"{stage}/{dataset}/confusion_matrix"
+        if isinstance(summary, dict):  # multi-label
+            title = self.title(stage, dataset, "labels: found, missed, added", shown)
+            facts = {"model": shown.facts(), **label_facts(summary, names)}
+            if len(names) <= self.max_classes:
+                fig = label_figure(summary, names, title)
+                emit_figure(trainer, key, fig, step=shown.step, facts=facts, keep=self.keep_files)
+                return
+            table = worst_labels(facts["labels"], self.top)
+            title += f" · the {len(table)} labels with most errors ({len(names)} labels)"
+            emit_table(
+                trainer, key, table, step=shown.step, title=title, facts=facts, keep=self.keep_files
+            )
+            return
+        matrix: Tensor = summary
         facts = {"model": shown.facts(), "classes": names, "matrix": matrix.tolist()}
         title = self.title(stage, dataset, "confusion matrix", shown)
         if len(names) <= self.max_classes:
@@ -94,6 +131,14 @@ class ConfusionMatrix(EpochCallback):
             emit_table(
                 trainer, key, table, step=shown.step, title=title, facts=facts, keep=self.keep_files
             )
+
+
+def worst_labels(labels: list[dict[str, Any]], top: int) -> Table:
+    """The ``top`` labels with the most errors (missed + added), most first: each one's
+    counts and F1 (``label_facts``' rows)."""
+    rows = sorted(labels, key=lambda r: -(r["missed"] + r["added"]))[:top]
+    keys = ("label", "support", "found", "missed", "added", "f1")
+    return Table({k: [r[k] for r in rows] for k in keys})
 
 
 def largest_confusions(matrix: Tensor, names: list[str], top: int) -> Table:

@@ -200,8 +200,9 @@ def example_facts(
     data: Any, example: Example, prediction: Prediction, error: Tensor
 ) -> list[dict[str, Any]]:
     """One record per example: its index, error, every one-value field of the example and the
-    prediction (class names through the data's ``describe``), and for classification the
-    probability of the true class and of the predicted one."""
+    prediction (class names through the data's ``describe``), for classification the
+    probability of the true class and of the predicted one, and for multi-label the true and
+    the predicted sets (``target``, ``pred``: lists of label names)."""
     describe = getattr(data, "describe", None)
 
     def value(field: str, v: Tensor) -> Any:
@@ -228,6 +229,20 @@ def example_facts(
         p_top = probs.float().max(-1).values
         for record, t, q in zip(records, p_true.tolist(), p_top.tolist()):
             record["p(true)"], record["p(predicted)"] = t, q
+    target, pred = getattr(example, "target", None), getattr(prediction, "pred", None)
+    if (
+        isinstance(target, Tensor)
+        and isinstance(pred, Tensor)
+        and target.dim() == 2
+        and pred.shape == target.shape
+        and not target.is_floating_point()
+    ):  # multi-label: the true and the predicted sets, by name
+        given = getattr(data, "class_names", None)
+        names = list(given) if given and len(given) == target.shape[1] else None
+        names = names or [str(k) for k in range(target.shape[1])]
+        for record, t, p in zip(records, target.cpu().tolist(), pred.cpu().tolist()):
+            record["target"] = [n for n, on in zip(names, t) if on]
+            record["pred"] = [n for n, on in zip(names, p) if on]
     return records
 
 

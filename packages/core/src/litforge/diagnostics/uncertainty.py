@@ -14,6 +14,12 @@ Two views of one epoch, for any number of classes C:
   a calibrated two-class model at entropy 1 errs half the time, a ten-class one 90%, and at a
   given entropy the error depends on how the probability is spread, so it is computed from the
   examples themselves.
+
+A multi-label model (a multi-hot ``target`` and a sigmoid per label) is calibrated decision by
+decision: every (example, label) pair counts once. The reliability diagram bins the predicted
+probability that the label is present against how often it is (the ECE of these bins is
+TorchMetrics' ``BinaryCalibrationError`` over all the pairs); the entropy view bins the binary
+entropy of each decision (H / log 2) against how often the thresholded decision is wrong.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import torch
 from torch import Tensor
 
 from litforge.diagnostics.base import EpochCallback, append, concat, gather_dedup
+from litforge.diagnostics.labels import is_multilabel, label_decisions
 from litforge.diagnostics.media import Scored, emit_figure, fmt, suptitle
 from litforge.tasks.contracts import ContractError, require_fields
 from litforge.tasks.structs import Example, Prediction
@@ -147,9 +154,24 @@ class Uncertainty(EpochCallback):
     def check(
         self, pl_module: pl.LightningModule, example: Example, prediction: Prediction
     ) -> None:
-        class_probabilities("Uncertainty", example, prediction)
+        if not is_multilabel(example, prediction):
+            class_probabilities("Uncertainty", example, prediction)
 
     def collect(self, trainer, pl_module, key, example, prediction) -> None:  # type: ignore[no-untyped-def]
+        if is_multilabel(example, prediction):  # every label decision: N x K
+            probs, target, pred = label_decisions("Uncertainty", example, prediction)
+            self.num_classes = 2
+            p = probs.double().clamp(1e-12, 1 - 1e-12)  # float32 rounds 1 - 1e-12 to 1
+            entropy = (-(p * p.log() + (1 - p) * (1 - p).log()) / math.log(2)).float()
+            self.state[key] = append(
+                self.state.get(key),
+                index=example.index,
+                probs=probs,
+                present=target.float(),
+                entropy=entropy,
+                correct=(pred == target).float(),
+            )
+            return
         probs, label = class_probabilities("Uncertainty", example, prediction)
         confidence, pred = probs.max(dim=-1)
         self.num_classes = classes = probs.shape[-1]
@@ -171,7 +193,17 @@ class Uncertainty(EpochCallback):
         state: Any,
     ) -> dict[str, Any]:
         data = {k: v.cpu() for k, v in gather_dedup(pl_module, concat(state)).items()}
-        reliability = calibration_bins(data["confidence"], data["correct"], self.n_bins)
+        labels = 0
+        if "probs" in data:  # multi-label: each (example, label) decision on its own
+            labels = data["probs"].shape[1]
+            probs = data["probs"].flatten()
+            data["confidence"] = torch.maximum(probs, 1 - probs)  # of the decision taken
+            reliability = calibration_bins(probs, data["present"].flatten(), self.n_bins)
+            data = {k: data[k].flatten() for k in ("entropy", "correct", "confidence")} | {
+                "index": data["index"]
+            }
+        else:
+            reliability = calibration_bins(data["confidence"], data["correct"], self.n_bins)
         ece = ece_of(reliability)
         summary = {
             "reliability": reliability,
@@ -181,6 +213,7 @@ class Uncertainty(EpochCallback):
             "ece": ece,
             "n": len(data["index"]),
             "classes": self.num_classes,
+            "labels": labels,  # > 0: multi-label, the bins count label decisions
         }
         self.last_bins[(stage, dataset)] = summary
         pl_module.log(f"{stage}/{dataset}/ece", ece.float().to(pl_module.device))
@@ -218,6 +251,7 @@ def facts(summary: dict[str, Any], shown: Scored) -> dict[str, Any]:
         "model": shown.facts(),
         "examples": summary["n"],
         "classes": summary["classes"],
+        "labels": summary.get("labels", 0),
         "ece": float(summary["ece"]),
         "confidence_bins": rows(
             summary["reliability"],
@@ -235,7 +269,9 @@ def _below_above(value: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarra
     return np.stack([np.clip(value - lo, 0, None), np.clip(hi - value, 0, None)])
 
 
-def _counts(ax: Any, edges: np.ndarray, count: np.ndarray, xlabel: str) -> None:
+def _counts(
+    ax: Any, edges: np.ndarray, count: np.ndarray, xlabel: str, ylabel: str = "examples"
+) -> None:
     centers, width = (edges[:-1] + edges[1:]) / 2, np.diff(edges)
     ax.bar(centers, count, width=width * 0.9, color="0.75")
     if count.max() > 0 and count[count > 0].min() * 50 < count.max():
@@ -245,13 +281,14 @@ def _counts(ax: Any, edges: np.ndarray, count: np.ndarray, xlabel: str) -> None:
         if c > 0:
             ax.text(x, c, str(int(c)), ha="center", va="bottom", fontsize=7, clip_on=True)
     ax.set_ylim(top=top * (3 if ax.get_yscale() == "log" else 1.25))
-    ax.set(xlim=(0, 1), xlabel=xlabel, ylabel="examples")
+    ax.set(xlim=(0, 1), xlabel=xlabel, ylabel=ylabel)
 
 
 def figure(summary: dict[str, Any], title: str) -> plt.Figure:
     """Reliability diagram (left) and error against entropy (right), counts under each."""
     rel, ent = summary["reliability"], summary["entropy"]
     classes, ece = summary["classes"], float(summary["ece"])
+    labels = summary.get("labels", 0)
     fig, axes = plt.subplots(
         2,
         2,
@@ -264,11 +301,16 @@ def figure(summary: dict[str, Any], title: str) -> plt.Figure:
     fig.subplots_adjust(
         left=0.07, right=0.98, top=top - 0.5 / fig.get_figheight(), bottom=0.1, wspace=0.22
     )
+    what = (
+        f"{summary['n']} examples x {labels} labels, each label decision counted"
+        if labels
+        else f"{summary['n']} examples, {classes} classes"
+    )
     fig.text(
         0.01,
         top - 0.1 / fig.get_figheight(),
-        f"{summary['n']} examples, {classes} classes. Points: each bin's observed rate with its "
-        "95% interval (wide where the bin holds few examples).",
+        f"{what}. Points: each bin's observed rate with its 95% interval (wide where the bin "
+        "holds few examples).",
         fontsize=8,
         ha="left",
         color="0.3",
@@ -279,7 +321,7 @@ def figure(summary: dict[str, Any], title: str) -> plt.Figure:
     some = rel["count"].numpy() > 0
     acc, conf = rel["accuracy"].numpy(), rel["confidence"].numpy()
     lo, hi = wilson_interval(rel["accuracy"], rel["count"])
-    if classes > 1:
+    if classes > 1 and not labels:
         ax.axvspan(0, 1 / classes, color="0.9", zorder=0, label="below 1/C: never the top class")
     for e in edges:
         ax.axvline(e, color="0.9", lw=0.6, zorder=0)
@@ -294,9 +336,9 @@ def figure(summary: dict[str, Any], title: str) -> plt.Figure:
         color="tab:blue",
         ms=5,
         capsize=2,
-        label="accuracy of the bin",
+        label="how often the label is present" if labels else "accuracy of the bin",
     )
-    ax.set(xlim=(0, 1), ylim=(0, 1.02), ylabel="accuracy")
+    ax.set(xlim=(0, 1), ylim=(0, 1.02), ylabel="share present" if labels else "accuracy")
     ax.set_title(
         f"reliability: ECE {fmt(ece)} on these {len(edges) - 1} confidence bins", fontsize=9
     )
@@ -306,7 +348,9 @@ def figure(summary: dict[str, Any], title: str) -> plt.Figure:
         title="below y = x: overconfident; above: underconfident",
         title_fontsize=7,
     )
-    _counts(axes[1, 0], edges, rel["count"].numpy(), "confidence (probability of the top class)")
+    x_label = "probability of the label" if labels else "confidence (probability of the top class)"
+    counted = "decisions" if labels else "examples"
+    _counts(axes[1, 0], edges, rel["count"].numpy(), x_label, counted)
 
     ax = axes[0, 1]
     edges = ent["edges"].numpy()
@@ -331,7 +375,10 @@ def figure(summary: dict[str, Any], title: str) -> plt.Figure:
     ax.set(xlim=(0, 1), ylim=(0, 1.02), ylabel="error rate")
     ax.set_title("error against uncertainty (is it unsure where it is wrong?)", fontsize=9)
     ax.legend(loc="upper left", fontsize=7)
-    _counts(axes[1, 1], edges, ent["count"].numpy(), "normalised entropy (H / log C)")
+    x_label = (
+        "binary entropy of the decision (H / log 2)" if labels else "normalised entropy (H / log C)"
+    )
+    _counts(axes[1, 1], edges, ent["count"].numpy(), x_label, counted)
     for a in axes.flat:
         a.tick_params(labelsize=8)
     return fig

@@ -174,8 +174,10 @@ def predict_rows(predictor: Any, parts: Sequence[Arrays]) -> list[dict[str, Any]
 
 
 def _json_middleware() -> type:
-    """A Starlette middleware that answers a POST whose body is not JSON with 400 and one line
-    (LitServe would answer 500, "Internal server error"), before it reaches a worker."""
+    """A Starlette middleware for the JSON bodies of POST requests, before they reach a worker:
+    a body that is not JSON gets 400 and one line (LitServe would answer 500, "Internal server
+    error"); a JSON body sent as a form (``curl -d`` without ``-H 'Content-Type:
+    application/json'``) is read as JSON (LitServe would try to parse a form)."""
     from starlette.middleware.base import BaseHTTPMiddleware
     from starlette.responses import JSONResponse
 
@@ -188,6 +190,8 @@ def _json_middleware() -> type:
                 except ValueError as err:
                     reason = f"the request body is not JSON ({one_line(str(err), 100)})"
                     return JSONResponse({"detail": reason}, status_code=400)
+                headers = [(k, v) for k, v in request.scope["headers"] if k != b"content-type"]
+                request.scope["headers"] = [*headers, (b"content-type", b"application/json")]
             return await call_next(request)
 
     return JSONBodies

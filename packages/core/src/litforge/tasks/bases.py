@@ -7,6 +7,10 @@
                  a target the data standardised reported in its own units
     Segmenter    SegmentationPrediction(logits N x K x H x W) for example.mask; cross-entropy
                  per pixel; mean IoU and pixel accuracy; best by IoU
+    MultiLabelClassifier
+                 MultiLabelPrediction(logits N x K) for example.target (multi-hot, N x K);
+                 binary cross-entropy per label; micro / macro / per-label F1, exact match, mAP;
+                 best by micro F1
 
 Each computes the per-example loss in one vectorised call, so the diagnostics' ranking costs
 nothing extra. ``num_classes``, ``target_shape`` (and whatever else the data provides, by name)
@@ -16,19 +20,28 @@ are linked from the data module by the CLI, also through a subclass's ``**kwargs
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics import MetricCollection
 
+from litforge.errors import SettingError
 from litforge.tasks.contracts import task_data
-from litforge.tasks.metrics import classification_metrics, regression_metrics, segmentation_metrics
+from litforge.tasks.metrics import (
+    classification_metrics,
+    multilabel_metrics,
+    regression_metrics,
+    segmentation_metrics,
+)
 from litforge.tasks.model import BaseModel, S
 from litforge.tasks.structs import (
     ClassificationExample,
     ClassificationPrediction,
     Loss,
+    MultiLabelExample,
+    MultiLabelPrediction,
     RegressionExample,
     RegressionPrediction,
     SegmentationExample,
@@ -179,3 +192,72 @@ class Segmenter(PerExampleLossModel):
 
     def build_metrics(self) -> MetricCollection:
         return segmentation_metrics(self.num_classes)
+
+
+class MultiLabelClassifier(PerExampleLossModel):
+    """Any set of labels per example (tags): a subclass builds its network and returns
+    ``MultiLabelPrediction(logits)``, a logit per label (N x K), for ``example.target`` (multi-hot,
+    N x K). The loss is binary cross-entropy with logits, each label decided on its own, averaged
+    over the labels of an example (its per-example error) and then over the batch.
+
+    The best checkpoint is chosen by micro F1: the F1 of every (example, label) decision at the
+    model's threshold, which scores the sets as they are predicted (what the user gets), and,
+    pooled over the labels, does not swing with a rare label's few validation examples as macro
+    F1 does.
+
+    Args:
+        num_labels: the number of labels K (linked from the data module).
+        label_names: the labels' names, in target order (linked from the data module): the keys
+            of the per-label F1 (``<stage>/<dataset>/f1/<name>``). None: their positions.
+        threshold: a label is predicted when its probability (the sigmoid of its logit) exceeds
+            it; what ``prediction.pred``, the F1 scores and exact match read (mAP does not).
+        pos_weight: weight of the positive term of every label's loss (> 1: more recall, for
+            rare labels).
+    """
+
+    loss_name = "bce"
+    best_metric = "f1_micro"
+    # exact match and mAP are left out of training steps: TorchMetrics builds a tensor per update
+    # for the one and keeps every probability for the other
+    train_metrics = ("f1_micro",)
+
+    def __init__(
+        self,
+        num_labels: int,
+        label_names: Sequence[str] | None = None,
+        threshold: float = 0.5,
+        pos_weight: float = 1.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if not 0 < threshold < 1:
+            raise SettingError(
+                f"--model.threshold={threshold}: a probability threshold lies between 0 and 1"
+            )
+        if pos_weight <= 0:
+            raise SettingError(f"--model.pos_weight={pos_weight}: a loss weight must be > 0")
+        self.num_labels, self.threshold, self.pos_weight = num_labels, threshold, pos_weight
+        self.label_names = tuple(label_names) if label_names is not None else None
+        self.register_forward_hook(_with_threshold)
+
+    def per_example_loss(
+        self, example: MultiLabelExample, prediction: MultiLabelPrediction
+    ) -> Tensor:
+        logits = prediction.logits.float()
+        weight = None
+        if self.pos_weight != 1.0:
+            weight = logits.new_full((logits.shape[-1],), self.pos_weight)
+        bce = F.binary_cross_entropy_with_logits(
+            logits, example.target.to(logits.dtype), reduction="none", pos_weight=weight
+        )
+        return bce.mean(dim=-1)
+
+    def build_metrics(self) -> MetricCollection:
+        return multilabel_metrics(self.num_labels, self.label_names)
+
+
+def _with_threshold(model: Any, args: Any, prediction: Any) -> Any:
+    """A forward hook: the model's threshold on the prediction its ``forward`` returned."""
+    if isinstance(prediction, MultiLabelPrediction) and prediction.threshold != model.threshold:
+        return dataclasses.replace(prediction, threshold=model.threshold)
+    return prediction

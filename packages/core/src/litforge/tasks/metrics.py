@@ -13,7 +13,7 @@ from __future__ import annotations
 import typing
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torchmetrics
@@ -164,4 +164,46 @@ def classification_metrics(num_classes: int) -> MetricCollection:
         metrics["accuracy_top5"] = StructMetric(
             torchmetrics.Accuracy(task="multiclass", num_classes=num_classes, top_k=5)
         )
+    return MetricCollection(metrics, compute_groups=False)
+
+
+def multilabel_metrics(
+    num_labels: int, label_names: Sequence[str] | None = None
+) -> MetricCollection:
+    """The metrics of multi-label classification (TorchMetrics' multilabel ones), on the
+    predicted sets (``prediction.pred``, thresholded by the model) against ``example.target``:
+
+    - ``f1_micro``: F1 over every (example, label) decision together;
+    - ``f1_macro``: the mean of the labels' F1 (each label counts the same, rare ones too);
+    - ``f1``: each label's F1 (TorchMetrics' ``ClasswiseWrapper``), logged as one scalar per
+      label, ``<stage>/<dataset>/f1/<label name>``;
+    - ``exact_match``: the share of examples whose predicted set is exactly the true set;
+    - ``map``: mean average precision over the labels, from the probabilities (no threshold).
+    """
+    names = list(label_names) if label_names else None
+    if names is not None and len(names) != num_labels:
+        raise ValueError(f"label_names has {len(names)} names, but num_labels is {num_labels}")
+
+    def f1(average: Literal["micro", "macro"] | None) -> Metric:
+        # validate_args=False: TorchMetrics' checks read values on the host (a sync per step);
+        # pred is 0/1 by construction
+        return torchmetrics.classification.MultilabelF1Score(
+            num_labels, average=average, validate_args=False
+        )
+
+    metrics: dict[str, Metric | MetricCollection] = {
+        "f1_micro": StructMetric(f1("micro"), "pred", "target"),
+        "f1_macro": StructMetric(f1("macro"), "pred", "target"),
+        "f1": StructMetric(ClasswiseWrapper(f1(None), labels=names), "pred", "target"),
+        "exact_match": StructMetric(
+            torchmetrics.classification.MultilabelExactMatch(num_labels, validate_args=False),
+            "pred",
+            "target",
+        ),
+        "map": StructMetric(
+            torchmetrics.classification.MultilabelAveragePrecision(num_labels, average="macro"),
+            "probs",
+            "target",
+        ),
+    }
     return MetricCollection(metrics, compute_groups=False)

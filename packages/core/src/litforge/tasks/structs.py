@@ -213,6 +213,42 @@ class SegmentationPrediction(Prediction):
         return self.logits.argmax(dim=1)
 
 
+@dataclasses.dataclass
+class MultiLabelExample(Example):
+    """A set of labels per example (tags), as a multi-hot ``target`` (int64 0/1, N x K: 1 where
+    the label is present; a row of zeros is an empty set) for any input:
+    ``MultiLabelExample(index=i, image=x, target=y)``, or ``features=`` / ``tokens=``.
+
+    The inputs are keyword only; the data gives one of them, the others stay None (as in
+    ``ClassificationExample``). The label names are the data's ``class_names``.
+    """
+
+    image: Tensor = dataclasses.field(default=None, kw_only=True)  # type: ignore[assignment]
+    features: Tensor = dataclasses.field(default=None, kw_only=True)  # type: ignore[assignment]
+    tokens: Tensor = dataclasses.field(default=None, kw_only=True)  # type: ignore[assignment]
+    lengths: Tensor = dataclasses.field(default=None, kw_only=True)  # type: ignore[assignment]
+    target: Tensor
+
+
+@dataclasses.dataclass
+class MultiLabelPrediction(Prediction):
+    """A logit per label (N x K), each label decided on its own: ``probs`` are their sigmoids,
+    ``pred`` the predicted set (int64 0/1, N x K: the labels whose probability exceeds
+    ``threshold``). ``MultiLabelClassifier`` sets ``threshold`` to its own on every prediction."""
+
+    logits: Tensor
+    threshold: float = dataclasses.field(default=0.5, kw_only=True)
+    derived: ClassVar[tuple[str, ...]] = ("probs", "pred")
+
+    @property
+    def probs(self) -> Tensor:
+        return self.logits.float().sigmoid()
+
+    @property
+    def pred(self) -> Tensor:
+        return (self.probs > self.threshold).long()
+
+
 def normalized_entropy(logits: Tensor, dim: int) -> Tensor:
     """Entropy of softmax(logits) along ``dim``, divided by log C: 0 = certain, 1 = uniform."""
     logp = F.log_softmax(logits.float(), dim=dim)
