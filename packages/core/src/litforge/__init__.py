@@ -50,6 +50,7 @@ from litforge.data.prepare import (
     image_folder_sources,
     prepare_stream,
 )
+from litforge.data.series import SeriesDataModule, TimeSeries, read_series
 from litforge.data.split import split_pool
 from litforge.data.stream import (
     StreamedDataModule,
@@ -88,6 +89,14 @@ from litforge.run.resume import RngState
 from litforge.run.safety import NonFiniteLossError, SaveOnInterrupt, StopOnNonFinite
 from litforge.tasks.bases import Classifier, PerExampleLossModel, Regressor, Segmenter
 from litforge.tasks.contracts import ContractError, TaskData, check_data
+from litforge.tasks.forecast import (
+    Forecaster,
+    ForecastExample,
+    ForecastPrediction,
+    HorizonMAE,
+    forecast_metrics,
+    seasonal_naive,
+)
 from litforge.tasks.metrics import (
     StructMetric,
     classification_metrics,
@@ -120,6 +129,8 @@ __all__ = [  # noqa: RUF022 (grouped by concern, as the docs list them)
     "RegressionPrediction",
     "SegmentationExample",
     "SegmentationPrediction",
+    "ForecastExample",
+    "ForecastPrediction",
     # tasks: models, metrics, the data contract
     "BaseModel",
     "lr_factor",
@@ -131,6 +142,10 @@ __all__ = [  # noqa: RUF022 (grouped by concern, as the docs list them)
     "classification_metrics",
     "regression_metrics",
     "segmentation_metrics",
+    "Forecaster",
+    "forecast_metrics",
+    "HorizonMAE",
+    "seasonal_naive",
     "TaskData",
     "ContractError",
     "check_data",
@@ -143,6 +158,9 @@ __all__ = [  # noqa: RUF022 (grouped by concern, as the docs list them)
     "StreamedDataModule",
     "StreamedImageDataModule",
     "StreamedImageFolderDataModule",
+    "SeriesDataModule",
+    "read_series",
+    "TimeSeries",
     "DeviceLoader",
     "StreamLoader",
     "ImageTransform",
