@@ -300,6 +300,16 @@ class SeriesDataModule(ArrayDataModule):
         self.datetime, self.step = False, 1
         self.mean: Tensor | None = None  # per history column, of the training rows
         self.std: Tensor | None = None
+        self._cuts: tuple[int, int] | None = None
+
+    @property
+    def cuts(self) -> tuple[int, int]:
+        """``(c_val, c_test)``: the first timestamps of the validation and test parts (the
+        module docstring states the rule); read from the data on first use."""
+        if self._cuts is None:
+            _ = self.splits
+        assert self._cuts is not None
+        return self._cuts
 
     @property
     def num_inputs(self) -> int:
@@ -323,7 +333,7 @@ class SeriesDataModule(ArrayDataModule):
             c_val, c_test = cut_times(series, self.val_size, self.test_size)
         except ValueError as err:
             raise SettingError(f"{type(self).__name__}: {err}") from err
-        self.cuts = (c_val, c_test)
+        self._cuts = (c_val, c_test)
         rows = torch.cat([s.values[s.times < c_val] for s in series])
         if len(rows) < 2:
             raise DataError(f"{type(self).__name__}: fewer than 2 training rows before the cut")
