@@ -25,7 +25,9 @@ class MLP(Forecaster):
         )
 
     def forward(self, example: ForecastExample) -> ForecastPrediction:  # type: ignore[override]
-        z = self.linear(example.history) + self.mlp(example.history)
+        last = example.history[:, -1:]  # N x 1 x C: each column's last value, the level
+        x = example.history - last
+        z = self.linear(x) + self.mlp(x) + last[:, :, 0]
         return ForecastPrediction(example.unscale(z))  # back in the series' units
 
 
