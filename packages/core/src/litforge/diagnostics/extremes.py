@@ -68,8 +68,9 @@ class Extremes(EpochCallback):
         **kwargs: the cadence of validation pictures and the files kept (EpochCallback).
 
     Beside each picture, ``<step>.json`` holds the model shown and one record per example:
-    index, error, id, every one-value field (class names for labels) and, for classification,
-    the probabilities of the true and the predicted class.
+    index, error, id, every one-value field (class names for labels), for classification the
+    probabilities of the true and the predicted class and, for pictures, the caption drawn and
+    every fact ``show`` gave for it (``Images.facts``).
     """
 
     def __init__(
@@ -144,6 +145,13 @@ class Extremes(EpochCallback):
             example, prediction = rebuild(rows, *self._templates)
             records = example_facts(data, example, prediction, rows["error"])
             view = with_error(data.show(example, prediction), rows["error"], self.fields, records)
+            if isinstance(view, Images):  # the caption and its facts join each record
+                for record, extra in zip(records, view.facts or ()):
+                    for fact, value in extra.items():
+                        record.setdefault(fact, value)
+                for record, caption in zip(records, view.captions):
+                    record["caption"] = caption
+                view = dataclasses.replace(view, facts=None)
             self.last_selection[(stage, dataset, name)] = {
                 "index": rows["index"].cpu(),
                 "error": rows["error"].cpu(),
@@ -240,7 +248,7 @@ def with_error(
             parts.append(f"error {fmt(e)}")
             extra = " · ".join(parts)
             captions.append(f"{caption}\n{extra}" if caption else extra)
-        return Images(view.pixels, captions)
+        return dataclasses.replace(view, captions=captions)
     if isinstance(view, Table):
         columns = view.columns
         if fields is not None:

@@ -48,6 +48,34 @@ def save_predictions(batches: Sequence[Any], run_dir: Path) -> Path | None:
     return path
 
 
+GROUPED_OVER = 6  # a metric with more keys than this prints as one line (24 horizons, 40 labels)
+
+
+def summary_lines(metrics: dict[str, float]) -> list[str]:
+    """One line per metric; the keys of a metric of several values
+    (``<stage>/<dataset>/<metric>/<key>``), when there are more than ``GROUPED_OVER``, as one
+    line: their mean, lowest and highest (every key stays in results.json and the loggers)."""
+    groups: dict[str, dict[str, float]] = {}
+    for name, value in metrics.items():
+        parent, _, key = name.rpartition("/")
+        groups.setdefault(parent, {})[key] = value
+    lines, done = [], set()
+    for name, value in metrics.items():
+        parent = name.rpartition("/")[0]
+        group = groups[parent]
+        if name.count("/") < 3 or len(group) <= GROUPED_OVER:
+            lines.append(f"  {name:<40} {value:.4f}")
+        elif parent not in done:
+            done.add(parent)
+            low, high = min(group, key=group.__getitem__), max(group, key=group.__getitem__)
+            mean = sum(group.values()) / len(group)
+            lines.append(
+                f"  {parent + '/*':<40} {mean:.4f} (mean of {len(group)}; {group[low]:.4f} at "
+                f"{low} to {group[high]:.4f} at {high})"
+            )
+    return lines
+
+
 def print_summary(
     trainer: pl.Trainer, title: str, run_dir: Path, extra: Sequence[str] = ()
 ) -> None:
@@ -60,7 +88,7 @@ def print_summary(
         if v.numel() == 1 and "/loss/" not in k and not math.isnan(float(v))
     }
     lines = ["=" * 72, title]
-    lines += [f"  {k:<40} {v:.4f}" for k, v in metrics.items()]
+    lines += summary_lines(metrics)
     lines += [f"  {line}" for line in extra]
     lines.append(f"  run folder: {run_dir}")
     hint = finish_wandb(trainer.loggers)
