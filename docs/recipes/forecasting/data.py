@@ -1,15 +1,13 @@
 """The data: an evenly spaced series in a CSV with a time column, e.g. ``timestamp,load`` (or
-several series keyed by a column: ``data.group``), cut into windows of ``input_length`` steps
-in and ``horizon`` steps out, split by time. Give the file with
+several, keyed by a column: ``data.group``), in windows split by time. Give the file with
 ``make train-mytask DATA=path/to/series.csv``.
 """
 
-import math
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import torch
+import numpy as np
+import pandas as pd
 
 from litforge import SeriesDataModule
 
@@ -23,16 +21,13 @@ class LoadData(SeriesDataModule):
     @classmethod
     def write_test_data(cls, folder: Path) -> dict[str, Any]:
         # 8 weeks of hourly values for the tests: daily and weekly seasons, a drift, noise
-        n, g = 24 * 7 * 8, torch.Generator().manual_seed(0)
-        hour = torch.arange(n) * 2 * math.pi
-        y = 10 + 3 * torch.sin(hour / 24) + 2 * torch.sin(hour / 168) + torch.randn(n, generator=g)
-        y += torch.randn(n, generator=g).cumsum(0) * 0.05
-        t0 = datetime(2024, 1, 1)
-        rows = [
-            f"{t0 + timedelta(hours=i):%Y-%m-%d %H:%M},{v:.3f}" for i, v in enumerate(y.tolist())
-        ]
-        (folder / "series.csv").write_text("timestamp,load\n" + "\n".join(rows) + "\n")
-        return {"root": str(folder / "series.csv"), "target": "load", "batch_size": 32}
+        time = pd.date_range("2024-01-01", periods=24 * 7 * 8, freq="h")
+        hour, rng = np.arange(len(time)) * 2 * np.pi, np.random.default_rng(0)
+        noise, drift = rng.normal(size=(2, len(time)))
+        load = 10 + 3 * np.sin(hour / 24) + 2 * np.sin(hour / 168) + noise + drift.cumsum() / 20
+        path = folder / "series.csv"
+        pd.DataFrame({"timestamp": time, "load": load.round(3)}).to_csv(path, index=False)
+        return {"root": str(path), "target": "load", "batch_size": 32}
 
 
 ShapesData = LoadData  # the name cli.py imports

@@ -19,14 +19,12 @@ class MLP(Forecaster):
         super().__init__(input_length, horizon, num_inputs, **kwargs)
         # Real task: your network; it maps N x L x C scaled values to N x H scaled values.
         size = input_length * num_inputs
-        self.linear = nn.Sequential(nn.Flatten(), nn.Linear(size, horizon))
-        self.mlp = nn.Sequential(
-            nn.Flatten(), nn.Linear(size, hidden), nn.SiLU(), nn.Linear(hidden, horizon)
-        )
+        self.linear = nn.Linear(size, horizon)
+        self.mlp = nn.Sequential(nn.Linear(size, hidden), nn.SiLU(), nn.Linear(hidden, horizon))
 
     def forward(self, example: ForecastExample) -> ForecastPrediction:  # type: ignore[override]
         last = example.history[:, -1:]  # N x 1 x C: each column's last value, the level
-        x = example.history - last
+        x = (example.history - last).flatten(1)
         z = self.linear(x) + self.mlp(x) + last[:, :, 0]
         return ForecastPrediction(example.unscale(z))  # back in the series' units
 

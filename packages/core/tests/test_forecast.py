@@ -243,3 +243,35 @@ def test_metrics_in_units_per_step_and_beside_the_baseline() -> None:
         assert float(by_step[f"h{h + 1:02d}"]) == pytest.approx(
             np.abs(p - t)[:, h].mean(), rel=1e-5
         )
+
+
+def test_the_next_horizon_of_a_new_csv_from_a_checkpoints_state_alone(tmp_path: Path) -> None:
+    """Prediction after the end of a given series: the data module restored from the state
+    alone (its training file gone) reads a new CSV, batches it as the model sees it, and gives
+    rows in the series' units with their times (a 'model' that forecasts the baseline here,
+    checked against the CSV's value one season back)."""
+    hourly(tmp_path / "train.csv", 200, shops=("north", "south"))
+    trained = module(tmp_path / "train.csv", group="shop", inputs=["temp"])
+    state = trained.state_dict()
+    data = module(tmp_path / "gone.csv", group="shop", inputs=["temp"])
+    data.load_state_dict(state)
+    new = hourly(tmp_path / "new.csv", 30, shops=("south", "west"))
+    inputs = data.read_inputs(tmp_path / "new.csv")
+    names = dict(zip(decode_strings(inputs["id"]), inputs["series"].tolist()))
+    assert names == {"south": trained.series_names.index("south"), "west": -1}  # -1: unseen
+    (example,) = list(data.input_loader(inputs))
+    assert isinstance(example, ForecastExample) and example.target is None
+    torch.testing.assert_close(example.unscale(example.history[..., 0]), inputs["history"][..., 0])
+    rows = data.readable(inputs, ForecastPrediction(example.naive))
+    assert len(rows) == 2 * H and [r["step"] for r in rows[:H]] == list(range(1, H + 1))
+    end = pd.Timestamp("2024-03-01") + pd.Timedelta(hours=29)
+    for row in rows:
+        when = end + pd.Timedelta(hours=row["step"])
+        assert row["time"] == when.strftime("%Y-%m-%d %H:%M")
+        back = when - pd.Timedelta(hours=SEASON * math.ceil(row["step"] / SEASON))
+        own = new[(new["shop"] == row["id"]) & (pd.to_datetime(new["timestamp"]) == back)]
+        assert row["prediction"] == pytest.approx(float(own["load"].iloc[0]), abs=1e-4)
+        assert row["baseline"] == row["prediction"]
+    with pytest.raises(DataError, match="series 'south' has 5 rows; the model reads the last 12"):
+        hourly(tmp_path / "short.csv", 5, shops=("south",))
+        data.read_inputs(tmp_path / "short.csv")

@@ -31,7 +31,7 @@ and reports in units. The statistics travel in the checkpoint (``state_dict``).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -41,10 +41,11 @@ import torch
 from torch import Tensor
 
 from litforge.data.arrays import Arrays
+from litforge.data.device import DeviceLoader
 from litforge.data.module import ArrayDataModule
 from litforge.data.split import count
-from litforge.data.text import encode_strings
-from litforge.diagnostics.media import Images, View, figure_to_array
+from litforge.data.text import decode_strings, encode_strings
+from litforge.diagnostics.media import View, line_plots
 from litforge.errors import DataError, SettingError
 from litforge.tasks.forecast import ForecastExample, ForecastPrediction, seasonal_naive
 from litforge.tasks.structs import Example, Prediction
@@ -384,6 +385,8 @@ class SeriesDataModule(ArrayDataModule):
     def state_dict(self) -> dict[str, Any]:
         """What the training rows taught, as plain values: the history columns' mean and std,
         the series' names, spacing and whether their times are dates."""
+        if self.mean is None:
+            _ = self.splits  # read from the training rows, loaded if they are not yet
         state = dict(super().state_dict())
         if self.mean is not None and self.std is not None:
             state["series"] = {
@@ -408,6 +411,100 @@ class SeriesDataModule(ArrayDataModule):
             self.series_names = list(taught["names"])
             self.step, self.datetime = int(taught["step"]), bool(taught["datetime"])
 
+    # ------------------------------------------------------------------ new inputs
+    def read_inputs(self, source: Any) -> Arrays:
+        """The window that follows each series of ``source`` (a CSV with the training's
+        columns, or ``TimeSeries``): its last ``input_length`` rows as history (in units, as
+        ``load()`` gives them), the time of the first step to forecast, and the series' name
+        as the ``id``. Needs what the training taught (``state_dict``), not its data."""
+        if isinstance(source, Arrays):
+            return source
+        if isinstance(source, str | Path):
+            where = str(source)
+            series = read_series(
+                source, time=self.time, target=self.target, group=self.group, inputs=self.inputs
+            )
+        elif isinstance(source, Sequence) and all(isinstance(s, TimeSeries) for s in source):
+            where, series = "the series", list(source)
+        else:
+            raise DataError(
+                f"{type(self).__name__} cannot read {type(source).__name__} inputs: give a CSV "
+                f"file with the columns {[self.time, *self.columns]} or a list of TimeSeries"
+            )
+        length = self.input_length
+        for s in series:
+            if len(s) < length:
+                raise DataError(
+                    f"{where}: series {s.name!r} has {len(s)} rows; the model reads the last "
+                    f"{length} (input_length) to forecast what follows"
+                )
+            if s.step != self.step or s.datetime != self.datetime:
+                raise DataError(
+                    f"{where}: series {s.name!r} is spaced every {format_step(s.step, s.datetime)}"
+                    f"; the model was trained on steps of {format_step(self.step, self.datetime)}"
+                )
+        known = {name: i for i, name in enumerate(self.series_names)}
+        return Arrays(
+            history=torch.stack([s.values[-length:] for s in series]),
+            start=torch.tensor([int(s.times[-1]) + s.step for s in series]),
+            series=torch.tensor([known.get(s.name, -1) for s in series]),
+            id=encode_strings([s.name for s in series]),
+        )
+
+    def input_loader(self, inputs: Arrays, device: torch.device | str = "cpu") -> DeviceLoader:
+        """Batches of ``read_inputs``' windows as ``ForecastExample``: the history scaled as
+        in training, the target's ``loc`` and ``scale``, the seasonal-naive forecast; no
+        target (None)."""
+        if self.mean is None or self.std is None:
+            raise DataError(
+                f"{type(self).__name__}: no scaling statistics: load a checkpoint's state "
+                "(load_state_dict) or the training data first"
+            )
+        n = len(inputs)
+        history = inputs["history"].float()
+        fields = {
+            "history": (history - self.mean) / self.std,
+            "loc": self.mean[0].expand(n).clone(),
+            "scale": self.std[0].expand(n).clone(),
+            "naive": seasonal_naive(history[..., 0], self.horizon, self.season),
+            "start": inputs["start"],
+            "series": inputs["series"],
+        }
+        if "id" in inputs:
+            fields["id"] = inputs["id"]
+
+        def build(index: Tensor, batch: Mapping[str, Tensor]) -> Example:
+            return ForecastExample(index=index, target=None, **batch)  # type: ignore[arg-type]
+
+        return DeviceLoader(
+            Arrays(**fields).to(torch.device(device)), build, batch_size=self.eval_batch_size
+        )
+
+    def readable(self, inputs: Arrays, prediction: Prediction) -> list[dict[str, Any]]:
+        """One row per series and forecast step: the series (``id``), the step's ``time``,
+        its ``step`` (1 to horizon), the forecast and the seasonal-naive baseline, in the
+        series' units."""
+        assert isinstance(prediction, ForecastPrediction)
+        value = prediction.value.detach().float().cpu()
+        naive = seasonal_naive(inputs["history"][..., 0].float(), self.horizon, self.season)
+        names = (
+            decode_strings(inputs["id"]) if "id" in inputs else [str(i) for i in range(len(value))]
+        )
+        rows = []
+        for i, name in enumerate(names):
+            for h in range(self.horizon):
+                when = int(inputs["start"][i]) + h * self.step
+                rows.append(
+                    {
+                        "id": name,
+                        "time": format_time(when, self.datetime),
+                        "step": h + 1,
+                        "prediction": float(value[i, h]),
+                        "baseline": float(naive[i, h]),
+                    }
+                )
+        return rows
+
     # ------------------------------------------------------------------ showing windows
     def describe(self, field: str, value: Tensor) -> str | float | int:
         """``start`` as a time, ``series`` by its name; the rest as ArrayDataModule does."""
@@ -419,31 +516,39 @@ class SeriesDataModule(ArrayDataModule):
 
     def show(self, example: Example, prediction: Prediction) -> View:
         """Each window as a line plot in the series' units: its history, the truth and the
-        forecast over the horizon (and the seasonal-naive baseline, dashed), captioned with
-        the series and the time of the first forecast step."""
+        forecast over the horizon, and the seasonal-naive baseline (dashed), along the time
+        axis; captioned with the series and the time of the first forecast step."""
         assert isinstance(example, ForecastExample) and isinstance(prediction, ForecastPrediction)
-        import matplotlib.pyplot as plt
-
         ex, pred = example.cpu(), prediction.cpu()
         history = ex.unscale(ex.history[..., 0].float())
-        past = torch.arange(-self.input_length, 0)
-        future = torch.arange(self.horizon)
-        pixels, captions = [], []
+        offsets = torch.arange(-self.input_length, self.horizon) * self.step
+        plots, captions, facts = [], [], []
         for i in range(len(ex)):
-            fig, ax = plt.subplots(figsize=(3.6, 2.2), dpi=100)
-            ax.plot(past, history[i], color="0.45", lw=0.8, label="history")
-            ax.plot(future, ex.target[i], color="tab:blue", lw=1.2, label="truth")
-            ax.plot(future, pred.value[i].float(), color="tab:orange", lw=1.2, label="forecast")
-            ax.plot(future, ex.naive[i], color="tab:green", lw=0.8, ls="--", label="baseline")
-            ax.axvline(-0.5, color="0.7", lw=0.6)
-            ax.set_xlabel(f"steps of {format_step(self.step, self.datetime)}", fontsize=7)
-            ax.set_ylabel(self.columns[0], fontsize=7)
-            ax.tick_params(labelsize=6)
-            if i == 0:
-                ax.legend(fontsize=5, loc="upper left", ncol=4, frameon=False)
-            fig.tight_layout(pad=0.3)
-            pixels.append(torch.from_numpy(figure_to_array(fig)).permute(2, 0, 1))
-            plt.close(fig)
-            series = self.describe("series", ex.series[i])
-            captions.append(f"{series} from {self.describe('start', ex.start[i])}")
-        return Images(torch.stack(pixels), captions)
+            when = ex.start[i] + offsets
+            x = when.numpy().astype("datetime64[ns]") if self.datetime else when.numpy()
+            past, future = x[: self.input_length], x[self.input_length :]
+            plots.append(
+                {
+                    "history": (past, history[i]),
+                    "truth": (future, ex.target[i]),
+                    "forecast": (future, pred.value[i].float()),
+                    "baseline": (future, ex.naive[i]),
+                }
+            )
+            series, start = (
+                self.describe("series", ex.series[i]),
+                self.describe("start", ex.start[i]),
+            )
+            captions.append(f"{series} from {start}")
+            facts.append({"series": series, "start": start})
+        return line_plots(
+            plots,
+            captions,
+            facts,
+            size=(360, 220),
+            styles={
+                "history": {"color": "0.45", "linewidth": 0.8},
+                "baseline": {"linestyle": "--"},
+            },
+            ylabel=self.columns[0],
+        )
