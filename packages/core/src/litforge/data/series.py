@@ -279,7 +279,6 @@ class SeriesDataModule(ArrayDataModule):
         test_size: float = 0.15,
         **kwargs: Any,
     ) -> None:
-        super().__init__(val_size=val_size, test_size=test_size, **kwargs)
         for key, value in (
             ("input_length", input_length),
             ("horizon", horizon),
@@ -302,6 +301,8 @@ class SeriesDataModule(ArrayDataModule):
         self.mean: Tensor | None = None  # per history column, of the training rows
         self.std: Tensor | None = None
         self._cuts: tuple[int, int] | None = None
+        # last: ArrayDataModule restores a checkpoint's state here when one is being loaded
+        super().__init__(val_size=val_size, test_size=test_size, **kwargs)
 
     @property
     def cuts(self) -> tuple[int, int]:
