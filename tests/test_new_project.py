@@ -715,7 +715,7 @@ def test_recipe_forecasting(mytask: Path, tmp_path: Path) -> None:
     # the mean of the steps' MAE is the MAE (every window has every step)
     assert sum(results[k] for k in steps) / 24 == pytest.approx(mae, rel=1e-4)
     assert results["test/load/mae_vs_baseline"] == pytest.approx(mae / baseline, rel=1e-4)
-    assert results["test/load/mae_vs_baseline"] < 0.8, results  # the page's threshold
+    assert results["test/load/mae_vs_baseline"] < 0.7, results  # 0.46 measured; the page says
     for side in ("highest_error", "lowest_error"):
         (png,) = media(tmp_path, f"test/load/extremes/{side}")
         facts = json.loads(png.with_suffix(".json").read_text())

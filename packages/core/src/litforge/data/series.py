@@ -314,6 +314,11 @@ class SeriesDataModule(ArrayDataModule):
         return self._cuts
 
     @property
+    def class_names(self) -> tuple[str, ...] | None:
+        """None: a series has no classes (known without reading the data)."""
+        return None
+
+    @property
     def num_inputs(self) -> int:
         """The columns of the history: the target and the extra inputs."""
         return 1 + len(self.inputs)
