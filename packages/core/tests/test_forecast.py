@@ -17,6 +17,7 @@ from litforge import (
     DataError,
     ForecastExample,
     ForecastPrediction,
+    Images,
     SeriesDataModule,
     SettingError,
     decode_strings,
@@ -275,3 +276,17 @@ def test_the_next_horizon_of_a_new_csv_from_a_checkpoints_state_alone(tmp_path: 
     with pytest.raises(DataError, match="series 'south' has 5 rows; the model reads the last 12"):
         hourly(tmp_path / "short.csv", 5, shops=("south",))
         data.read_inputs(tmp_path / "short.csv")
+
+
+def test_show_draws_each_window_captioned_with_its_series_and_time(tmp_path: Path) -> None:
+    hourly(tmp_path / "s.csv", 120, shops=("north", "south"))
+    data = module(tmp_path / "s.csv", group="shop")
+    example = data.sample("test", 2)
+    assert isinstance(example, ForecastExample)
+    view = data.show(example, ForecastPrediction(example.naive + 1))
+    assert isinstance(view, Images) and view.pixels.shape[:2] == (2, 3)
+    for i, caption in enumerate(view.captions):
+        name = data.series_names[int(example.series[i])]
+        when = pd.Timestamp(int(example.start[i])).strftime("%Y-%m-%d %H:%M")
+        assert caption == f"{name} from {when}"
+    assert view.pixels.float().std() > 10  # lines drawn, not a blank picture

@@ -246,16 +246,19 @@ class SeriesDataModule(ArrayDataModule):
 
     Args:
         root: the CSV file.
-        time: its time column; ``target``: the column to forecast; ``group``: a column naming
-            the series of a file holding several (None: one series); ``inputs``: extra number
-            columns the model reads beside the target's history.
-        input_length: steps of history per window; ``horizon``: steps forecast; ``stride``:
-            steps between the starts of two windows.
+        time: its time column.
+        target: the column to forecast.
+        group: a column naming the series of a file holding several; None: one series.
+        inputs: extra number columns the model reads beside the target's history.
+        input_length: steps of history per window.
+        horizon: steps forecast.
+        stride: steps between the starts of two windows.
         season: the seasonal-naive baseline's season in steps (24: a day of hourly values,
             168: a week); at most ``input_length``.
-        val_size / test_size: the last part of the timeline held out, a fraction (0.15) or a
-            count of time steps; the validation part comes just before the test part.
-        the rest: ArrayDataModule (batch_size, eval_batch_size, seed).
+        val_size: the part of the timeline just before the test part held out for
+            validation, a fraction (0.15) or a count of time steps.
+        test_size: the last part of the timeline held out for testing, likewise.
+        **kwargs: ArrayDataModule's (batch_size, eval_batch_size, seed).
 
     The CSV's series are given by ``load()``; override it to give series from elsewhere.
     """
