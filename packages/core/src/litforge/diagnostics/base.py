@@ -263,7 +263,9 @@ class EpochCallback(Callback):
             return
         start = time.perf_counter()
         try:
-            self.collect(trainer, pl_module, key, batch, outputs["prediction"])
+            # the step's structs in the user's units (BaseModel.in_user_units), else the batch
+            example = outputs.get("example", batch)
+            self.collect(trainer, pl_module, key, example, outputs["prediction"])
         except Exception as err:
             self._failed("collect", key, err)
         ledger = self._ledger(trainer, stage)

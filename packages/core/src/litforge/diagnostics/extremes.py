@@ -186,10 +186,14 @@ ID_NAMES = ("id", "ids", "uid")
 
 
 def standardised_fields(trainer: pl.Trainer) -> tuple[str, ...]:
-    """The fields the trainer's data module standardises (its ``standardize``): their values,
-    as the model and the diagnostics see them, are not the source's numbers."""
+    """The fields the trainer's data module standardises (its ``standardize``) that the
+    diagnostics see standardised: their values are not the source's numbers. A field the model
+    gives back in the user's units (the Regressor's ``target``: ``restored_fields``) is not."""
     fields = getattr(getattr(trainer, "datamodule", None), "standardize", None) or ()
-    return tuple(str(f) for f in fields) if isinstance(fields, list | tuple) else ()
+    restored = getattr(trainer.lightning_module, "restored_fields", ()) if trainer else ()
+    if not isinstance(fields, list | tuple):
+        return ()
+    return tuple(str(f) for f in fields if f not in restored)
 
 
 def example_facts(

@@ -35,13 +35,17 @@ def write_results(
     return path
 
 
-def save_predictions(batches: Sequence[Any], run_dir: Path) -> Path | None:
+def save_predictions(batches: Sequence[Any], run_dir: Path, model: Any = None) -> Path | None:
     """Joins the predicted batches and saves ``Struct.tensors()`` (fields and derived values,
-    e.g. logits, probs, pred) to ``<run dir>/predictions.pt``, loadable with weights_only=True."""
+    e.g. logits, probs, pred) to ``<run dir>/predictions.pt``, loadable with weights_only=True;
+    in the user's units through ``model.in_user_units`` (a standardised target's own units)."""
     if batches and isinstance(batches[0], list):  # several dataloaders: keep the first
         batches = batches[0]
     if not batches or not isinstance(batches[0], Struct):
         return None
+    units = getattr(model, "in_user_units", None)
+    if callable(units):
+        batches = [units(batch) for batch in batches]
     joined = type(batches[0]).collate(batches)
     path = run_dir / "predictions.pt"
     torch.save({k: v.detach().cpu() for k, v in joined.tensors().items()}, path)

@@ -13,13 +13,16 @@ Every loss term and the total are logged as ``<stage>/<dataset>/loss/<term>``, e
 ``<stage>/<dataset>/<metric>`` (e.g. ``val/cifar10/accuracy``); dataset names come from the data
 module (``dataset_names(stage)``), so several validation or test sets stay apart. A metric whose
 ``compute()`` returns a dict (``ClasswiseWrapper``, a per-horizon metric) is logged as one scalar
-per key, ``<stage>/<dataset>/<metric>/<key>``, computed at the epoch's end.
+per key, ``<stage>/<dataset>/<metric>/<key>``, computed at the epoch's end. Metrics, the
+diagnostics (the step returns ``example`` and ``prediction``) and predictions.pt read the structs
+through ``in_user_units``: a target the data standardised for training is reported in its own
+units (the Regressor's), the loss stays what the model optimises.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 import pytorch_lightning as pl
 import torch
@@ -30,9 +33,10 @@ from torchmetrics import MeanMetric, MetricCollection
 
 from litforge.tasks.contracts import dataset_names
 from litforge.tasks.metrics import returns_several, several_values
-from litforge.tasks.structs import Example, Loss, Prediction
+from litforge.tasks.structs import Example, Loss, Prediction, Struct
 
 STAGES = ("train", "val", "test")
+S = TypeVar("S", bound=Struct)
 LRSchedule = Literal["constant", "cosine", "onecycle"]
 ONECYCLE_START = 1 / 25  # the first step's rate, as a fraction of the peak (torch's div_factor)
 
@@ -128,6 +132,13 @@ class BaseModel(pl.LightningModule):
             ]
         )
 
+    def in_user_units(self, struct: S) -> S:
+        """An Example or a Prediction with what the data standardised for training given back in
+        the user's units: what the metrics, the diagnostics and predictions.pt read (the loss and
+        ``forward`` stay in the model's units). Here the struct itself; the Regressor
+        un-standardises ``target`` and ``value`` with the data's statistics."""
+        return struct
+
     def param_groups(self) -> Any:
         """What the optimizer receives: parameters or a list of groups with their own lr."""
         return self.parameters()
@@ -205,16 +216,17 @@ class BaseModel(pl.LightningModule):
                 add_dataloader_idx=False,
                 metric_attribute=f"loss_means.{key}",
             )
+        example, prediction = self.in_user_units(batch), self.in_user_units(prediction)
         metrics = self.metrics[f"{stage}_{dataloader_idx}"] if self.metrics else None
         if isinstance(metrics, MetricCollection) and len(metrics):
-            metrics.update(batch, prediction)
+            metrics.update(example, prediction)
             if stage != "train" or self._first_step_of_epoch(batch_idx):
                 scalars: Any = metrics
                 if self._several:  # Lightning logs tensors only: the dicts go at the epoch's end
                     pairs = metrics.items(keep_base=False, copy_state=False)
                     scalars = {k: m for k, m in pairs if k not in self._several}
                 self.log_dict(scalars, on_step=False, on_epoch=True, add_dataloader_idx=False)
-        return {"loss": loss.total, "prediction": prediction.detach()}
+        return {"loss": loss.total, "prediction": prediction.detach(), "example": example}
 
     def training_step(self, batch: Example, batch_idx: int) -> dict[str, Any]:  # type: ignore[override]
         return self._shared_step("train", batch, batch_idx=batch_idx)
