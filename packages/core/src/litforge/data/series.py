@@ -33,10 +33,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import Tensor
 
@@ -49,6 +48,9 @@ from litforge.diagnostics.media import View, line_plots
 from litforge.errors import DataError, SettingError
 from litforge.tasks.forecast import ForecastExample, ForecastPrediction, seasonal_naive
 from litforge.tasks.structs import Example, Prediction
+
+if TYPE_CHECKING:
+    import pandas as pd  # imported where a series is read: every run would pay for it
 
 
 @dataclasses.dataclass
@@ -73,6 +75,8 @@ def format_time(value: int, datetime: bool) -> str:
     integer of a time column that holds no dates."""
     if not datetime:
         return str(value)
+    import pandas as pd
+
     stamp = pd.Timestamp(int(value))
     return stamp.strftime("%Y-%m-%d %H:%M:%S" if stamp.second else "%Y-%m-%d %H:%M")
 
@@ -108,6 +112,8 @@ def read_series(
     Each series is sorted by time and must be evenly spaced, without repeated times or empty
     cells: a ``DataError`` names the file, the line and the column otherwise.
     """
+    import pandas as pd
+
     path = Path(path)
     if not path.is_file():
         raise DataError(f"no series at {path} (a CSV file with a header line and a time column)")
@@ -173,6 +179,8 @@ def read_series(
 
 def _times(text: pd.Series, path: Path, column: str, line: np.ndarray) -> tuple[np.ndarray, bool]:
     """The time column as int64 (nanoseconds since 1970 for dates) and whether it holds dates."""
+    import pandas as pd
+
     as_int = pd.to_numeric(text, errors="coerce")
     if not as_int.isna().any() and (as_int == as_int.round()).all():
         return as_int.to_numpy(dtype=np.int64), False
