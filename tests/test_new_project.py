@@ -9,6 +9,7 @@ that learns and writes its diagnostics; and the new project's own tests pass wit
 user's data."""
 
 import csv
+import datetime
 import difflib
 import hashlib
 import importlib.util
@@ -298,6 +299,7 @@ KINDS = {
     "segmentation": ("segmentation.md", (3, 60)),
     "grayscale": ("grayscale.md", (3, 60)),
     "multi-label": ("multi-label.md", (3, 60)),
+    "forecasting": ("forecasting.md", (3, 60)),
 }
 COUNTS = re.compile(
     r"^Changed after `make new-project`: (?P<files>.*) \((?P<n>\d+) files?, (?P<total>\d+) lines\)"
@@ -819,3 +821,47 @@ def test_recipe_model_is_used_on_new_inputs(mytask: Path, tmp_path: Path, kind: 
         assert line.startswith(f"error: {bad}:2: no column 'f3'") and len(line) < 200, line
     if kind == "sequence-classification":
         assert [r["id"] for r in table] == ["1", "2", "4"]  # line numbers; the blank one skipped
+
+
+def hourly_load(path: Path, weeks: int = 16) -> None:
+    """An hourly CSV ``timestamp,load``: a daily and a weekly season, a level that wanders
+    (an AR(1) process) and noise; the weekly season shifts the weekends down."""
+    g = torch.Generator().manual_seed(4)
+    n = 24 * 7 * weeks
+    hour = torch.arange(n, dtype=torch.float64)
+    daily = 30 * torch.sin(2 * math.pi * (hour - 6) / 24).clamp_min(-0.3)
+    weekend = ((hour // 24) % 7 >= 5).double() * -25
+    level = torch.zeros(n, dtype=torch.float64)
+    shocks = torch.randn(n, generator=g, dtype=torch.float64) * 2
+    for i in range(1, n):
+        level[i] = 0.99 * level[i - 1] + shocks[i]
+    load = 200 + daily + weekend + level + 3 * torch.randn(n, generator=g, dtype=torch.float64)
+    t0 = datetime.datetime(2024, 1, 1)  # a Monday
+    rows = [
+        f"{t0 + datetime.timedelta(hours=i):%Y-%m-%d %H:%M},{v:.2f}"
+        for i, v in enumerate(load.tolist())
+    ]
+    path.write_text("timestamp,load\n" + "\n".join(rows) + "\n")
+
+
+@pytest.mark.slow
+def test_recipe_forecasting(mytask: Path, tmp_path: Path) -> None:
+    """An hourly series in a CSV, a week in and a day out, split by time: the model's MAE per
+    step and overall in the series' units, beside the seasonal-naive baseline (a week back) on
+    the same test windows; the extremes drawn as line plots captioned with their times."""
+    apply_recipe("forecasting", mytask)
+    hourly_load(tmp_path / "load.csv")
+    results, output = make_train(mytask, tmp_path, tmp_path / "load.csv", *epochs(20))
+    assert "input_length=168" in output and "horizon=24" in output, output[-3000:]
+    steps = [f"test/load/mae_by_step/h{h:02d}" for h in range(1, 25)]
+    assert set(steps) <= set(results), sorted(results)
+    mae, baseline = results["test/load/mae"], results["test/load/baseline/mae"]
+    # the mean of the steps' MAE is the MAE (every window has every step)
+    assert sum(results[k] for k in steps) / 24 == pytest.approx(mae, rel=1e-4)
+    assert results["test/load/mae_vs_baseline"] == pytest.approx(mae / baseline, rel=1e-4)
+    assert results["test/load/mae_vs_baseline"] < 0.7, results  # 0.46 measured; the page says
+    for side in ("highest_error", "lowest_error"):
+        (png,) = media(tmp_path, f"test/load/extremes/{side}")
+        facts = json.loads(png.with_suffix(".json").read_text())
+        assert all(re.fullmatch(r"2024-\d\d-\d\d \d\d:00", e["id"]) for e in facts["examples"])
+    project_tests_pass(mytask, tmp_path)

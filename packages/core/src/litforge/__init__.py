@@ -52,6 +52,7 @@ from litforge.data.prepare import (
     image_folder_sources,
     prepare_stream,
 )
+from litforge.data.series import SeriesDataModule, TimeSeries, read_series
 from litforge.data.split import split_pool
 from litforge.data.stream import (
     StreamedDataModule,
@@ -100,6 +101,14 @@ from litforge.tasks.bases import (
     Segmenter,
 )
 from litforge.tasks.contracts import ContractError, TaskData, check_data
+from litforge.tasks.forecast import (
+    Forecaster,
+    ForecastExample,
+    ForecastPrediction,
+    HorizonMAE,
+    forecast_metrics,
+    seasonal_naive,
+)
 from litforge.tasks.metrics import (
     StructMetric,
     classification_metrics,
@@ -137,6 +146,8 @@ __all__ = [  # noqa: RUF022 (grouped by concern, as the docs list them)
     "SegmentationPrediction",
     "MultiLabelExample",
     "MultiLabelPrediction",
+    "ForecastExample",
+    "ForecastPrediction",
     # tasks: models, metrics, the data contract
     "BaseModel",
     "lr_factor",
@@ -150,6 +161,10 @@ __all__ = [  # noqa: RUF022 (grouped by concern, as the docs list them)
     "regression_metrics",
     "segmentation_metrics",
     "multilabel_metrics",
+    "Forecaster",
+    "forecast_metrics",
+    "HorizonMAE",
+    "seasonal_naive",
     "TaskData",
     "ContractError",
     "check_data",
@@ -163,6 +178,9 @@ __all__ = [  # noqa: RUF022 (grouped by concern, as the docs list them)
     "StreamedDataModule",
     "StreamedImageDataModule",
     "StreamedImageFolderDataModule",
+    "SeriesDataModule",
+    "read_series",
+    "TimeSeries",
     "DeviceLoader",
     "StreamLoader",
     "ImageTransform",
