@@ -1,7 +1,9 @@
 """Benchmarks of the CIFAR-10 demo (not tests): ``make bench [DATA=...]``.
 
-a. images/s of training steps through the Lightning Trainer against a raw PyTorch loop with the
-   same model, data, optimiser and precision, side by side in one process;
+a. images/s of training steps in a raw PyTorch loop, through a bare Lightning Trainer (no
+   logger, progress bar or checkpointing) and through the project's ``fit`` with every default
+   of a run on, with the same model, data, optimiser and precision, in alternating rounds in one
+   process; the host time the Trainer and core add per step;
 b. images/s of the device-side batch augmentation against a torchvision DataLoader with PIL
    transforms and 2 worker processes, on the same images;
 c. time to accuracy: test accuracy against training wall time, per epoch, of a default run
@@ -18,6 +20,7 @@ Results are printed as a table and saved under ``bench-results/<time>/`` (CSV an
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import csv
 import json
@@ -56,8 +59,13 @@ def sync(device: torch.device) -> None:
 
 # ------------------------------------------------------------------------------- a
 class StepTimer(pl.Callback):
-    def __init__(self, warmup: int) -> None:
-        self.warmup, self.start, self.images, self.end = warmup, 0.0, 0, 0.0
+    """Times the training steps after the first ``warmup``; with ``steps``, stops the fit after
+    ``steps`` timed steps (a run whose step count a time budget planned included), the clock
+    stopped at the end of the last one (else at the end of training)."""
+
+    def __init__(self, warmup: int, steps: int | None = None) -> None:
+        self.warmup, self.steps = warmup, steps
+        self.start, self.images, self.end, self.epoch_ends = 0.0, 0, 0.0, 0
 
     def on_train_batch_start(
         self, trainer: pl.Trainer, pl_module: Any, batch: Any, batch_idx: int
@@ -68,9 +76,24 @@ class StepTimer(pl.Callback):
         if trainer.global_step >= self.warmup:
             self.images += len(batch)
 
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, *args: Any) -> None:
+        if self.steps is not None and trainer.global_step == self.warmup + self.steps:
+            sync(pl_module.device)
+            self.end = time.perf_counter()
+            trainer.should_stop = True
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
+        if self.start and not self.end:
+            self.epoch_ends += 1  # an epoch's end inside the timed steps
+
     def on_train_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
-        sync(pl_module.device)
-        self.end = time.perf_counter()
+        if not self.end:
+            sync(pl_module.device)
+            self.end = time.perf_counter()
+
+    @property
+    def rate(self) -> float:
+        return self.images / (self.end - self.start)
 
 
 def raw_loop_rate(cli: Any, precision: str, steps: int, warmup: int) -> float:
@@ -103,9 +126,31 @@ def raw_loop_rate(cli: Any, precision: str, steps: int, warmup: int) -> float:
     return images / (time.perf_counter() - start)
 
 
-def trainer_rate(cli: Any, steps: int, warmup: int) -> float:
-    """images/s of the same training through the Lightning Trainer (timed after ``warmup``)."""
-    timer = StepTimer(warmup)
+class BareModule(pl.LightningModule):
+    """The model's network, loss, optimizer and schedule in a LightningModule of nothing else:
+    a training step returns the loss; no logging, no metrics, no hooks of its own."""
+
+    def __init__(self, model: Any) -> None:
+        super().__init__()
+        self.model = model
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        return self.model.compute_loss(batch, self.model(batch)).total
+
+    def configure_optimizers(self) -> Any:
+        optimizer, scheduler = self.model.build_optimizer(
+            lambda: int(self.trainer.estimated_stepping_batches)
+        )
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
+
+
+def bare_lightning_rate(cli: Any, steps: int, warmup: int) -> float:
+    """images/s of the same training through a bare Lightning Trainer (no logger, progress bar,
+    checkpointing or model summary) fitting ``BareModule``."""
+    timer = StepTimer(warmup, steps)
     trainer = pl.Trainer(
         accelerator=cli.trainer.accelerator,
         devices=1,
@@ -118,27 +163,86 @@ def trainer_rate(cli: Any, steps: int, warmup: int) -> float:
         num_sanity_val_steps=0,
         callbacks=[timer],
     )
-    trainer.fit(copy.deepcopy(cli.model), datamodule=cli.datamodule)
-    return timer.images / (timer.end - timer.start)
+    trainer.fit(BareModule(copy.deepcopy(cli.model)), datamodule=cli.datamodule)
+    return timer.rate
 
 
-def bench_trainer_vs_raw(cli: Any, steps: int, warmup: int, rounds: int = 3) -> dict[str, float]:
-    """Raw loop and Trainer in alternating rounds (raw, Trainer, raw, Trainer, ...): the speed
-    of a shared machine drifts, and alternating spreads the drift over both sides. The ratio is
-    the median of the per-round ratios."""
+# The core side's run: the budget guard checks a plan (an hour, far from its limit), the timer
+# ends the run, and the test after it (no part of a training step) is left out.
+CORE_RUN = ["--run.time_budget=3600", "--run.test_after_fit=false"]
+
+
+def core_fit_rate(data: str | None, extra: list[str], steps: int, warmup: int) -> StepTimer:
+    """The project's ``fit`` command through core, in this process, every default of a run on
+    (its loggers, progress bar, checkpoints, budget guard, RNG state, diagnostics, non-finite
+    check, test after fit): the timer stops it after ``warmup + steps`` steps."""
+    timer = f'{{"class_path": "cifar10_demo.bench.StepTimer", "init_args": {{"warmup": {warmup}, "steps": {steps}}}}}'
+    args = ["fit", *([f"--data.root={data}"] if data else []), *extra, *CORE_RUN]
+    with (
+        open(os.devnull, "w") as quiet,
+        contextlib.redirect_stdout(quiet),
+        contextlib.redirect_stderr(quiet),
+    ):
+        cli = main([*args, f"--trainer.callbacks+={timer}"])
+    # by name: run as ``python -m cifar10_demo.bench``, this module's class is __main__'s
+    (found,) = [c for c in cli.trainer.callbacks if type(c).__name__ == "StepTimer"]
+    return found
+
+
+def bench_trainer_vs_raw(
+    cli: Any,
+    steps: int,
+    warmup: int,
+    rounds: int = 3,
+    data: str | None = None,
+    extra: list[str] | None = None,
+) -> dict[str, float]:
+    """A raw loop, a bare Lightning Trainer and (given ``extra``, the run's settings) the
+    project's ``fit`` through core, in alternating rounds (raw, Lightning, core, raw, ...): the
+    speed of a shared machine drifts, and alternating spreads the drift over every side. The
+    host time each adds per step over the raw loop and the ratios are medians of the per-round
+    values."""
+    from statistics import median
+
     precision = str(cli.trainer.precision)
-    raw, lightning, ratios = [], [], []
-    for _ in range(rounds):
-        raw.append(raw_loop_rate(cli, precision, steps, warmup))
-        lightning.append(trainer_rate(cli, steps, warmup))
-        ratios.append(lightning[-1] / raw[-1])
-    return {
-        "trainer_img_s": sum(lightning) / rounds,
-        "raw_img_s": sum(raw) / rounds,
-        "ratio_median_of_rounds": sorted(ratios)[rounds // 2],
-        "ratio_min_round": min(ratios),
-        "ratio_max_round": max(ratios),
-    }
+    batch = cli.datamodule.batch_size
+    rates: dict[str, list[float]] = {"raw": [], "lightning": [], "core": []}
+    for r in range(rounds):
+        rates["raw"].append(raw_loop_rate(cli, precision, steps, warmup))
+        rates["lightning"].append(bare_lightning_rate(cli, steps, warmup))
+        if extra is not None:
+            timer = core_fit_rate(data, extra, steps, warmup)
+            rates["core"].append(timer.rate)
+            if timer.epoch_ends and r == 0:
+                print(f"   note: {timer.epoch_ends} epoch end(s) among the timed steps", flush=True)
+        print(
+            "   round "
+            + str(r + 1)
+            + ": "
+            + ", ".join(f"{k} {v[-1]:,.0f}" for k, v in rates.items() if v)
+            + " images/s",
+            flush=True,
+        )
+    out: dict[str, float] = {}
+    for side, found in rates.items():
+        if not found:
+            continue
+        out[f"{side}_img_s"] = median(found)
+        if side == "raw":
+            continue
+        ms = [1000 * batch * (1 / s - 1 / raw) for s, raw in zip(found, rates["raw"])]
+        ratios = [s / raw for s, raw in zip(found, rates["raw"])]
+        out[f"{side}_added_ms_per_step"] = median(ms)
+        out[f"{side}_vs_raw_ratio"] = median(ratios)
+        out[f"{side}_vs_raw_ratio_min_round"] = min(ratios)
+        out[f"{side}_vs_raw_ratio_max_round"] = max(ratios)
+    if rates["core"]:
+        out["core_minus_lightning_ms_per_step"] = median(
+            1000 * batch * (1 / c - 1 / b) for c, b in zip(rates["core"], rates["lightning"])
+        )
+    # the names bench_gpu's summary has kept: the Trainer is the bare one
+    out["ratio_median_of_rounds"] = out["lightning_vs_raw_ratio"]
+    return out
 
 
 # ------------------------------------------------------------------------------- b
@@ -414,7 +518,13 @@ def main_bench(argv: list[str] | None = None) -> None:
         cli.datamodule.setup("fit")
         if "a" in only:
             print("a. Trainer vs raw loop ...", flush=True)
-            for k, v in bench_trainer_vs_raw(cli, args.steps, args.warmup, args.rounds).items():
+            print(
+                f"   {cpu_info()['cpu']} ({cpu_info()['flags']}), batch {cli.datamodule.batch_size}"
+            )
+            found = bench_trainer_vs_raw(
+                cli, args.steps, args.warmup, args.rounds, args.data, extra
+            )
+            for k, v in found.items():
                 table.append(("a", k, v))
         if "b" in only:
             print("b. device augmentation vs DataLoader(PIL, 2 workers) ...", flush=True)
