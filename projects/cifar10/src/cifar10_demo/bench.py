@@ -169,7 +169,11 @@ def bare_lightning_rate(cli: Any, steps: int, warmup: int) -> float:
 
 # The core side's run: the budget guard checks a plan (an hour, far from its limit), the timer
 # ends the run, and the test after it (no part of a training step) is left out.
-CORE_RUN = ["--run.time_budget=3600", "--run.test_after_fit=false"]
+CORE_RUN = [
+    "--run.time_budget=3600",
+    "--run.test_after_fit=false",
+    "--run.root=/tmp/litforge-bench-runs",
+]
 
 
 def core_fit_rate(data: str | None, extra: list[str], steps: int, warmup: int) -> StepTimer:
