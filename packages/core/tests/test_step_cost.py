@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import pytorch_lightning as pl
+import torch
 
 from litforge import testing
 from litforge.run.progress import PacedProgressBar
@@ -86,3 +87,41 @@ def test_the_progress_bar_redraws_every_n_steps_and_at_most_twice_a_second(
         if slow._should_update(step, 1000):
             drawn.append(step)
     assert drawn == [10, 20, 30]
+
+
+class Hits(pl.Callback):
+    """Each training step's correct predictions, from the step's output, per epoch."""
+
+    def __init__(self) -> None:
+        self.hits: dict[int, list[torch.Tensor]] = {}
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        right = outputs["prediction"].logits.argmax(-1) == batch.label
+        self.hits.setdefault(trainer.current_epoch, []).append(right)
+
+
+@pytest.mark.slow
+def test_the_joined_training_metrics_count_every_step_with_the_progress_bar_on(
+    tmp_path: Path,
+) -> None:
+    """The training accuracy joined over 5 steps at a time (steps per epoch not a multiple of
+    it) is each epoch's accuracy over all its batches, counted by hand, also when the progress
+    bar computes the epoch's metrics in its own epoch-end hook (before the model's)."""
+    hits = Hits()
+    cli = testing.main(
+        [f"--run.dir={tmp_path / 'run'}", "--run.loggers=[csv]",
+         "--trainer.enable_progress_bar=true", "--trainer.enable_model_summary=false",
+         "--trainer.max_epochs=2", "--data.n_train=600", "--data.batch_size=40"],
+        run=False,
+    )  # fmt: skip
+    cli.model.TRAIN_METRIC_EVERY = 5
+    cli.trainer.callbacks.append(hits)
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    with open(next(Path(cli.trainer.log_dir or "").rglob("metrics.csv"))) as f:
+        rows = [r for r in csv.DictReader(f) if r.get("train/synthetic/accuracy")]
+    assert len(rows) == 2 and len(hits.hits[0]) % 5 != 0
+    for row in rows:
+        by_hand = torch.cat(hits.hits[int(row["epoch"])]).float().mean()
+        assert float(row["train/synthetic/accuracy"]) == pytest.approx(float(by_hand), abs=1e-6)

@@ -101,3 +101,23 @@ def test_bench_e_times_each_network_and_saves_the_ratios(tmp_path, monkeypatch):
     assert [float(r["images_per_s"]) for r in rows] == [16.0, 32.0]
     assert [float(r["relative"]) for r in rows] == [1.0, 2.0]
     assert rows[0]["precision"] in ("bf16-mixed", "32-true") and rows[0]["cpu"]
+
+
+@pytest.mark.slow
+def test_bench_a_times_raw_bare_lightning_and_core_fit(tiny_image_folder, monkeypatch):
+    """Part (a): the three sides train the same steps; core's side is the project's fit with
+    its defaults (a run folder with its checkpoint), stopped by the timer after the timed steps."""
+    from litforge.run.handoff import HANDOFF_ENV
+
+    monkeypatch.delenv(HANDOFF_ENV, raising=False)
+    extra = [*TINY, "--size=null", "--run.precision=null", "--trainer.precision=32-true",
+             "--run.loggers=[csv]"]  # fmt: skip
+    cli = bench.build(str(tiny_image_folder), extra)
+    cli.datamodule.trainer = cli.trainer
+    cli.datamodule.setup("fit")
+    timer = bench.core_fit_rate(str(tiny_image_folder), extra, steps=3, warmup=1)
+    assert timer.images == 3 * 50 and timer.rate > 0
+    found = bench.bench_trainer_vs_raw(cli, 3, 1, 1, str(tiny_image_folder), extra)
+    for side in ("lightning", "core"):
+        assert found[f"{side}_img_s"] > 0 and f"{side}_added_ms_per_step" in found
+    assert found["ratio_median_of_rounds"] == found["lightning_vs_raw_ratio"]

@@ -263,10 +263,22 @@ class BaseModel(pl.LightningModule):
         inputs.clear()
         metrics.update(example, prediction)
 
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """After the epoch's last step (or the run's), the training metrics' update of the
+        steps not yet counted (``_update_train_metrics``): before the epoch-end hooks of the
+        callbacks, whose reads of ``trainer.callback_metrics`` (the progress bar's) compute
+        them."""
+        trainer = self.trainer
+        if (
+            batch_idx + 1 >= trainer.num_training_batches
+            or trainer.should_stop
+            or 0 <= trainer.max_steps <= trainer.global_step
+        ):
+            self._flush_train_metrics()
+
     def on_train_epoch_end(self) -> None:
-        """Updates the training metrics with the steps not yet counted
-        (``_update_train_metrics``) and logs the epoch means of the training loss terms
-        (``_log_train_loss``)."""
+        """Logs the epoch means of the training loss terms (``_log_train_loss``); updates the
+        training metrics with any step not yet counted."""
         self._flush_train_metrics()
         for name, (total, count) in self._train_loss_sums.items():
             mean = total / max(1, count)
