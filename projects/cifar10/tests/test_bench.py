@@ -121,3 +121,20 @@ def test_bench_a_times_raw_bare_lightning_and_core_fit(tiny_image_folder, monkey
     for side in ("lightning", "core"):
         assert found[f"{side}_img_s"] > 0 and f"{side}_added_ms_per_step" in found
     assert found["ratio_median_of_rounds"] == found["lightning_vs_raw_ratio"]
+
+
+def test_bench_f_times_each_precision_against_the_first():
+    rows = bench.bench_precisions(["fp32-cl", "bf16-autocast-cl"], (4, 8, 8), 4, 1, 1)
+    assert [r["mode"] for r in rows] == ["fp32-cl", "bf16-autocast-cl"]
+    assert rows[0]["speed"] == 1.0 and rows[1]["speed"] > 0 and rows[1]["s_per_step"] > 0
+    assert rows[1]["speed"] == pytest.approx(rows[0]["s_per_step"] / rows[1]["s_per_step"])
+
+
+def test_a_precision_step_trains_in_the_precision_it_names():
+    import torch
+
+    for mode, dtype in (("bf16-weights-cl", torch.bfloat16), ("bf16-autocast-nchw", torch.float32)):
+        step, net = bench.precision_step(mode, (4, 8, 8), 4)
+        before = net.head.weight.detach().clone()
+        step()
+        assert net.head.weight.dtype == dtype and not torch.equal(net.head.weight, before)

@@ -12,7 +12,10 @@ d. the default recipe (``python -m cifar10_demo fit`` with ``--run.time_budget``
    airbench94's published recipe as a plain PyTorch loop (``cifar10_demo.reference``), both
    given the same wall budget, one after the other, each in its own process;
 e. training images/s of networks of several widths (``--widths``), in the precision the CPU
-   preset would choose, on random images, in alternating rounds: what the size table rests on.
+   preset would choose, on random images, in alternating rounds: what the size table rests on;
+f. seconds per training step of one network on the CPU by precision and memory layout (fp32,
+   bf16 autocast, bf16 weights; channels-last or not; optionally torch.compile), in
+   alternating rounds: whether bf16 pays on this CPU (its AMX kernels: ``ONEDNN_VERBOSE=1``).
 
 Results are printed as a table and saved under ``bench-results/<time>/`` (CSV and PNG).
 """
@@ -485,6 +488,78 @@ def bench_widths(
     ]
 
 
+# ------------------------------------------------------------------------------- f
+PRECISIONS = ("fp32-cl", "bf16-autocast-cl", "bf16-autocast-nchw", "bf16-weights-cl")
+
+
+def precision_step(mode: str, widths: tuple[int, int, int], batch: int) -> Any:
+    """One training step (forward, loss, backward, Nesterov SGD) of the demo's network on
+    random images of CIFAR-10's shape, in ``mode``: fp32 or bf16 (autocast over fp32 weights,
+    or bf16 weights), channels-last ('cl') or not ('nchw'); '-compile' adds torch.compile.
+    Returns the step and the network it trains."""
+    from cifar10_demo.model import Net
+
+    torch.manual_seed(0)
+    net = Net(widths, 24, 0.4, 10, 1 / 9)
+    x, y = torch.randn(batch, 3, 32, 32), torch.randint(0, 10, (batch,))
+    if "-cl" in mode:
+        net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        x = x.contiguous(memory_format=torch.channels_last)
+    if "bf16-weights" in mode:
+        net, x = net.to(torch.bfloat16), x.to(torch.bfloat16)
+    params = [p for p in net.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(params, lr=0.01, momentum=0.9, nesterov=True)
+    forward = torch.compile(net) if mode.endswith("-compile") else net
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled="autocast" in mode)
+
+    def step() -> None:
+        with autocast:
+            loss = torch.nn.functional.cross_entropy(forward(x).float(), y)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return step, net
+
+
+def bench_precisions(
+    modes: list[str], widths: tuple[int, int, int], batch: int, rounds: int, steps: int
+) -> list[dict[str, Any]]:
+    """Seconds per training step of each mode, in alternating rounds of ``steps`` steps (after
+    one untimed step: a compile's), and the speed against the first mode: median of rounds."""
+    from statistics import median
+
+    fns, first = {}, {}
+    for mode in modes:
+        fns[mode] = precision_step(mode, widths, batch)[0]
+        start = time.perf_counter()
+        fns[mode]()
+        first[mode] = time.perf_counter() - start
+    times: dict[str, list[float]] = {m: [] for m in modes}
+    for r in range(rounds):
+        for mode in modes:
+            start = time.perf_counter()
+            for _ in range(steps):
+                fns[mode]()
+            times[mode].append((time.perf_counter() - start) / steps)
+        print(f"   round {r + 1}: " + ", ".join(f"{m} {t[-1]:.3f} s" for m, t in times.items()))
+    base = times[modes[0]]
+    return [
+        {
+            "mode": m,
+            "s_per_step": median(t),
+            "speed": median(b / x for b, x in zip(base, t)),
+            "speed_min_round": min(b / x for b, x in zip(base, t)),
+            "speed_max_round": max(b / x for b, x in zip(base, t)),
+            "first_step_s": first[m],
+            "widths": "/".join(map(str, widths)),
+            "batch": batch,
+            **cpu_info(),
+        }
+        for m, t in times.items()
+    ]
+
+
 def main_bench(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -504,7 +579,13 @@ def main_bench(argv: list[str] | None = None) -> None:
         default="32/64/128,64/128/128,64/128/256,48/128/256,64/256/256",
         help="networks for (e): comma-separated block widths",
     )
-    parser.add_argument("--batch", type=int, default=512, help="batch for (e)")
+    parser.add_argument("--batch", type=int, default=512, help="batch for (e) and (f)")
+    parser.add_argument(
+        "--modes",
+        default=",".join(PRECISIONS),
+        help="(f): precisions and layouts, the first the reference ('-compile' adds compile)",
+    )
+    parser.add_argument("--network", default="64/128/256", help="(f): the network's widths")
     parser.add_argument("--out", default="bench-results")
     parser.add_argument(
         "extra", nargs="*", help="config overrides for the run, e.g. --trainer.max_epochs=2"
@@ -606,6 +687,23 @@ def main_bench(argv: list[str] | None = None) -> None:
         print(f"{rows_e[0]['cpu']} ({rows_e[0]['flags']}), {rows_e[0]['precision']}")
         for r in rows_e:
             table.append(("e", f"{r['widths']} images/s", r["images_per_s"]))
+    if "f" in only:
+        print("f. training s/step by precision and memory layout (CPU) ...", flush=True)
+        net = tuple(int(c) for c in args.network.split("/"))
+        rows_f = bench_precisions(args.modes.split(","), net, args.batch, args.rounds, 2)  # type: ignore[arg-type]
+        with open(out / "precisions.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows_f[0]))
+            writer.writeheader()
+            writer.writerows(rows_f)
+        print(f"\n{'mode':<28}{'s/step':>8}{'speed':>7}  rounds     first step")
+        for r in rows_f:
+            print(
+                f"{r['mode']:<28}{r['s_per_step']:>8.3f}{r['speed']:>7.2f}  "
+                f"{r['speed_min_round']:.2f}-{r['speed_max_round']:.2f}  {r['first_step_s']:.1f} s"
+            )
+        print(f"{rows_f[0]['cpu']} ({rows_f[0]['flags']}), {args.network} at batch {args.batch}")
+        for r in rows_f:
+            table.append(("f", f"{r['mode']} speed", r["speed"]))
     with open(out / "results.csv", "w", newline="") as f:
         table_writer = csv.writer(f)
         table_writer.writerow(["benchmark", "measure", "value"])
