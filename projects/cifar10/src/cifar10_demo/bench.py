@@ -164,6 +164,7 @@ def bare_lightning_rate(cli: Any, steps: int, warmup: int) -> float:
         enable_progress_bar=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
+        limit_val_batches=0,  # BareModule has no validation_step
         callbacks=[timer],
     )
     trainer.fit(BareModule(copy.deepcopy(cli.model)), datamodule=cli.datamodule)
