@@ -140,6 +140,10 @@ class BareModule(pl.LightningModule):
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         return self.model.compute_loss(batch, self.model(batch)).total
 
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        """Never run (``limit_val_batches=0``): without it Lightning warns of the data
+        module's validation loader."""
+
     def configure_optimizers(self) -> Any:
         optimizer, scheduler = self.model.build_optimizer(
             lambda: int(self.trainer.estimated_stepping_batches)
@@ -164,7 +168,7 @@ def bare_lightning_rate(cli: Any, steps: int, warmup: int) -> float:
         enable_progress_bar=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
-        limit_val_batches=0,  # BareModule has no validation_step
+        limit_val_batches=0,
         callbacks=[timer],
     )
     trainer.fit(BareModule(copy.deepcopy(cli.model)), datamodule=cli.datamodule)
