@@ -228,8 +228,10 @@ class BaseModel(pl.LightningModule):
             total = self._train_loss_sums[name] = [torch.zeros((), device=value.device), 0]
         total[0].add_(value.float().reshape(()), alpha=n)
         total[1] += n
-        trainer = self.trainer
-        if trainer._logger_connector.should_update_logs or trainer.fast_dev_run:  # type: ignore[attr-defined]
+        trainer = self._trainer  # None: a step called outside a fit logs nothing, as self.log
+        if trainer is not None and (
+            trainer._logger_connector.should_update_logs or trainer.fast_dev_run  # type: ignore[attr-defined]
+        ):
             self.log(f"{name}_step", value, on_step=True, on_epoch=False, batch_size=n)
 
     def _update_train_metrics(
