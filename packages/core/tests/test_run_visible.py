@@ -52,7 +52,7 @@ def test_what_core_adds_is_printed_listed_in_config_yaml_and_all_the_trainer_has
         "SaveOnInterrupt",
         "BudgetGuard",
         "RngState",
-        "TQDMProgressBar(refresh_rate=10)",
+        "PacedProgressBar(refresh_rate=10)",
     ]:
         assert item in expected, expected
     assert expected[-1] == "AtomicCheckpointIO (plugin: atomic checkpoint writes)"
@@ -82,7 +82,7 @@ def test_what_core_adds_is_printed_listed_in_config_yaml_and_all_the_trainer_has
 
 def test_a_test_command_adds_only_the_progress_bar(tmp_path: Path) -> None:
     cli = testing.main(["test", f"--run.dir={tmp_path / 'run'}", *QUIET, "--data.n_train=96"])
-    assert cli.core_adds == ["TQDMProgressBar(refresh_rate=10)"]
+    assert cli.core_adds == ["PacedProgressBar(refresh_rate=10)"]
     off = testing.main(
         ["test", f"--run.dir={tmp_path / 'b'}", *QUIET, "--trainer.enable_progress_bar=false"]
     )

@@ -101,3 +101,40 @@ def test_bench_e_times_each_network_and_saves_the_ratios(tmp_path, monkeypatch):
     assert [float(r["images_per_s"]) for r in rows] == [16.0, 32.0]
     assert [float(r["relative"]) for r in rows] == [1.0, 2.0]
     assert rows[0]["precision"] in ("bf16-mixed", "32-true") and rows[0]["cpu"]
+
+
+@pytest.mark.slow
+def test_bench_a_times_raw_bare_lightning_and_core_fit(tiny_image_folder, monkeypatch):
+    """Part (a): the three sides train the same steps; core's side is the project's fit with
+    its defaults (a run folder with its checkpoint), stopped by the timer after the timed steps."""
+    from litforge.run.handoff import HANDOFF_ENV
+
+    monkeypatch.delenv(HANDOFF_ENV, raising=False)
+    extra = [*TINY, "--size=null", "--run.precision=null", "--trainer.precision=32-true",
+             "--run.loggers=[csv]"]  # fmt: skip
+    cli = bench.build(str(tiny_image_folder), extra)
+    cli.datamodule.trainer = cli.trainer
+    cli.datamodule.setup("fit")
+    timer = bench.core_fit_rate(str(tiny_image_folder), extra, steps=3, warmup=1)
+    assert timer.images == 3 * 50 and timer.rate > 0
+    found = bench.bench_trainer_vs_raw(cli, 3, 1, 1, str(tiny_image_folder), extra)
+    for side in ("lightning", "core"):
+        assert found[f"{side}_img_s"] > 0 and f"{side}_added_ms_per_step" in found
+    assert found["ratio_median_of_rounds"] == found["lightning_vs_raw_ratio"]
+
+
+def test_bench_f_times_each_precision_against_the_first():
+    rows = bench.bench_precisions(["fp32-cl", "bf16-autocast-cl"], (4, 8, 8), 4, 1, 1)
+    assert [r["mode"] for r in rows] == ["fp32-cl", "bf16-autocast-cl"]
+    assert rows[0]["speed"] == 1.0 and rows[1]["speed"] > 0 and rows[1]["s_per_step"] > 0
+    assert rows[1]["speed"] == pytest.approx(rows[0]["s_per_step"] / rows[1]["s_per_step"])
+
+
+def test_a_precision_step_trains_in_the_precision_it_names():
+    import torch
+
+    for mode, dtype in (("bf16-weights-cl", torch.bfloat16), ("bf16-autocast-nchw", torch.float32)):
+        step, net = bench.precision_step(mode, (4, 8, 8), 4)
+        before = net.head.weight.detach().clone()
+        step()
+        assert net.head.weight.dtype == dtype and not torch.equal(net.head.weight, before)

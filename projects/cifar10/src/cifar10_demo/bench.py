@@ -1,7 +1,9 @@
 """Benchmarks of the CIFAR-10 demo (not tests): ``make bench [DATA=...]``.
 
-a. images/s of training steps through the Lightning Trainer against a raw PyTorch loop with the
-   same model, data, optimiser and precision, side by side in one process;
+a. images/s of training steps in a raw PyTorch loop, through a bare Lightning Trainer (no
+   logger, progress bar or checkpointing) and through the project's ``fit`` with every default
+   of a run on, with the same model, data, optimiser and precision, in alternating rounds in one
+   process; the host time the Trainer and core add per step;
 b. images/s of the device-side batch augmentation against a torchvision DataLoader with PIL
    transforms and 2 worker processes, on the same images;
 c. time to accuracy: test accuracy against training wall time, per epoch, of a default run
@@ -10,7 +12,10 @@ d. the default recipe (``python -m cifar10_demo fit`` with ``--run.time_budget``
    airbench94's published recipe as a plain PyTorch loop (``cifar10_demo.reference``), both
    given the same wall budget, one after the other, each in its own process;
 e. training images/s of networks of several widths (``--widths``), in the precision the CPU
-   preset would choose, on random images, in alternating rounds: what the size table rests on.
+   preset would choose, on random images, in alternating rounds: what the size table rests on;
+f. seconds per training step of one network on the CPU by precision and memory layout (fp32,
+   bf16 autocast, bf16 weights; channels-last or not; optionally torch.compile), in
+   alternating rounds: whether bf16 pays on this CPU (its AMX kernels: ``ONEDNN_VERBOSE=1``).
 
 Results are printed as a table and saved under ``bench-results/<time>/`` (CSV and PNG).
 """
@@ -18,6 +23,7 @@ Results are printed as a table and saved under ``bench-results/<time>/`` (CSV an
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import csv
 import json
@@ -56,8 +62,13 @@ def sync(device: torch.device) -> None:
 
 # ------------------------------------------------------------------------------- a
 class StepTimer(pl.Callback):
-    def __init__(self, warmup: int) -> None:
-        self.warmup, self.start, self.images, self.end = warmup, 0.0, 0, 0.0
+    """Times the training steps after the first ``warmup``; with ``steps``, stops the fit after
+    ``steps`` timed steps (a run whose step count a time budget planned included), the clock
+    stopped at the end of the last one (else at the end of training)."""
+
+    def __init__(self, warmup: int, steps: int | None = None) -> None:
+        self.warmup, self.steps = warmup, steps
+        self.start, self.images, self.end, self.epoch_ends = 0.0, 0, 0.0, 0
 
     def on_train_batch_start(
         self, trainer: pl.Trainer, pl_module: Any, batch: Any, batch_idx: int
@@ -68,9 +79,24 @@ class StepTimer(pl.Callback):
         if trainer.global_step >= self.warmup:
             self.images += len(batch)
 
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, *args: Any) -> None:
+        if self.steps is not None and trainer.global_step == self.warmup + self.steps:
+            sync(pl_module.device)
+            self.end = time.perf_counter()
+            trainer.should_stop = True
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
+        if self.start and not self.end:
+            self.epoch_ends += 1  # an epoch's end inside the timed steps
+
     def on_train_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
-        sync(pl_module.device)
-        self.end = time.perf_counter()
+        if not self.end:
+            sync(pl_module.device)
+            self.end = time.perf_counter()
+
+    @property
+    def rate(self) -> float:
+        return self.images / (self.end - self.start)
 
 
 def raw_loop_rate(cli: Any, precision: str, steps: int, warmup: int) -> float:
@@ -103,9 +129,35 @@ def raw_loop_rate(cli: Any, precision: str, steps: int, warmup: int) -> float:
     return images / (time.perf_counter() - start)
 
 
-def trainer_rate(cli: Any, steps: int, warmup: int) -> float:
-    """images/s of the same training through the Lightning Trainer (timed after ``warmup``)."""
-    timer = StepTimer(warmup)
+class BareModule(pl.LightningModule):
+    """The model's network, loss, optimizer and schedule in a LightningModule of nothing else:
+    a training step returns the loss; no logging, no metrics, no hooks of its own."""
+
+    def __init__(self, model: Any) -> None:
+        super().__init__()
+        self.model = model
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        return self.model.compute_loss(batch, self.model(batch)).total
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        """Never run (``limit_val_batches=0``): without it Lightning warns of the data
+        module's validation loader."""
+
+    def configure_optimizers(self) -> Any:
+        optimizer, scheduler = self.model.build_optimizer(
+            lambda: int(self.trainer.estimated_stepping_batches)
+        )
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
+
+
+def bare_lightning_rate(cli: Any, steps: int, warmup: int) -> float:
+    """images/s of the same training through a bare Lightning Trainer (no logger, progress bar,
+    checkpointing or model summary) fitting ``BareModule``."""
+    timer = StepTimer(warmup, steps)
     trainer = pl.Trainer(
         accelerator=cli.trainer.accelerator,
         devices=1,
@@ -116,29 +168,93 @@ def trainer_rate(cli: Any, steps: int, warmup: int) -> float:
         enable_progress_bar=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
+        limit_val_batches=0,
         callbacks=[timer],
     )
-    trainer.fit(copy.deepcopy(cli.model), datamodule=cli.datamodule)
-    return timer.images / (timer.end - timer.start)
+    trainer.fit(BareModule(copy.deepcopy(cli.model)), datamodule=cli.datamodule)
+    return timer.rate
 
 
-def bench_trainer_vs_raw(cli: Any, steps: int, warmup: int, rounds: int = 3) -> dict[str, float]:
-    """Raw loop and Trainer in alternating rounds (raw, Trainer, raw, Trainer, ...): the speed
-    of a shared machine drifts, and alternating spreads the drift over both sides. The ratio is
-    the median of the per-round ratios."""
+# The core side's run: the budget guard checks a plan (an hour, far from its limit), the timer
+# ends the run, and the test after it (no part of a training step) is left out.
+CORE_RUN = [
+    "--run.time_budget=3600",
+    "--run.test_after_fit=false",
+    "--run.root=/tmp/litforge-bench-runs",
+]
+
+
+def core_fit_rate(data: str | None, extra: list[str], steps: int, warmup: int) -> StepTimer:
+    """The project's ``fit`` command through core, in this process, every default of a run on
+    (its loggers, progress bar, checkpoints, budget guard, RNG state, diagnostics, non-finite
+    check, test after fit): the timer stops it after ``warmup + steps`` steps."""
+    timer = f'{{"class_path": "cifar10_demo.bench.StepTimer", "init_args": {{"warmup": {warmup}, "steps": {steps}}}}}'
+    args = ["fit", *([f"--data.root={data}"] if data else []), *extra, *CORE_RUN]
+    with (
+        open(os.devnull, "w") as quiet,
+        contextlib.redirect_stdout(quiet),
+        contextlib.redirect_stderr(quiet),
+    ):
+        cli = main([*args, f"--trainer.callbacks+={timer}"])
+    # by name: run as ``python -m cifar10_demo.bench``, this module's class is __main__'s
+    (found,) = [c for c in cli.trainer.callbacks if type(c).__name__ == "StepTimer"]
+    return found
+
+
+def bench_trainer_vs_raw(
+    cli: Any,
+    steps: int,
+    warmup: int,
+    rounds: int = 3,
+    data: str | None = None,
+    extra: list[str] | None = None,
+) -> dict[str, float]:
+    """A raw loop, a bare Lightning Trainer and (given ``extra``, the run's settings) the
+    project's ``fit`` through core, in alternating rounds (raw, Lightning, core, raw, ...): the
+    speed of a shared machine drifts, and alternating spreads the drift over every side. The
+    host time each adds per step over the raw loop and the ratios are medians of the per-round
+    values."""
+    from statistics import median
+
     precision = str(cli.trainer.precision)
-    raw, lightning, ratios = [], [], []
-    for _ in range(rounds):
-        raw.append(raw_loop_rate(cli, precision, steps, warmup))
-        lightning.append(trainer_rate(cli, steps, warmup))
-        ratios.append(lightning[-1] / raw[-1])
-    return {
-        "trainer_img_s": sum(lightning) / rounds,
-        "raw_img_s": sum(raw) / rounds,
-        "ratio_median_of_rounds": sorted(ratios)[rounds // 2],
-        "ratio_min_round": min(ratios),
-        "ratio_max_round": max(ratios),
-    }
+    batch = cli.datamodule.batch_size
+    rates: dict[str, list[float]] = {"raw": [], "lightning": [], "core": []}
+    for r in range(rounds):
+        rates["raw"].append(raw_loop_rate(cli, precision, steps, warmup))
+        rates["lightning"].append(bare_lightning_rate(cli, steps, warmup))
+        if extra is not None:
+            timer = core_fit_rate(data, extra, steps, warmup)
+            rates["core"].append(timer.rate)
+            if timer.epoch_ends and r == 0:
+                print(f"   note: {timer.epoch_ends} epoch end(s) among the timed steps", flush=True)
+        print(
+            "   round "
+            + str(r + 1)
+            + ": "
+            + ", ".join(f"{k} {v[-1]:,.0f}" for k, v in rates.items() if v)
+            + " images/s",
+            flush=True,
+        )
+    out: dict[str, float] = {}
+    for side, found in rates.items():
+        if not found:
+            continue
+        out[f"{side}_img_s"] = median(found)
+        if side == "raw":
+            continue
+        ms = [1000 * batch * (1 / s - 1 / raw) for s, raw in zip(found, rates["raw"])]
+        ratios = [s / raw for s, raw in zip(found, rates["raw"])]
+        out[f"{side}_added_ms_per_step"] = median(ms)
+        out[f"{side}_vs_raw_ratio"] = median(ratios)
+        out[f"{side}_vs_raw_ratio_min_round"] = min(ratios)
+        out[f"{side}_vs_raw_ratio_max_round"] = max(ratios)
+    if rates["core"]:
+        out["core_minus_lightning_ms_per_step"] = median(
+            1000 * batch * (1 / c - 1 / b) for c, b in zip(rates["core"], rates["lightning"])
+        )
+    # the names bench_gpu's summary has kept: the Trainer is the bare one
+    out["ratio_median_of_rounds"] = out["lightning_vs_raw_ratio"]
+    return out
 
 
 # ------------------------------------------------------------------------------- b
@@ -377,6 +493,78 @@ def bench_widths(
     ]
 
 
+# ------------------------------------------------------------------------------- f
+PRECISIONS = ("fp32-cl", "bf16-autocast-cl", "bf16-autocast-nchw", "bf16-weights-cl")
+
+
+def precision_step(mode: str, widths: tuple[int, int, int], batch: int) -> Any:
+    """One training step (forward, loss, backward, Nesterov SGD) of the demo's network on
+    random images of CIFAR-10's shape, in ``mode``: fp32 or bf16 (autocast over fp32 weights,
+    or bf16 weights), channels-last ('cl') or not ('nchw'); '-compile' adds torch.compile.
+    Returns the step and the network it trains."""
+    from cifar10_demo.model import Net
+
+    torch.manual_seed(0)
+    net = Net(widths, 24, 0.4, 10, 1 / 9)
+    x, y = torch.randn(batch, 3, 32, 32), torch.randint(0, 10, (batch,))
+    if "-cl" in mode:
+        net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        x = x.contiguous(memory_format=torch.channels_last)
+    if "bf16-weights" in mode:
+        net, x = net.to(torch.bfloat16), x.to(torch.bfloat16)
+    params = [p for p in net.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(params, lr=0.01, momentum=0.9, nesterov=True)
+    forward = torch.compile(net) if mode.endswith("-compile") else net
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled="autocast" in mode)
+
+    def step() -> None:
+        with autocast:
+            loss = torch.nn.functional.cross_entropy(forward(x).float(), y)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return step, net
+
+
+def bench_precisions(
+    modes: list[str], widths: tuple[int, int, int], batch: int, rounds: int, steps: int
+) -> list[dict[str, Any]]:
+    """Seconds per training step of each mode, in alternating rounds of ``steps`` steps (after
+    one untimed step: a compile's), and the speed against the first mode: median of rounds."""
+    from statistics import median
+
+    fns, first = {}, {}
+    for mode in modes:
+        fns[mode] = precision_step(mode, widths, batch)[0]
+        start = time.perf_counter()
+        fns[mode]()
+        first[mode] = time.perf_counter() - start
+    times: dict[str, list[float]] = {m: [] for m in modes}
+    for r in range(rounds):
+        for mode in modes:
+            start = time.perf_counter()
+            for _ in range(steps):
+                fns[mode]()
+            times[mode].append((time.perf_counter() - start) / steps)
+        print(f"   round {r + 1}: " + ", ".join(f"{m} {t[-1]:.3f} s" for m, t in times.items()))
+    base = times[modes[0]]
+    return [
+        {
+            "mode": m,
+            "s_per_step": median(t),
+            "speed": median(b / x for b, x in zip(base, t)),
+            "speed_min_round": min(b / x for b, x in zip(base, t)),
+            "speed_max_round": max(b / x for b, x in zip(base, t)),
+            "first_step_s": first[m],
+            "widths": "/".join(map(str, widths)),
+            "batch": batch,
+            **cpu_info(),
+        }
+        for m, t in times.items()
+    ]
+
+
 def main_bench(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -396,7 +584,13 @@ def main_bench(argv: list[str] | None = None) -> None:
         default="32/64/128,64/128/128,64/128/256,48/128/256,64/256/256",
         help="networks for (e): comma-separated block widths",
     )
-    parser.add_argument("--batch", type=int, default=512, help="batch for (e)")
+    parser.add_argument("--batch", type=int, default=512, help="batch for (e) and (f)")
+    parser.add_argument(
+        "--modes",
+        default=",".join(PRECISIONS),
+        help="(f): precisions and layouts, the first the reference ('-compile' adds compile)",
+    )
+    parser.add_argument("--network", default="64/128/256", help="(f): the network's widths")
     parser.add_argument("--out", default="bench-results")
     parser.add_argument(
         "extra", nargs="*", help="config overrides for the run, e.g. --trainer.max_epochs=2"
@@ -414,7 +608,13 @@ def main_bench(argv: list[str] | None = None) -> None:
         cli.datamodule.setup("fit")
         if "a" in only:
             print("a. Trainer vs raw loop ...", flush=True)
-            for k, v in bench_trainer_vs_raw(cli, args.steps, args.warmup, args.rounds).items():
+            print(
+                f"   {cpu_info()['cpu']} ({cpu_info()['flags']}), batch {cli.datamodule.batch_size}"
+            )
+            found = bench_trainer_vs_raw(
+                cli, args.steps, args.warmup, args.rounds, args.data, extra
+            )
+            for k, v in found.items():
                 table.append(("a", k, v))
         if "b" in only:
             print("b. device augmentation vs DataLoader(PIL, 2 workers) ...", flush=True)
@@ -492,6 +692,23 @@ def main_bench(argv: list[str] | None = None) -> None:
         print(f"{rows_e[0]['cpu']} ({rows_e[0]['flags']}), {rows_e[0]['precision']}")
         for r in rows_e:
             table.append(("e", f"{r['widths']} images/s", r["images_per_s"]))
+    if "f" in only:
+        print("f. training s/step by precision and memory layout (CPU) ...", flush=True)
+        net = tuple(int(c) for c in args.network.split("/"))
+        rows_f = bench_precisions(args.modes.split(","), net, args.batch, args.rounds, 2)  # type: ignore[arg-type]
+        with open(out / "precisions.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows_f[0]))
+            writer.writeheader()
+            writer.writerows(rows_f)
+        print(f"\n{'mode':<28}{'s/step':>8}{'speed':>7}  rounds     first step")
+        for r in rows_f:
+            print(
+                f"{r['mode']:<28}{r['s_per_step']:>8.3f}{r['speed']:>7.2f}  "
+                f"{r['speed_min_round']:.2f}-{r['speed_max_round']:.2f}  {r['first_step_s']:.1f} s"
+            )
+        print(f"{rows_f[0]['cpu']} ({rows_f[0]['flags']}), {args.network} at batch {args.batch}")
+        for r in rows_f:
+            table.append(("f", f"{r['mode']} speed", r["speed"]))
     with open(out / "results.csv", "w", newline="") as f:
         table_writer = csv.writer(f)
         table_writer.writerow(["benchmark", "measure", "value"])

@@ -24,6 +24,7 @@ from __future__ import annotations
 import copy
 import inspect
 import math
+from types import SimpleNamespace
 from typing import Any, ClassVar, Literal, TypeVar
 
 import pytorch_lightning as pl
@@ -35,7 +36,7 @@ from torch import nn
 from torchmetrics import MeanMetric, MetricCollection
 
 from litforge.tasks.contracts import dataset_names
-from litforge.tasks.metrics import returns_several, several_values
+from litforge.tasks.metrics import StructMetric, returns_several, several_values
 from litforge.tasks.structs import Example, Loss, Prediction, Struct
 
 STAGES = ("train", "val", "test")
@@ -73,6 +74,8 @@ class BaseModel(pl.LightningModule):
     # IoU count with torch.bincount, which waits for the GPU twice) would stall every training
     # step; validation and test always update every metric.
     train_metrics: ClassVar[tuple[str, ...] | None] = None
+    # Training steps whose metric inputs are joined into one update (``_update_train_metrics``).
+    TRAIN_METRIC_EVERY: ClassVar[int] = 16
 
     def __init__(
         self,
@@ -108,6 +111,9 @@ class BaseModel(pl.LightningModule):
         self._dataset_names: dict[str, list[str]] = {}
         self._train_position = (-1, -1)  # (epoch, batch index) of the last training step
         self._several: set[str] = set()  # logged names of the metrics that return dicts
+        self._train_loss_sums: dict[str, list[Any]] = {}  # name -> [device sum, count]
+        self._train_metric_inputs: dict[tuple[str, str], list[torch.Tensor]] = {}
+        self._train_metric_target: MetricCollection | None = None
 
     # ----------------------------------------------------------------- what a task implements
     def forward(self, example: Example) -> Prediction:  # type: ignore[override]
@@ -162,6 +168,8 @@ class BaseModel(pl.LightningModule):
     def setup(self, stage: str) -> None:
         self._dataset_names.clear()
         self._train_position = (-1, -1)
+        self._train_loss_sums.clear()
+        self._train_metric_inputs.clear()
         template = self.build_metrics()
         if template is None:
             return
@@ -202,7 +210,7 @@ class BaseModel(pl.LightningModule):
         for term, value in loss.items().items():
             name = f"{prefix}loss/{term}"
             if stage == "train":  # per step, this process's batch: no sync
-                self.log(name, value.detach(), on_step=True, on_epoch=True, batch_size=len(batch))
+                self._log_train_loss(name, value.detach(), len(batch))
                 continue
             # Evaluation losses: the mean over every example of every process, weighted by
             # batch size (a MeanMetric syncs its sums; Lightning's own sync_dist mean does not
@@ -223,7 +231,10 @@ class BaseModel(pl.LightningModule):
         example, prediction = self.in_user_units(batch), self.in_user_units(prediction)
         metrics = self.metrics[f"{stage}_{dataloader_idx}"] if self.metrics else None
         if isinstance(metrics, MetricCollection) and len(metrics):
-            metrics.update(example, prediction)
+            if stage == "train":
+                self._update_train_metrics(metrics, example, prediction)
+            else:
+                metrics.update(example, prediction)
             if stage != "train" or self._first_step_of_epoch(batch_idx):
                 scalars: Any = metrics
                 if self._several:  # Lightning logs tensors only: the dicts go at the epoch's end
@@ -231,6 +242,80 @@ class BaseModel(pl.LightningModule):
                     scalars = {k: m for k, m in pairs if k not in self._several}
                 self.log_dict(scalars, on_step=False, on_epoch=True, add_dataloader_idx=False)
         return {"loss": loss.total, "prediction": prediction.detach(), "example": example}
+
+    def _log_train_loss(self, name: str, value: torch.Tensor, n: int) -> None:
+        """A training loss term, as ``self.log(name, value, on_step=True, on_epoch=True)`` logs
+        it (``<name>_step`` at the steps the loggers write, ``<name>_epoch`` and ``<name>`` at the
+        epoch's end: the mean weighted by batch size), at a fraction of the host time: the epoch's
+        sum is kept on the device (one op a step) and ``self.log``, some hundred microseconds of
+        Lightning's bookkeeping a call, runs only when a logger writes (``log_every_n_steps``)."""
+        total = self._train_loss_sums.get(name)
+        if total is None:
+            total = self._train_loss_sums[name] = [torch.zeros((), device=value.device), 0]
+        total[0].add_(value.float().reshape(()), alpha=n)
+        total[1] += n
+        trainer = self._trainer  # None: a step called outside a fit logs nothing, as self.log
+        if trainer is not None and (
+            trainer._logger_connector.should_update_logs or trainer.fast_dev_run  # type: ignore[attr-defined]
+        ):
+            self.log(f"{name}_step", value, on_step=True, on_epoch=False, batch_size=n)
+
+    def _update_train_metrics(
+        self, metrics: MetricCollection, batch: Example, prediction: Prediction
+    ) -> None:
+        """The training metrics' update, once per ``TRAIN_METRIC_EVERY`` steps on the joined
+        inputs of those steps (and at the epoch's end): a TorchMetrics update costs about a
+        millisecond of host time whatever the batch, and a sum over batches (counts, sums, the
+        kept values) is the same over their join. Metrics other than ``StructMetric`` (which read
+        one prediction field and one example field) update every step."""
+        each = list(metrics.values(copy_state=False))
+        fields = [(m.pred_field, m.target_field) for m in each if isinstance(m, StructMetric)]
+        if len(fields) < len(each):
+            metrics.update(batch, prediction)
+            return
+        inputs = self._train_metric_inputs
+        for pred, target in fields:
+            inputs.setdefault(("p", pred), []).append(getattr(prediction, pred).detach())
+            inputs.setdefault(("e", target), []).append(getattr(batch, target))
+        self._train_metric_target = metrics
+        if len(next(iter(inputs.values()))) >= self.TRAIN_METRIC_EVERY:
+            self._flush_train_metrics()
+
+    def _flush_train_metrics(self) -> None:
+        inputs, metrics = self._train_metric_inputs, self._train_metric_target
+        if not inputs or metrics is None:
+            return
+        joined = {key: torch.cat(parts) for key, parts in inputs.items()}
+        prediction = SimpleNamespace(**{f: v for (s, f), v in joined.items() if s == "p"})
+        example = SimpleNamespace(**{f: v for (s, f), v in joined.items() if s == "e"})
+        inputs.clear()
+        metrics.update(example, prediction)
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """After the epoch's last step (or the run's), the training metrics' update of the
+        steps not yet counted (``_update_train_metrics``): before the epoch-end hooks of the
+        callbacks, whose reads of ``trainer.callback_metrics`` (the progress bar's) compute
+        them."""
+        trainer = self.trainer
+        if (
+            batch_idx + 1 >= trainer.num_training_batches
+            or trainer.should_stop
+            or 0 <= trainer.max_steps <= trainer.global_step
+        ):
+            self._flush_train_metrics()
+
+    def on_train_epoch_end(self) -> None:
+        """Logs the epoch means of the training loss terms (``_log_train_loss``); updates the
+        training metrics with any step not yet counted, then logs those of several values
+        (``_log_several``). A subclass that overrides this hook or the validation / test ones
+        calls ``super()``."""
+        self._flush_train_metrics()
+        self._log_several("train")
+        for name, (total, count) in self._train_loss_sums.items():
+            mean = total / max(1, count)
+            self.log(f"{name}_epoch", mean, on_step=False, on_epoch=True, batch_size=1)
+            self.log(name, mean, on_step=False, on_epoch=True, batch_size=1, logger=False)
+        self._train_loss_sums.clear()
 
     def training_step(self, batch: Example, batch_idx: int) -> dict[str, Any]:  # type: ignore[override]
         return self._shared_step("train", batch, batch_idx=batch_idx)
@@ -259,11 +344,6 @@ class BaseModel(pl.LightningModule):
                     # Lightning from asking for it
                     self.log(scalar, value, add_dataloader_idx=False, sync_dist=True)
                 metric.reset()
-
-    def on_train_epoch_end(self) -> None:
-        """Logs the metrics of several values (``_log_several``): a subclass that overrides this
-        hook or the validation / test ones calls ``super()``."""
-        self._log_several("train")
 
     def on_validation_epoch_end(self) -> None:
         self._log_several("val")
