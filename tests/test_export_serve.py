@@ -149,8 +149,11 @@ def test_export_of_a_table_classifier_has_its_standardisation_inside(
     recipes.tumour_rows(tmp_path / "tumours.csv", n=200)
     args = [f"--data.root={tmp_path / 'tumours.csv'}", "--data.label=diagnosis"]
     recipes.fit(mytask, tmp_path, *args, *recipes.epochs(2))
-    # the CSV's rows as new inputs (the label column is read as part of the id, not a feature)
-    report, _ = export_and_compare(mytask, tmp_path, str(tmp_path / "tumours.csv"))
+    # the CSV's rows as new inputs (the label column is read as part of the id, not a feature),
+    # also the sample the export is traced and checked on
+    csv_file = str(tmp_path / "tumours.csv")
+    report, output = export_and_compare(mytask, tmp_path, csv_file, f"--sample={csv_file}")
+    assert "on batches of 200 and 1" in output, output
     assert report["inputs"] == ["features"] and report["items"] == 200
     within_tolerance(report, {"logits", "probs"})
 

@@ -46,6 +46,7 @@ FORMATS: dict[str, str] = {"onnx": ".onnx", "torch_export": ".pt2"}
 ATOL, RTOL = 1e-4, 1e-4
 TOLERANCE = f"{ATOL:g} + {RTOL:g} * |value|"
 SAMPLE_SIZE = 4  # items the export is traced and checked with (2 at least: a dynamic batch)
+MAX_SAMPLE = 256  # of a sample given (--sample), the first items only
 
 
 class ExportError(LitforgeError):
@@ -190,11 +191,11 @@ def export_model(
 
 
 def _batch_of_several(sample: Mapping[str, Tensor]) -> tuple[Tensor, ...]:
-    """The sample on the CPU, with at least SAMPLE_SIZE items (repeated if fewer): a batch of
-    one would fix the batch dimension to 1 in the traced graph."""
+    """The sample on the CPU, with at least SAMPLE_SIZE items (repeated if fewer: a batch of
+    one would fix the batch dimension to 1 in the traced graph) and at most MAX_SAMPLE."""
     if not sample:
         raise ExportError("the export's sample has no input fields")
-    tensors = [t.detach().cpu() for t in sample.values()]
+    tensors = [t.detach().cpu()[:MAX_SAMPLE] for t in sample.values()]
     n = len(tensors[0])
     if n == 0:
         raise ExportError("the export's sample has no items")
