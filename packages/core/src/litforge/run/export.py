@@ -1,7 +1,8 @@
 """Export a trained model to a file another runtime reads: ONNX (``torch.onnx.export``, checked
 with ONNX Runtime) or ``torch.export`` (a ``.pt2`` program), with what the data taught it inside.
 
-    python -m <project> export --ckpt_path=<checkpoint or run folder> [--format=onnx] [--output=PATH]
+    python -m <project> export --ckpt_path=<checkpoint or run folder> [--format=onnx]
+        [--output=PATH] [--sample=<new inputs>]
 
 ``RawInputModel`` is the graph that is exported: the model behind the data module's own input
 preparation, so that an application feeds it inputs as they are stored, not as the network sees
@@ -128,8 +129,8 @@ class RawInputModel(nn.Module):
 
 @dataclass
 class Exported:
-    """What ``export`` (``export_model``) wrote: the file, its format, its inputs and outputs, and the
-    check's largest difference from PyTorch (``max_diff``, within ``TOLERANCE``)."""
+    """What ``export`` (``export_model``) wrote: the file, its format, its inputs and outputs,
+    and the check's largest difference from PyTorch (``max_diff``, within ``TOLERANCE``)."""
 
     path: Path
     format: str
@@ -141,10 +142,11 @@ class Exported:
     def describe(self) -> str:
         """Two lines: the file written, and its check against PyTorch."""
         runtime = "ONNX Runtime" if self.format == "onnx" else "torch.export.load"
+        batches = " and ".join(map(str, self.batches))
         return (
             f"exported: {self.path} ({self.format}; inputs {', '.join(self.inputs)}; "
             f"outputs {', '.join(self.outputs)}; dynamic batch)\n"
-            f"checked: {runtime} against PyTorch on batches of {' and '.join(map(str, self.batches))}: max abs difference "
+            f"checked: {runtime} against PyTorch on batches of {batches}: max abs difference "
             f"{self.max_diff:.2e} (tolerance {TOLERANCE})"
         )
 

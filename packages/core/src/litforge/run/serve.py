@@ -1,6 +1,7 @@
 """Serve a trained model over HTTP on LitServe, Lightning's serving library.
 
-    python -m <project> serve --ckpt_path=<checkpoint or run folder> [--port=8000] [--host=127.0.0.1]
+    python -m <project> serve --ckpt_path=<checkpoint or run folder> [--port=8000]
+        [--host=127.0.0.1] [--max_batch_size=32] [--batch_timeout=0.005]
 
 answers ``POST /predict`` with a JSON body holding one input, as ``litforge.load``'s predictor
 reads it:
