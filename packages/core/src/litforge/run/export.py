@@ -182,14 +182,26 @@ def export_model(
             _write_pt2(wrapper, args, partial)
             run = _pt2_runner(partial, wrapper.outputs)
         # the traced batch, and one item alone: the batch dimension is not fixed to the sample's
-        max_diff = _compare(expected, run(args), path.name)
+        max_diff = _compare(expected, _ran(run, args, path.name), path.name)
         one = tuple(t[:1] for t in args)
         with torch.no_grad():
-            max_diff = max(max_diff, _compare(wrapper.predict(*one), run(one), path.name))
+            alone = _compare(wrapper.predict(*one), _ran(run, one, path.name), path.name)
+        max_diff = max(max_diff, alone)
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
     return Exported(path, format, wrapper.inputs, wrapper.outputs, max_diff, (len(args[0]), 1))
+
+
+def _ran(run: Any, args: tuple[Tensor, ...], name: str) -> dict[str, Tensor]:
+    """``run(args)``; a failure (a batch size the graph does not take) as one line."""
+    try:
+        return run(args)  # type: ignore[no-any-return]
+    except Exception as err:
+        raise ExportError(
+            f"{name} does not run on a batch of {len(args[0])}: "
+            f"{one_line(str(err), limit=200)}; nothing was written"
+        ) from err
 
 
 def _batch_of_several(sample: Mapping[str, Tensor]) -> tuple[Tensor, ...]:
@@ -244,21 +256,37 @@ def _failed(what: str, err: BaseException) -> ExportError:
     )
 
 
+def _program(wrapper: RawInputModel, args: tuple[Tensor, ...], what: str) -> Any:
+    """``torch.export``'s program of ``wrapper`` with a dynamic batch: traced as torch does by
+    default (non-strict); if that fails, by TorchDynamo (strict), which also keeps the batch
+    dynamic through Python's ``len(tensor)`` (an int, which the default must fix)."""
+    with _quiet_exporter(), torch.no_grad():
+        try:
+            return torch.export.export(wrapper, args, dynamic_shapes=_dynamic_batch(args))
+        except Exception as first:
+            try:
+                return torch.export.export(
+                    wrapper, args, dynamic_shapes=_dynamic_batch(args), strict=True
+                )
+            except Exception:
+                raise _failed(what, first) from first
+
+
 def _write_onnx(wrapper: RawInputModel, args: tuple[Tensor, ...], path: Path) -> None:
+    program = _program(wrapper, args, "ONNX export")
     try:
         with _quiet_exporter(), torch.no_grad():
-            program = torch.onnx.export(
-                wrapper,
+            onnx_program = torch.onnx.export(
+                program,
                 args,
                 dynamo=True,
                 input_names=list(wrapper.inputs),
                 output_names=list(wrapper.outputs),
-                dynamic_shapes=_dynamic_batch(args),
                 verbose=False,
                 report=False,
             )
-            assert program is not None
-            program.save(str(path))
+            assert onnx_program is not None
+            onnx_program.save(str(path))
     except Exception as err:
         raise _failed("ONNX export", err) from err
 
@@ -278,9 +306,9 @@ def _onnx_runner(path: Path, inputs: Sequence[str]) -> Any:
 
 
 def _write_pt2(wrapper: RawInputModel, args: tuple[Tensor, ...], path: Path) -> None:
+    program = _program(wrapper, args, "torch.export")
     try:
-        with _quiet_exporter(), torch.no_grad():
-            program = torch.export.export(wrapper, args, dynamic_shapes=_dynamic_batch(args))
+        with _quiet_exporter():
             torch.export.save(program, str(path))
     except Exception as err:
         raise _failed("torch.export", err) from err
