@@ -135,7 +135,8 @@ class ArrayDataModule(pl.LightningDataModule):
         self._device: torch.device | None = None  # where the sets are, once set up
         self._restored: dict[str, Any] | None = None  # load_state_dict's, while no set is loaded
         self.new_inputs: Arrays | None = None  # what predict_dataloader gives, when set
-        if _RESTORING.get() is not None:
+        self._from_checkpoint = _RESTORING.get() is not None  # built to predict new inputs
+        if self._from_checkpoint:
             self.load_state_dict(_RESTORING.get())  # type: ignore[arg-type]
 
     # ------------------------------------------------------------------ what a task implements
