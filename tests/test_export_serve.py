@@ -1,7 +1,7 @@
 """``python -m <project> export`` and ``serve`` on real runs, as a user runs them.
 
-Export, for the template and three recipe kinds (tabular classification, segmentation, image
-regression; docs/recipes/ applied to a fresh project by test_new_project's helpers): a short
+Export, for the template and four recipe kinds (tabular classification and regression,
+segmentation, image regression; docs/recipes/ applied to a fresh project by test_new_project's helpers): a short
 real fit, then the export command; then ONNX Runtime runs the written file on the test sample
 (the test CSV's rows, the test images), read as new inputs by ``litforge.load``'s predictor,
 and its outputs are compared with the predictor's own PyTorch pass (``Predictor.outputs``: the
@@ -149,10 +149,33 @@ def test_export_of_a_table_classifier_has_its_standardisation_inside(
     recipes.tumour_rows(tmp_path / "tumours.csv", n=200)
     args = [f"--data.root={tmp_path / 'tumours.csv'}", "--data.label=diagnosis"]
     recipes.fit(mytask, tmp_path, *args, *recipes.epochs(2))
-    # the CSV's rows as new inputs (the label column is read as part of the id, not a feature)
-    report, _ = export_and_compare(mytask, tmp_path, str(tmp_path / "tumours.csv"))
+    # the CSV's rows as new inputs (the label column is read as part of the id, not a feature),
+    # also the sample the export is traced and checked on
+    csv_file = str(tmp_path / "tumours.csv")
+    report, output = export_and_compare(mytask, tmp_path, csv_file, f"--sample={csv_file}")
+    assert "on batches of 200 and 1" in output, output
     assert report["inputs"] == ["features"] and report["items"] == 200
     within_tolerance(report, {"logits", "probs"})
+
+
+@pytest.mark.slow
+def test_export_of_a_table_regressor_answers_in_the_targets_units(
+    mytask: Path, tmp_path: Path
+) -> None:
+    """Features and target standardised (the recipe's config): both steps are in the graph, the
+    target's undone, so that ``value`` is in the target's own units, as ``predict``'s rows."""
+    recipes.apply_recipe("tabular-regression", mytask)
+    g = np.random.default_rng(2)
+    x = g.normal(size=(200, 3))
+    y = 100 + 20 * (x[:, 0] - x[:, 1] * x[:, 2])  # far from 0 and 1: units that show
+    lines = ["a,b,c,price"] + [",".join(f"{v:.4f}" for v in (*r, t)) for r, t in zip(x, y)]
+    (tmp_path / "rows.csv").write_text("\n".join(lines) + "\n")
+    args = [f"--data.root={tmp_path / 'rows.csv'}", "--data.target=price"]
+    recipes.fit(mytask, tmp_path, *args, *recipes.epochs(2))
+    report, _ = export_and_compare(mytask, tmp_path, str(tmp_path / "rows.csv"))
+    assert report["inputs"] == ["features"] and set(report["outputs"]) == {"value"}
+    within_tolerance(report, {"value"})
+    assert report["outputs"]["value"]["max_diff"] < 1e-2  # on values near 100
 
 
 @pytest.mark.slow

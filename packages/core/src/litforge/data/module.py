@@ -137,7 +137,8 @@ class ArrayDataModule(pl.LightningDataModule):
         self._device: torch.device | None = None  # where the sets are, once set up
         self._restored: dict[str, Any] | None = None  # load_state_dict's, while no set is loaded
         self.new_inputs: Arrays | None = None  # what predict_dataloader gives, when set
-        if _RESTORING.get() is not None:
+        self._from_checkpoint = _RESTORING.get() is not None  # built to predict new inputs
+        if self._from_checkpoint:
             self.load_state_dict(_RESTORING.get())  # type: ignore[arg-type]
 
     # ------------------------------------------------------------------ what a task implements
@@ -215,8 +216,9 @@ class ArrayDataModule(pl.LightningDataModule):
     # ------------------------------------------------------------------ values for the model
     @property
     def class_names(self) -> tuple[str, ...] | None:
-        if self._learned("class_names") is not None:
-            return tuple(self._learned("class_names"))
+        if self._restored is not None and self._splits is None:  # from a checkpoint
+            names = self._restored.get("class_names")
+            return tuple(names) if names is not None else None
         return self.splits["train"].class_names  # type: ignore[union-attr]
 
     @property

@@ -24,6 +24,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import time
@@ -244,6 +245,16 @@ class LitforgeCLI(LightningCLI):
         if getattr(self, "_adding", None) == "predict":
             add_predict_argument(parser)  # --data.predict (litforge.run.use)
         self.linked += link_shared_values(parser, self.model_class, self.datamodule_class)
+
+    def _parse_ckpt_path(self) -> None:
+        """LightningCLI sets the model's settings from the checkpoint's hyperparameters; a
+        resumed fit keeps its command's own instead (a lower rate given to resume:
+        ``OptimizerSettings``), and hyperparameters another model's parser refuses are left
+        out (CheckpointMismatchError then names the checkpoint)."""
+        if self.config.get("subcommand") == "fit":
+            return
+        with contextlib.suppress(ArgumentError):  # another model's: its weights name it
+            super()._parse_ckpt_path()
 
     def _prepare_subcommand_parser(self, klass: Any, subcommand: str, **kwargs: Any) -> Any:
         self._adding = subcommand  # add_arguments_to_parser adds --data.predict to predict's

@@ -1,7 +1,8 @@
 """Export a trained model to a file another runtime reads: ONNX (``torch.onnx.export``, checked
 with ONNX Runtime) or ``torch.export`` (a ``.pt2`` program), with what the data taught it inside.
 
-    python -m <project> export --ckpt_path=<checkpoint or run folder> [--format=onnx] [--output=PATH]
+    python -m <project> export --ckpt_path=<checkpoint or run folder> [--format=onnx]
+        [--output=PATH] [--sample=<new inputs>]
 
 ``RawInputModel`` is the graph that is exported: the model behind the data module's own input
 preparation, so that an application feeds it inputs as they are stored, not as the network sees
@@ -46,6 +47,7 @@ FORMATS: dict[str, str] = {"onnx": ".onnx", "torch_export": ".pt2"}
 ATOL, RTOL = 1e-4, 1e-4
 TOLERANCE = f"{ATOL:g} + {RTOL:g} * |value|"
 SAMPLE_SIZE = 4  # items the export is traced and checked with (2 at least: a dynamic batch)
+MAX_SAMPLE = 256  # of a sample given (--sample), the first items only
 
 
 class ExportError(LitforgeError):
@@ -127,8 +129,8 @@ class RawInputModel(nn.Module):
 
 @dataclass
 class Exported:
-    """What ``export`` (``export_model``) wrote: the file, its format, its inputs and outputs, and the
-    check's largest difference from PyTorch (``max_diff``, within ``TOLERANCE``)."""
+    """What ``export`` (``export_model``) wrote: the file, its format, its inputs and outputs,
+    and the check's largest difference from PyTorch (``max_diff``, within ``TOLERANCE``)."""
 
     path: Path
     format: str
@@ -140,10 +142,11 @@ class Exported:
     def describe(self) -> str:
         """Two lines: the file written, and its check against PyTorch."""
         runtime = "ONNX Runtime" if self.format == "onnx" else "torch.export.load"
+        batches = " and ".join(map(str, self.batches))
         return (
             f"exported: {self.path} ({self.format}; inputs {', '.join(self.inputs)}; "
             f"outputs {', '.join(self.outputs)}; dynamic batch)\n"
-            f"checked: {runtime} against PyTorch on batches of {' and '.join(map(str, self.batches))}: max abs difference "
+            f"checked: {runtime} against PyTorch on batches of {batches}: max abs difference "
             f"{self.max_diff:.2e} (tolerance {TOLERANCE})"
         )
 
@@ -179,22 +182,34 @@ def export_model(
             _write_pt2(wrapper, args, partial)
             run = _pt2_runner(partial, wrapper.outputs)
         # the traced batch, and one item alone: the batch dimension is not fixed to the sample's
-        max_diff = _compare(expected, run(args), path.name)
+        max_diff = _compare(expected, _ran(run, args, path.name), path.name)
         one = tuple(t[:1] for t in args)
         with torch.no_grad():
-            max_diff = max(max_diff, _compare(wrapper.predict(*one), run(one), path.name))
+            alone = _compare(wrapper.predict(*one), _ran(run, one, path.name), path.name)
+        max_diff = max(max_diff, alone)
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
     return Exported(path, format, wrapper.inputs, wrapper.outputs, max_diff, (len(args[0]), 1))
 
 
+def _ran(run: Any, args: tuple[Tensor, ...], name: str) -> dict[str, Tensor]:
+    """``run(args)``; a failure (a batch size the graph does not take) as one line."""
+    try:
+        return run(args)  # type: ignore[no-any-return]
+    except Exception as err:
+        raise ExportError(
+            f"{name} does not run on a batch of {len(args[0])}: "
+            f"{one_line(str(err), limit=200)}; nothing was written"
+        ) from err
+
+
 def _batch_of_several(sample: Mapping[str, Tensor]) -> tuple[Tensor, ...]:
-    """The sample on the CPU, with at least SAMPLE_SIZE items (repeated if fewer): a batch of
-    one would fix the batch dimension to 1 in the traced graph."""
+    """The sample on the CPU, with at least SAMPLE_SIZE items (repeated if fewer: a batch of
+    one would fix the batch dimension to 1 in the traced graph) and at most MAX_SAMPLE."""
     if not sample:
         raise ExportError("the export's sample has no input fields")
-    tensors = [t.detach().cpu() for t in sample.values()]
+    tensors = [t.detach().cpu()[:MAX_SAMPLE] for t in sample.values()]
     n = len(tensors[0])
     if n == 0:
         raise ExportError("the export's sample has no items")
@@ -241,21 +256,37 @@ def _failed(what: str, err: BaseException) -> ExportError:
     )
 
 
+def _program(wrapper: RawInputModel, args: tuple[Tensor, ...], what: str) -> Any:
+    """``torch.export``'s program of ``wrapper`` with a dynamic batch: traced as torch does by
+    default (non-strict); if that fails, by TorchDynamo (strict), which also keeps the batch
+    dynamic through Python's ``len(tensor)`` (an int, which the default must fix)."""
+    with _quiet_exporter(), torch.no_grad():
+        try:
+            return torch.export.export(wrapper, args, dynamic_shapes=_dynamic_batch(args))
+        except Exception as first:
+            try:
+                return torch.export.export(
+                    wrapper, args, dynamic_shapes=_dynamic_batch(args), strict=True
+                )
+            except Exception:
+                raise _failed(what, first) from first
+
+
 def _write_onnx(wrapper: RawInputModel, args: tuple[Tensor, ...], path: Path) -> None:
+    program = _program(wrapper, args, "ONNX export")
     try:
         with _quiet_exporter(), torch.no_grad():
-            program = torch.onnx.export(
-                wrapper,
+            onnx_program = torch.onnx.export(
+                program,
                 args,
                 dynamo=True,
                 input_names=list(wrapper.inputs),
                 output_names=list(wrapper.outputs),
-                dynamic_shapes=_dynamic_batch(args),
                 verbose=False,
                 report=False,
             )
-            assert program is not None
-            program.save(str(path))
+            assert onnx_program is not None
+            onnx_program.save(str(path))
     except Exception as err:
         raise _failed("ONNX export", err) from err
 
@@ -275,9 +306,9 @@ def _onnx_runner(path: Path, inputs: Sequence[str]) -> Any:
 
 
 def _write_pt2(wrapper: RawInputModel, args: tuple[Tensor, ...], path: Path) -> None:
+    program = _program(wrapper, args, "torch.export")
     try:
-        with _quiet_exporter(), torch.no_grad():
-            program = torch.export.export(wrapper, args, dynamic_shapes=_dynamic_batch(args))
+        with _quiet_exporter():
             torch.export.save(program, str(path))
     except Exception as err:
         raise _failed("torch.export", err) from err

@@ -1,6 +1,7 @@
 """Serve a trained model over HTTP on LitServe, Lightning's serving library.
 
-    python -m <project> serve --ckpt_path=<checkpoint or run folder> [--port=8000] [--host=127.0.0.1]
+    python -m <project> serve --ckpt_path=<checkpoint or run folder> [--port=8000]
+        [--host=127.0.0.1] [--max_batch_size=32] [--batch_timeout=0.005]
 
 answers ``POST /predict`` with a JSON body holding one input, as ``litforge.load``'s predictor
 reads it:
@@ -259,7 +260,10 @@ def serve_command(project: Project, argv: Sequence[str], module: str | None = No
         middlewares=[_json_middleware()],
     )
     url = f"http://{'127.0.0.1' if args.host != '::' else '[::1]'}:{args.port}"
-    print(f"serving {args.ckpt_path} at {url}/predict (POST one JSON input; GET {url}/health)")
+    print(
+        f"serving {predictor.checkpoint} at {url}/predict (POST one JSON input; ready when "
+        f"GET {url}/health answers ok; Ctrl-C stops it)"
+    )
     print(
         f"try: curl -s {url}/predict -H 'Content-Type: application/json' "
         f"-d {example_data(predictor)}",
