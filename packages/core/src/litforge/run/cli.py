@@ -24,7 +24,7 @@
 
 from __future__ import annotations
 
-import contextlib
+import copy
 import logging
 import sys
 import time
@@ -87,6 +87,7 @@ from litforge.run.use import (
 )
 from litforge.tasks.contracts import check_data
 
+SUBCOMMAND_KEY = "litforge_subcommand"  # in a subcommand's parser_kwargs: which one it is
 PROGRESS_REFRESH = 10  # steps between progress bar redraws
 # the top of --help: the four commands of LightningCLI below it, and the others (litforge.command)
 COMMANDS_HELP = (
@@ -174,7 +175,8 @@ class LitforgeCLI(LightningCLI):
             parser_kwargs = {
                 **common,
                 "description": COMMANDS_HELP,
-                **{sub: parser_kwargs for sub in subcommands},
+                # each subcommand's own dict: init_parser reads which one it builds
+                **{sub: {**parser_kwargs, SUBCOMMAND_KEY: sub} for sub in subcommands},
             }
         kwargs.setdefault("parser_kwargs", parser_kwargs)
         kwargs.setdefault("save_config_callback", RunConfigSaver)
@@ -192,6 +194,15 @@ class LitforgeCLI(LightningCLI):
         except SettingError:
             self._forget_run_dir()  # refused before it began: no run to list
             raise
+        except ArgumentError as err:
+            # parse_arguments turns the command line's into one line: this one comes from
+            # LightningCLI's reading of the model's settings saved in --ckpt_path, which another
+            # model's parser refuses. Nothing is written yet.
+            raise CheckpointMismatchError(
+                f"the checkpoint {self._ckpt_path()} holds the settings of another model than "
+                f"{getattr(model_class, '__name__', model_class)} ({one_line(str(err), limit=100)}): "
+                "was it written by another project?"
+            ) from None
         except BaseException as err:
             self._end_status(err)
             if isinstance(err, SystemExit) and isinstance(err.__context__, KeyboardInterrupt):
@@ -235,6 +246,23 @@ class LitforgeCLI(LightningCLI):
         if sub == "predict":  # --data.predict; a run folder as --ckpt_path (litforge.run.use)
             self.new_inputs = take_new_inputs(self.config[sub])
         check_ckpt_path((self.config[sub] if sub else self.config).get("ckpt_path"))
+        # LightningCLI then sets the model's settings from the checkpoint's hyperparameters: a
+        # resumed fit keeps its command's own (a lower rate given to resume: OptimizerSettings),
+        # put back in before_instantiate_classes
+        if sub == "fit":
+            self._given_model = copy.deepcopy(self.config[sub].get("model"))
+
+    def _ckpt_path(self) -> Any:
+        config = getattr(self, "config", None) or {}
+        sub = config.get("subcommand")
+        return (config[sub] if sub else config).get("ckpt_path")
+
+    def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
+        """LightningCLI's parser; it remembers which subcommand's it is (``SUBCOMMAND_KEY``)."""
+        subcommand = kwargs.pop(SUBCOMMAND_KEY, None)
+        parser = super().init_parser(**kwargs)
+        parser.litforge_subcommand = subcommand  # type: ignore[attr-defined]
+        return parser
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         add_run_arguments(
@@ -242,23 +270,9 @@ class LitforgeCLI(LightningCLI):
         )  # --run.root, --run.dir, --run.loggers, ... (litforge.run.arguments)
         add_checkpoint_arguments(parser)  # --run.save_top_k, --run.monitor, --run.monitor_mode
         add_debug_argument(parser)  # --run.debug
-        if getattr(self, "_adding", None) == "predict":
+        if getattr(parser, "litforge_subcommand", None) == "predict":
             add_predict_argument(parser)  # --data.predict (litforge.run.use)
         self.linked += link_shared_values(parser, self.model_class, self.datamodule_class)
-
-    def _parse_ckpt_path(self) -> None:
-        """LightningCLI sets the model's settings from the checkpoint's hyperparameters; a
-        resumed fit keeps its command's own instead (a lower rate given to resume:
-        ``OptimizerSettings``), and hyperparameters another model's parser refuses are left
-        out (CheckpointMismatchError then names the checkpoint)."""
-        if self.config.get("subcommand") == "fit":
-            return
-        with contextlib.suppress(ArgumentError):  # another model's: its weights name it
-            super()._parse_ckpt_path()
-
-    def _prepare_subcommand_parser(self, klass: Any, subcommand: str, **kwargs: Any) -> Any:
-        self._adding = subcommand  # add_arguments_to_parser adds --data.predict to predict's
-        return super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
 
     def instantiate_classes(self) -> None:
         """As LightningCLI's; predicting new inputs, the data module first restores what the
@@ -272,6 +286,8 @@ class LitforgeCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
         check_top_level_optimizer(config, self._module())  # before anything is written
+        if self.subcommand == "fit" and getattr(self, "_given_model", None) is not None:
+            config.model = self._given_model  # the command's own settings (parse_arguments)
         if self.subcommand == "predict":
             drop_new_inputs(config)  # --data.predict is the command's, not the data module's
         run = config.run

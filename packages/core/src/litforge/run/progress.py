@@ -25,15 +25,61 @@ class PacedProgressBar(TQDMProgressBar):
         self.min_interval_s = min_interval_s
         self._next_draw = 0.0
 
-    def _should_update(self, current: int, total: int) -> bool:
-        if not self.is_enabled:
-            return False
-        if current == total:
-            return True
-        if current % self.refresh_rate:
-            return False
+    def _skip(self, current: int, bar: Any) -> bool:
+        """Whether this batch's redraw is left out: not a ``refresh_rate``-th batch, or too soon
+        after the last redraw; a bar's last batch is always drawn. (Lightning's hooks below
+        redraw every ``refresh_rate``-th batch when it is not left out.)"""
+        total = getattr(bar, "total", None)
+        if not self.is_enabled or current == total or current % self.refresh_rate:
+            return False  # Lightning's own rule decides
         now = time.monotonic()
         if now < self._next_draw:
-            return False
+            return True
         self._next_draw = now + self.min_interval_s
-        return True
+        return False
+
+    def on_train_batch_end(
+        self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if not self._skip(batch_idx + 1, self._train_progress_bar):
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    def on_validation_batch_end(
+        self,
+        trainer: Any,
+        pl_module: Any,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if not self._skip(batch_idx + 1, self._val_progress_bar):
+            super().on_validation_batch_end(
+                trainer, pl_module, outputs, batch, batch_idx, dataloader_idx
+            )
+
+    def on_test_batch_end(
+        self,
+        trainer: Any,
+        pl_module: Any,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if not self._skip(batch_idx + 1, self._test_progress_bar):
+            super().on_test_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
+
+    def on_predict_batch_end(
+        self,
+        trainer: Any,
+        pl_module: Any,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if not self._skip(batch_idx + 1, self._predict_progress_bar):
+            super().on_predict_batch_end(
+                trainer, pl_module, outputs, batch, batch_idx, dataloader_idx
+            )
