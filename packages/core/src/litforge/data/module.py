@@ -2,8 +2,9 @@
 
 A task subclasses it, sets ``name`` and ``example_type``, and implements ``load()``: one pool of
 items (split here into train / val / test) or its own (train, test). Everything else is here:
-the split (random or stratified, seeded), standardisation of float fields with statistics of
-the training part, device placement, DDP sharding, and the whole ``TaskData`` contract
+the split (random or stratified, seeded), a table's preprocessing (``TablePreprocessor``:
+empty cells, categories, scaling) and standardisation of float fields, both with statistics of
+the training part only, device placement, DDP sharding, and the whole ``TaskData`` contract
 (``litforge.tasks.contracts``): dataset names, which splits exist, class names, samples, and how to
 show examples (a table of their fields; ``ImageDataModule`` draws pictures instead).
 
@@ -28,6 +29,7 @@ from torch import Tensor
 from litforge.data.arrays import Arrays
 from litforge.data.device import DeviceLoader, Fields, Transform
 from litforge.data.split import split_pool
+from litforge.data.tabular import TablePreprocessor, decode_cells
 from litforge.data.text import Vocabulary, decode_strings
 from litforge.diagnostics.media import Table, View, fmt
 from litforge.errors import DataError, SettingError
@@ -63,6 +65,7 @@ class ArrayDataModule(pl.LightningDataModule):
         "target_shape",
         "vocab_size",
         "sequence_length",
+        "category_sizes",
     )
 
     def __init__(
@@ -83,6 +86,7 @@ class ArrayDataModule(pl.LightningDataModule):
         self.val_size, self.test_size, self.stratify = val_size, test_size, stratify
         self.standardize, self.seed = tuple(standardize), seed
         self.stats: dict[str, tuple[Tensor, Tensor]] = {}  # field -> (mean, std), train part
+        self.table: TablePreprocessor | None = None  # a table's preprocessing, train part
         self._splits: dict[str, Arrays | None] | None = None
         self._device: torch.device | None = None  # where the sets are, once set up
 
@@ -128,6 +132,15 @@ class ArrayDataModule(pl.LightningDataModule):
         except (ValueError, KeyError) as err:
             raise DataError(f"{type(self).__name__}: {err}") from err
         test = test if test is not None else held_out
+        if train.table is not None and "cells" in train:
+            if self.table is None or self.table.fitted is None:  # else: from a checkpoint
+                self.table = train.table.fit(decode_cells(train["cells"], train.columns["cells"]))
+            if self.table.encode == "index" and "features" in self.standardize:
+                raise SettingError(
+                    "standardize: [features] would scale the category indices of a table read "
+                    "with encode='index'; its numbers are scaled already: leave features out"
+                )
+            train, val, test = (self._preprocessed(a) for a in (train, val, test))
         for field in self.standardize:
             values = train[field]
             if not values.dtype.is_floating_point:
@@ -136,12 +149,47 @@ class ArrayDataModule(pl.LightningDataModule):
         sets = {"train": train, "val": val, "test": test}
         return {k: self._standardized(v) for k, v in sets.items()}
 
+    def _preprocessed(self, arrays: Arrays | None) -> Arrays | None:
+        """A table's ``features`` from its cells, through the (fitted) ``self.table``."""
+        if arrays is None or self.table is None:
+            return arrays
+        names = arrays.columns.get("cells", ())
+        lacking = [c for c in self.table.columns if c not in names]
+        if lacking:
+            raise DataError(
+                f"{type(self).__name__}: a table lacks the feature columns {lacking} of the "
+                "training rows; give every table the same columns"
+            )
+        try:
+            features = self.table.transform(decode_cells(arrays["cells"], names))
+        except ValueError as err:
+            raise DataError(f"{type(self).__name__}: {err}") from None
+        out = arrays.replace(features=features)
+        out.columns = {**arrays.columns, "features": self.table.feature_names}
+        return out
+
     def _standardized(self, arrays: Arrays | None) -> Arrays | None:
         if arrays is None or not self.stats:
             return arrays
         return arrays.replace(
             **{f: (arrays[f] - mean) / std for f, (mean, std) in self.stats.items()}
         )
+
+    # ------------------------------------------------------------------ what the data taught
+    def state_dict(self) -> dict[str, Any]:
+        """What the training rows taught, as plain values (Lightning saves it in every
+        checkpoint): a table's fitted preprocessing under ``"table"``."""
+        state = super().state_dict()
+        if self.table is not None and self.table.fitted is not None:
+            state["table"] = self.table.state_dict()
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restores ``state_dict()``'s values without reading any data: a table's
+        preprocessing is rebuilt, and transforms new rows as it did the training rows."""
+        super().load_state_dict(state_dict)
+        if "table" in state_dict:
+            self.table = TablePreprocessor.from_state(state_dict["table"])
 
     def setup(self, stage: str) -> None:
         """Puts the sets on the trainer's device (the CPU without a trainer), once per device."""
@@ -177,6 +225,21 @@ class ArrayDataModule(pl.LightningDataModule):
     def feature_names(self) -> tuple[str, ...] | None:
         """The names of the ``features`` columns (a table's header), if known."""
         return self._train.columns.get("features")
+
+    @property
+    def category_sizes(self) -> tuple[int, ...]:
+        """A table read with ``encode='index'``: each category column's number of indices (its
+        training categories, plus 0 for a value never seen), for an ``nn.Embedding`` each; the
+        category indices are the last ``len(category_sizes)`` columns of ``features``."""
+        self.splits  # noqa: B018 (fits the table's preprocessing)
+        sizes = self.table.category_sizes if self.table is not None else ()
+        if not sizes:
+            raise DataError(
+                f"{type(self).__name__}.category_sizes: the data has no category indices (a "
+                "table with category columns, read with encode='index'): remove category_sizes "
+                "from the model's arguments, or read the table so"
+            )
+        return sizes
 
     @property
     def target_shape(self) -> tuple[int, ...]:
@@ -230,13 +293,36 @@ class ArrayDataModule(pl.LightningDataModule):
         return self.make_example(index, transform(fields, index) if transform else fields)
 
     def show(self, example: Example, prediction: Prediction) -> View:
-        """A table: the index, then every example and prediction field, one row per example."""
+        """A table: the index, then every example and prediction field, one row per example. A
+        table's row shows its feature cells as the file has them, by column name, after its id
+        (in place of the ``features`` the model saw)."""
         columns: dict[str, list[Any]] = {"index": example.index.tolist()}
+        cells = self.source_cells(example)
         for prefix, struct in (("", example), ("pred.", prediction)):
             for name, values in struct.tensors().items():
-                if name != "index" and values.dim() > 0 and len(values) == len(example):
+                if name in ("index", "cells") or (cells and name == "features" and not prefix):
+                    continue
+                if values.dim() > 0 and len(values) == len(example):
                     columns[prefix + name] = [self.describe(name, v) for v in values.cpu()]
+            if not prefix and cells:  # after the id: the cells, renamed if a name is taken
+                head: dict[str, list[Any]] = {
+                    k: columns.pop(k) for k in ("index", "id") if k in columns
+                }
+                taken = {*head, *columns}
+                raw = {(f"{k} (cell)" if k in taken else k): v for k, v in cells.items()}
+                columns = {**head, **raw, **columns}
         return Table(columns)
+
+    def source_cells(self, example: Example) -> dict[str, list[str]]:
+        """A table's rows as the file has them: ``{column: [cell text, ...]}`` of the
+        example's ``cells`` field (empty cells as ""); {} without one."""
+        cells = getattr(example, "cells", None)
+        names = self._train.columns.get("cells") if self._splits is not None else None
+        if names is None and self.table is not None:
+            names = tuple(self.table.columns)
+        if cells is None or names is None or cells.shape[-1] != len(names):
+            return {}
+        return decode_cells(cells.cpu(), names)
 
     def describe(self, field: str, value: Tensor) -> str | float | int:
         """One field of one example, as a table cell: a number, a class name for ``label`` and
