@@ -8,7 +8,8 @@ What a task is made of (``litforge.tasks``)
 Data (``litforge.data``)
     Arrays held in memory and batched on the device, ArrayDataModule for any task,
     ImageDataModule for images, ImageFolderDataModule for a folder of them; readers of image
-    folders and tables (read_table); token sequences (Vocabulary, pad_sequences). Data larger
+    folders and tables (read_table; TablePreprocessor for empty cells and categories, fitted on
+    the training rows); token sequences (Vocabulary, pad_sequences). Data larger
     than memory: StreamedDataModule / StreamedImageDataModule read chunks that prepare_stream
     writes (from an ImageFolderSource, a CsvSource or a module's own arrays).
 Diagnostics (``litforge.diagnostics``)
@@ -58,6 +59,7 @@ from litforge.data.stream import (
     StreamLoader,
 )
 from litforge.data.table import read_table
+from litforge.data.tabular import TablePreprocessor, decode_cells, encode_cells
 from litforge.data.text import (
     Vocabulary,
     decode_strings,
@@ -153,6 +155,9 @@ __all__ = [  # noqa: RUF022 (grouped by concern, as the docs list them)
     "read_image_folder",
     "check_same_classes",
     "read_table",
+    "TablePreprocessor",
+    "encode_cells",
+    "decode_cells",
     "Vocabulary",
     "pad_sequences",
     "sequence_mask",

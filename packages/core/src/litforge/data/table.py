@@ -199,7 +199,7 @@ def read_table(
             if not cell:
                 raise DataError(f"{path}:{line}: column {label!r}: missing label")
         classes = tuple(class_names) if class_names is not None else _sorted_names(set(cells_))
-        if len(classes) < 2:
+        if class_names is None and len(classes) < 2:
             raise DataError(
                 f"{path}: column {label!r} holds one class ({classes[0]!r}) in all its "
                 f"{len(rows)} rows: a classifier needs two or more; is it the right column?"
