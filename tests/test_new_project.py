@@ -593,7 +593,8 @@ def test_recipe_customer_table(mytask: Path, tmp_path: Path) -> None:
     results, output = make_train(mytask, tmp_path, tmp_path / "customers.csv", *epochs(10))
     # 5 numbers, 5 missing-value indicators, 5 + 3 + 3 categories one-hot
     assert "from the data module to the model: num_classes=2, num_features=21" in output
-    assert results["test/customers/accuracy"] > 0.72, results  # 0.75 measured; LR: 0.75
+    # 0.753 measured; scikit-learn's LogisticRegression on the same split: 0.760; majority: 0.571
+    assert results["test/customers/accuracy"] > 0.72, results
     cells = ["age", "income", "city", "plan", "channel", "tenure", "monthly", "calls"]
     for side in ("highest_error", "lowest_error"):
         shown = extremes_rows(tmp_path, f"test/customers/extremes/{side}")
