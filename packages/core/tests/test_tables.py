@@ -22,6 +22,7 @@ from litforge import (
     ClassificationExample,
     ClassificationPrediction,
     DataError,
+    InputError,
     SettingError,
     Table,
     TablePreprocessor,
@@ -143,6 +144,26 @@ def test_the_state_round_trips_and_new_rows_get_the_same_treatment(
     rows = read_table(tmp_path / "new.csv", ids="customer", preprocess=restored.table)
     assert torch.equal(rows["features"], test["features"]) and "label" not in rows
     assert rows.columns["features"] == data.feature_names
+    # the prediction hooks: read_inputs (the other columns make the id), then input_loader
+    inputs = restored.read_inputs(tmp_path / "new.csv")
+    assert restored.item_names(inputs) == ids
+    (batch,) = list(restored.input_loader(inputs))
+    assert torch.equal(batch.features, test["features"]) and batch.label is None
+    assert restored.source_cells(batch)["city"] == cells["city"]  # the cells, as given
+    given = [{"age": 40, "income": None, "city": "Rome", "plan": "pro", "channel": ""}]
+    with pytest.raises(InputError, match=r"rows\[0\]: no column 'tenure'"):
+        restored.read_inputs(given)
+    one = restored.read_inputs([{**given[0], "tenure": "12"}])
+    expected = restored.table.transform(
+        {"age": ["40"], "income": [""], "city": ["Rome"], "plan": ["pro"], "channel": [""]}
+        | {"tenure": ["12"]}
+    )
+    assert torch.equal(one["features"], expected)
+    with pytest.raises(InputError, match=r"new\.csv:3: column 'age': 'forty' is not a number"):
+        new.assign(age=["40", "forty", *new["age"][2:].astype(str)]).to_csv(
+            tmp_path / "new.csv", index=False
+        )
+        restored.read_inputs(tmp_path / "new.csv")
 
 
 def test_unseen_categories_and_category_indices(tmp_path: Path) -> None:

@@ -16,7 +16,8 @@ Diagnostics (``litforge.diagnostics``)
     Extremes, Uncertainty, ConfusionMatrix, Regression: optional callbacks that draw to every
     logger and to files in the run folder.
 The run (``litforge.run``)
-    cli_main / LitforgeCLI, the command line of a project; the time budget; safety callbacks.
+    cli_main / LitforgeCLI, the command line of a project; the time budget; safety callbacks;
+    load, a trained model (checkpoint or run folder) as a Predictor of new inputs.
 Experiments (``litforge.experiments``)
     sweeps and seed groups, started as ``python -m <project> sweep|repeat``.
 The test kit (``litforge.testing``)
@@ -77,6 +78,7 @@ from litforge.errors import (
     CheckpointError,
     CheckpointMismatchError,
     DataError,
+    InputError,
     LitforgeError,
     MissingCheckpointError,
     SettingError,
@@ -88,6 +90,7 @@ from litforge.run.lookahead import Lookahead
 from litforge.run.project import Project
 from litforge.run.resume import RngState
 from litforge.run.safety import NonFiniteLossError, SaveOnInterrupt, StopOnNonFinite
+from litforge.run.use import Predictor, load
 from litforge.tasks.bases import Classifier, PerExampleLossModel, Regressor, Segmenter
 from litforge.tasks.contracts import ContractError, TaskData, check_data
 from litforge.tasks.metrics import (
@@ -198,11 +201,15 @@ __all__ = [  # noqa: RUF022 (grouped by concern, as the docs list them)
     "choose_precision",
     "time_train_steps",
     "process_age",
+    # using a trained model
+    "load",
+    "Predictor",
     # experiments
     "OptunaReport",
     # errors
     "LitforgeError",
     "DataError",
+    "InputError",
     "SettingError",
     "CheckpointError",
     "CheckpointMismatchError",

@@ -2,9 +2,10 @@
 ``litforge.Project`` (its ``cli.py``).
 
 It hands ``runs`` (a table of the project's runs, ``litforge.run.runs``), ``sweep`` and ``repeat``
-(many runs, ``litforge.experiments``) and ``prepare`` (the chunks of streamed data,
-``litforge.run.prepare``) to their modules and everything else to ``project.main``
-(a LitforgeCLI); a LitforgeError is printed as one line, without a traceback.
+(many runs, ``litforge.experiments``), ``prepare`` (the chunks of streamed data,
+``litforge.run.prepare``), ``export`` (ONNX and torch.export files, ``litforge.run.export``) and
+``serve`` (an HTTP server, ``litforge.run.serve``) to their modules and everything else to
+``project.main`` (a LitforgeCLI); a LitforgeError is printed as one line, without a traceback.
 """
 
 from __future__ import annotations
@@ -46,6 +47,14 @@ def run(project: Project) -> None:
             from litforge.run.prepare import prepare_command
 
             raise SystemExit(prepare_command(project, sys.argv[2:], _main_module()))
+        if sys.argv[1:2] == ["export"]:  # ONNX / torch.export files: litforge.run.export
+            from litforge.run.export import export_command
+
+            raise SystemExit(export_command(project, sys.argv[2:], _main_module()))
+        if sys.argv[1:2] == ["serve"]:  # an HTTP server on LitServe: litforge.run.serve
+            from litforge.run.serve import serve_command
+
+            raise SystemExit(serve_command(project, sys.argv[2:], _main_module()))
         project.main()
     except LitforgeError as err:
         print(f"error: {one_line(str(err))}", file=sys.stderr)

@@ -23,6 +23,13 @@ class DataError(LitforgeError, ValueError):
     """Data that cannot be used as it is (an empty set, a batch larger than the set, ...)."""
 
 
+class InputError(DataError):
+    """New inputs given for prediction that do not fit the model (a missing column, an image of
+    other channels, an unreadable file): the message names the file and row; exit status 2."""
+
+    exit_status = 2
+
+
 class CheckpointError(LitforgeError):
     """A checkpoint given with ``--ckpt_path`` that does not exist or does not fit the model."""
 

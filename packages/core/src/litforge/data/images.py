@@ -19,14 +19,23 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
-from litforge.data.arrays import ImageArrays
+from litforge.data.arrays import Arrays, ImageArrays
 from litforge.data.augment import FlipMode, ImageTransform, to_pixels
-from litforge.data.image_folder import ImageFolderError, MissingFolderError, read_image_folder
+from litforge.data.image_folder import (
+    RESAMPLE,
+    ImageFolderError,
+    MissingFolderError,
+    _decode,
+    read_image_folder,
+)
 from litforge.data.module import ArrayDataModule
+from litforge.data.text import encode_strings
 from litforge.diagnostics.media import Images, fmt_prob, overlay, side_by_side
-from litforge.errors import DataError
+from litforge.errors import DataError, InputError
 from litforge.tasks.contracts import Split
 from litforge.tasks.structs import ClassificationExample, Example, Prediction
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
 class ImageDataModule(ArrayDataModule):
@@ -72,17 +81,23 @@ class ImageDataModule(ArrayDataModule):
     @property
     def in_channels(self) -> int:
         """Channels of the images (1 for grayscale, 3 for RGB)."""
+        if self._learned("in_channels") is not None:
+            return int(self._learned("in_channels"))
         return int(self._images("train").shape[1])
 
     @property
     def image_size(self) -> tuple[int, int]:
         """(height, width) of the images."""
+        if self._learned("image_size") is not None:
+            return tuple(self._learned("image_size"))  # type: ignore[return-value]
         return tuple(self._images("train").shape[2:])  # type: ignore[return-value]
 
     @property
     def out_channels(self) -> int:
         """What a network's last layer gives per pixel for the first dense field: the channels
         of a float target (N x C x H x W), the classes of a mask (N x H x W)."""
+        if self._learned("out_channels") is not None:
+            return int(self._learned("out_channels"))
         if not self.dense:
             raise DataError(
                 f"{type(self).__name__}.out_channels is the channels of a dense target, but "
@@ -106,6 +121,9 @@ class ImageDataModule(ArrayDataModule):
     def _statistics(self) -> ImageTransform:
         """Per-channel mean and std of the training images, in [0, 1] pixel units (float
         images: in their own units)."""
+        if self._display is None and self._learned("mean") is not None:
+            mean, std = self._learned("mean"), self._learned("std")
+            self._display = ImageTransform(mean, std, field=self.image_field)
         if self._display is None:
             images = self._images("train")
             pixels = images.float().div_(255) if images.dtype == torch.uint8 else images.float()
@@ -132,6 +150,109 @@ class ImageDataModule(ArrayDataModule):
             field=self.image_field,
             dense=self.dense,
         )
+
+    # ------------------------------------------------------------------ what the data taught
+    def state_dict(self) -> dict[str, Any]:
+        """ArrayDataModule's, and the normalisation: per-channel ``mean`` and ``std``."""
+        return {**super().state_dict(), "mean": self.mean.cpu(), "std": self.std.cpu()}
+
+    # ------------------------------------------------------------------ new inputs
+    def read_inputs(self, source: Any) -> ImageArrays:
+        """Images without labels: a folder of image files (flat, PNG / JPEG / ...), a file,
+        a list of files, or arrays (H x W, H x W x C or C x H x W, uint8 pixels or floats in
+        [0, 1]; a PIL image). Each is converted to the training's channels as the training
+        images were read (RGB or grayscale files; arrays must have them) and resized
+        (antialiased) to the training images' size; ``id`` is the file name (or position),
+        ``size`` each image's own (height, width)."""
+        if isinstance(source, ImageArrays):
+            return source
+        channels, (height, width) = self.in_channels, self.image_size
+        if isinstance(source, str | Path) and Path(source).is_dir():
+            folder = Path(source)
+            files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not files:
+                suffixes = ", ".join(IMAGE_SUFFIXES)
+                raise InputError(f"{folder} holds no image file ({suffixes})")
+            source = files
+        elif isinstance(source, str | Path) or not isinstance(source, list | tuple):
+            source = [source]
+        pixels, names, sizes = [], [], []
+        for i, item in enumerate(source):
+            if isinstance(item, str | Path):
+                if not Path(item).is_file():
+                    raise InputError(f"no image file at {item}")
+                try:
+                    array = _decode(str(item), channels)
+                except ImageFolderError as err:
+                    why = type(err.__cause__).__name__
+                    raise InputError(
+                        f"{item}: cannot be read as an image ({why}); give PNG or JPEG files"
+                    ) from None
+                names.append(Path(item).name)
+            else:
+                array = self._pixels_of(item, i, channels)
+                names.append(str(i))
+            sizes.append(array.shape[:2])
+            image = Image.fromarray(array[:, :, 0] if channels == 1 else array)
+            if image.size != (width, height):
+                image = image.resize((width, height), RESAMPLE)
+            resized = np.asarray(image)
+            pixels.append(resized[:, :, None] if resized.ndim == 2 else resized)
+        images = torch.from_numpy(np.stack(pixels)).permute(0, 3, 1, 2).contiguous()
+        return ImageArrays(
+            images, id=encode_strings(names), size=torch.tensor(sizes, dtype=torch.int64)
+        )
+
+    @staticmethod
+    def _pixels_of(item: Any, i: int, channels: int) -> np.ndarray:
+        """One image given as an array or a PIL image, as uint8 H x W x C of ``channels``."""
+        if isinstance(item, Image.Image):
+            item = item.convert("RGB" if channels == 3 else "L")
+        array = np.asarray(item.cpu() if isinstance(item, Tensor) else item)
+        if array.ndim == 3 and array.shape[0] in (1, 3, 4) and array.shape[2] not in (1, 3, 4):
+            array = array.transpose(1, 2, 0)  # C x H x W -> H x W x C
+        if array.ndim == 2:
+            array = array[:, :, None]
+        if array.ndim != 3 or array.shape[2] != channels:
+            raise InputError(
+                f"image {i} is {'x'.join(map(str, array.shape))}: the model reads images of "
+                f"{channels} channel{'s' if channels > 1 else ''} (H x W x {channels})"
+            )
+        if array.dtype != np.uint8:
+            array = np.clip(np.asarray(array, dtype=np.float64) * 255 + 0.5, 0, 255)
+        return array.astype(np.uint8)
+
+    def readable(self, inputs: Arrays, prediction: Prediction) -> list[dict[str, Any]]:
+        """As ArrayDataModule's, and for a class per pixel (N x K x H x W): ``mask``, the
+        predicted class of each pixel as uint8 H x W at the image's own size (nearest), with
+        the share of the pixels of each class; for float images (N x C x H x W), ``image``: the
+        prediction in the target's units, C x H x W at the image's own size."""
+        probs = getattr(prediction, "probs", None)
+        value = getattr(prediction, "value", None)
+        dense = probs if isinstance(probs, Tensor) and probs.dim() == 4 else None
+        if dense is None and not (isinstance(value, Tensor) and value.dim() == 4):
+            return super().readable(inputs, prediction)
+        rows: list[dict[str, Any]] = [{"id": name} for name in self.item_names(inputs)]
+        sizes = inputs.get("size")
+        for i, row in enumerate(rows):
+            size = tuple(sizes[i].tolist()) if sizes is not None else None
+            if dense is not None:
+                mask = dense[i].argmax(0).to(torch.uint8)
+                if size is not None and tuple(mask.shape) != size:
+                    mask = F.interpolate(mask[None, None].float(), size=size, mode="nearest")
+                    mask = mask[0, 0].to(torch.uint8)
+                names = list(self.class_names or map(str, range(dense.shape[1])))
+                row["mask"] = mask.cpu().numpy()
+                counts = torch.bincount(mask.flatten().long(), minlength=len(names))
+                share = (counts.float() / mask.numel()).tolist()
+                row.update({f"share({n})": round(s, 6) for n, s in zip(names, share)})
+            else:
+                assert isinstance(value, Tensor)
+                image = self.in_target_units(value[i].detach().float().cpu()[None])
+                if size is not None and tuple(image.shape[-2:]) != size:
+                    image = F.interpolate(image, size=size, mode="bilinear", antialias=True)
+                row["image"] = image[0].numpy()
+        return rows
 
     def to_display(self, images: Tensor) -> Tensor:
         """Normalised images back to uint8 pixels."""

@@ -39,6 +39,7 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
 from pytorch_lightning.utilities.exceptions import MisconfigurationException, SIGTERMException
 
+from litforge.data.module import restoring
 from litforge.errors import CheckpointMismatchError, SettingError, one_line
 from litforge.run.arguments import add_run_arguments, link_shared_values
 from litforge.run.budget import BudgetGuard, fit_the_machine
@@ -75,6 +76,13 @@ from litforge.run.rundir import (
 )
 from litforge.run.runs import STATUS_FILE, end_status, outcome_of, start_status
 from litforge.run.safety import CTRL_C_EXIT, SIGTERM_EXIT, SaveOnInterrupt
+from litforge.run.use import (
+    add_predict_argument,
+    checkpoint_data_state,
+    drop_new_inputs,
+    predict_new_inputs,
+    take_new_inputs,
+)
 from litforge.tasks.contracts import check_data
 
 PROGRESS_REFRESH = 10  # steps between progress bar redraws
@@ -82,7 +90,7 @@ PROGRESS_REFRESH = 10  # steps between progress bar redraws
 COMMANDS_HELP = (
     "fit, validate, test, predict (below; <command> --help lists its settings); also runs (the "
     "table of runs), sweep <name> (an Optuna study), repeat --seeds N (a seed group), prepare "
-    "(the chunks of streamed data)"
+    "(the chunks of streamed data), export (an ONNX or torch.export file), serve (an HTTP server)"
 )
 
 
@@ -222,6 +230,8 @@ class LitforgeCLI(LightningCLI):
             sys.argv = saved
         # before LightningCLI reads the checkpoint (for hyperparameters), and anything is written
         sub = self.config.get("subcommand")
+        if sub == "predict":  # --data.predict; a run folder as --ckpt_path (litforge.run.use)
+            self.new_inputs = take_new_inputs(self.config[sub])
         check_ckpt_path((self.config[sub] if sub else self.config).get("ckpt_path"))
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
@@ -230,12 +240,28 @@ class LitforgeCLI(LightningCLI):
         )  # --run.root, --run.dir, --run.loggers, ... (litforge.run.arguments)
         add_checkpoint_arguments(parser)  # --run.save_top_k, --run.monitor, --run.monitor_mode
         add_debug_argument(parser)  # --run.debug
+        if getattr(self, "_adding", None) == "predict":
+            add_predict_argument(parser)  # --data.predict (litforge.run.use)
         self.linked += link_shared_values(parser, self.model_class, self.datamodule_class)
+
+    def _prepare_subcommand_parser(self, klass: Any, subcommand: str, **kwargs: Any) -> Any:
+        self._adding = subcommand  # add_arguments_to_parser adds --data.predict to predict's
+        return super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+
+    def instantiate_classes(self) -> None:
+        """As LightningCLI's; predicting new inputs, the data module first restores what the
+        data taught from the checkpoint, so that nothing reads the training data."""
+        if getattr(self, "new_inputs", None) is None:
+            return super().instantiate_classes()
+        with restoring(checkpoint_data_state(self.config["predict"].ckpt_path)):
+            return super().instantiate_classes()
 
     # ------------------------------------------------------------------ run directory
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
         check_top_level_optimizer(config, self._module())  # before anything is written
+        if self.subcommand == "predict":
+            drop_new_inputs(config)  # --data.predict is the command's, not the data module's
         run = config.run
         fit = self.subcommand == "fit"
         inherited = inherited_run_dir()  # a DDP child: its launching rank's (litforge.run.handoff)
@@ -399,8 +425,16 @@ class LitforgeCLI(LightningCLI):
 
     def predict(self, model: pl.LightningModule, **kwargs: Any) -> None:
         """Runs prediction and saves every tensor the task's Prediction declares, joined over
-        all batches, to ``<run dir>/predictions.pt``."""
+        all batches, to ``<run dir>/predictions.pt``; with ``--data.predict``, the new inputs'
+        readable predictions to ``<run dir>/predictions.csv`` (``litforge.run.use``)."""
         kwargs["return_predictions"] = True
+        if getattr(self, "new_inputs", None) is not None:  # --data.predict: predictions.csv
+            run = lambda: self._checked(self.trainer.predict, model, **kwargs)  # noqa: E731
+            path = predict_new_inputs(
+                self.trainer, self.datamodule, run, self.new_inputs, self.run_dir
+            )
+            self._extra = [f"predictions: {path}"] if path else []
+            return
         batches = self._checked(self.trainer.predict, model, **kwargs) or []
         path = save_predictions(batches, self.run_dir) if self.trainer.is_global_zero else None
         self._extra = [f"predictions: {path}"] if path else []

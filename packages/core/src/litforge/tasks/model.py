@@ -16,12 +16,15 @@ module (``dataset_names(stage)``), so several validation or test sets stay apart
 
 from __future__ import annotations
 
+import copy
+import inspect
 import math
 from typing import Any, ClassVar, Literal
 
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
+from pytorch_lightning.core.mixins.hparams_mixin import _given_hyperparameters
 from pytorch_lightning.utilities import rank_zero_warn
 from torch import nn
 from torchmetrics import MeanMetric, MetricCollection
@@ -73,6 +76,7 @@ class BaseModel(pl.LightningModule):
         lr_scheduler_interval: str = "step",
     ) -> None:
         super().__init__()
+        save_plain_hyperparameters(self, inspect.currentframe())
         if lr_scheduler_interval not in ("step", "epoch"):
             raise ValueError(
                 f"lr_scheduler_interval must be 'step' or 'epoch', got {lr_scheduler_interval!r}"
@@ -223,6 +227,11 @@ class BaseModel(pl.LightningModule):
     ) -> Prediction:
         return self(batch).detach()
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Names the model's class in every checkpoint (``model_class_path``): ``litforge.load``
+        rebuilds the model from the checkpoint alone."""
+        checkpoint["model_class_path"] = f"{type(self).__module__}.{type(self).__qualname__}"
+
     # ----------------------------------------------------------------- optimisation
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(self.param_groups())
@@ -271,6 +280,60 @@ class BaseModel(pl.LightningModule):
                 f"cycles {total / period:.0f} times. Set T_max to the steps, "
                 "lr_scheduler_interval: epoch, or model.lr_schedule: cosine (spans the run)"
             )
+
+
+def is_plain(value: Any) -> bool:
+    """Whether torch's ``weights_only=True`` loader reads ``value`` back without pickled
+    objects: None, str, int, float, bool, tensors, and lists / tuples / dicts of them."""
+    if value is None or isinstance(value, str | int | float | bool | torch.Tensor):
+        return True
+    if isinstance(value, list | tuple):
+        return all(is_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str | int) and is_plain(v) for k, v in value.items())
+    return False
+
+
+def save_plain_hyperparameters(
+    module: pl.LightningModule | pl.LightningDataModule, frame: Any
+) -> None:
+    """Saves the constructor's arguments (the subclasses' too) as the module's hyperparameters,
+    so that ``Model.load_from_checkpoint(path)`` rebuilds it with no other argument.
+
+    Built by LightningCLI, they are its config of the model: plain values, the values linked
+    from the data (``num_classes``, ``in_channels``, ...) included, the optimizer as its
+    ``class_path`` / ``init_args``, rebuilt by Lightning's own instantiator. Built in Python,
+    they are the arguments given, less any that is not plain (an optimizer callable, a
+    dataclass), which torch's ``weights_only=True`` loader would refuse: such an argument takes
+    its default when the checkpoint is loaded. Not sent to the loggers (config.yaml holds
+    them)."""
+    given = _given_hyperparameters.get()
+    if given is not None:
+        module.save_hyperparameters(logger=False)
+    else:
+        module.save_hyperparameters(frame=frame, logger=False)
+    cls = type(module)
+    objects = [k for k, v in module.hparams.items() if not is_plain(v)]
+    if given is None:  # a base's argument the class does not take (passed positionally)
+        objects += [k for k in module.hparams if k not in objects and not _accepts(cls, k)]
+    module.remove_ignored_hparams(objects)
+    module._hparams_initial = copy.deepcopy(module.hparams)  # type: ignore[union-attr]
+
+
+def _accepts(cls: type, name: str) -> bool:
+    """Whether ``cls(name=...)`` reaches a constructor that takes ``name``: its own, or a
+    base's through ``**kwargs``."""
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        params = inspect.signature(init).parameters
+        named = params.get(name)
+        if named is not None and named.kind not in (named.VAR_POSITIONAL, named.VAR_KEYWORD):
+            return True
+        if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
+            return False
+    return False
 
 
 def lr_factor(schedule: LRSchedule, step: int, total: int, warmup: float = 0.25) -> float:
