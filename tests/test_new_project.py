@@ -601,6 +601,33 @@ def test_recipe_customer_table(mytask: Path, tmp_path: Path) -> None:
         assert len(shown) == 8 and all(rows[r["id"]]["churn"] == r["label"] for r in shown)
         assert all(r[c] == rows[r["id"]][c] for r in shown for c in cells), shown
     assert any(r[c] == "" for r in shown for c in cells)  # empty cells shown as such
+    # New rows, without the churn column, through the checkpoint's preprocessing: the test
+    # rows the extremes show get the class and probability the test run gave them.
+    with (tmp_path / "new.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["id", *cells])
+        writer.writeheader()
+        writer.writerows({k: v for k, v in row.items() if k != "churn"} for row in rows.values())
+    command = [sys.executable, "-m", RECIPE_PROJECT, "predict", f"--ckpt_path={tmp_path / 'run'}"]
+    command += [f"--data.predict={tmp_path / 'new.csv'}", f"--run.root={tmp_path / 'runs'}"]
+    done = subprocess.run(
+        [*command, *QUIET],
+        cwd=tmp_path,
+        env=with_path(mytask),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    line = next(x for x in done.stdout.splitlines() if x.strip().startswith("predictions: "))
+    with Path(line.split("predictions: ", 1)[1].strip()).open(newline="") as f:
+        predicted = {r["id"]: r for r in csv.DictReader(f)}
+    assert len(predicted) == len(rows)
+    (facts,) = media(tmp_path, "test/customers/extremes/highest_error", ".json")
+    for record in json.loads(facts.read_text())["examples"]:
+        assert predicted[record["id"]]["prediction"] == record["pred.pred"], record
+        assert float(predicted[record["id"]]["probability"]) == pytest.approx(
+            record["p(predicted)"], abs=1e-5
+        )
     project_tests_pass(mytask, tmp_path)
 
 

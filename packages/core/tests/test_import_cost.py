@@ -1,10 +1,11 @@
 """``import litforge`` loads what every run needs and nothing more: the streamed path's litdata
-(and boto3 under it), Optuna, W&B and submitit are imported when a run first uses them."""
+(and boto3 under it), Optuna, W&B and submitit, and the tables' pandas and scikit-learn are
+imported when a run first uses them."""
 
 import subprocess
 import sys
 
-HEAVY = ("litdata", "boto3", "optuna", "wandb", "submitit")
+HEAVY = ("litdata", "boto3", "optuna", "wandb", "submitit", "pandas", "sklearn")
 
 
 def test_import_litforge_leaves_the_optional_engines_unloaded() -> None:
