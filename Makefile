@@ -126,6 +126,10 @@ bench-diagnostics: _venv ## fit time with and without the diagnostics, side by s
 diagnostics-images: _venv ## remake docs/images/diagnostics-*.png (docs/diagnostics.md) from real runs, ~5 min [ARGS="--runs template,denoise"]
 	$(PY) scripts/diagnostics_images.py $(ARGS)
 
+.PHONY: bench-serve
+bench-serve: _venv ## requests/s and p50/p99 latency of `serve` (LitServe, batched) against the model in a plain loop, side by side (not a test) [ARGS="--requests 400 --concurrency 32"]
+	$(PY) scripts/bench_serve.py $(ARGS)
+
 bench-stream: _venv ## streamed vs in-memory training images/s; a streamed epoch's peak memory at 0.2 and 2 GB of images [DATA=...] [ARGS="--sizes 0.2,2"]
 	$(PY) -m cifar10_demo.bench_stream $(if $(DATA),--data $(DATA)) $(ARGS)
 

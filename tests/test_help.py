@@ -1,5 +1,6 @@
 """``python -m <package> --help`` works for every project and lists the subcommands; ``fit
---help`` lists the model, data and run settings. In-process, through each ``__main__``."""
+--help`` lists the model, data and run settings; ``export --help`` and ``serve --help`` theirs.
+In-process, through each ``__main__``."""
 
 import importlib.util
 import runpy
@@ -25,8 +26,10 @@ def test_help(package: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.Capt
     ):
         pytest.skip(f"{package}.cli is not written or not installed yet")
     for args, expected in (
-        (["--help"], ["fit", "validate", "test", "predict"]),
+        (["--help"], ["fit", "validate", "test", "predict", "export", "serve"]),
         (["fit", "--help"], ["--model", "--data", "--trainer.max_epochs", "--run.root"]),
+        (["export", "--help"], ["--ckpt_path", "--format", "--output", "onnx", "torch_export"]),
+        (["serve", "--help"], ["--ckpt_path", "--port", "--host", "127.0.0.1"]),
     ):
         monkeypatch.setattr(sys, "argv", [package, *args])
         with pytest.raises(SystemExit) as exit_:

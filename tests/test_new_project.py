@@ -754,3 +754,103 @@ def test_recipe_grayscale(mytask: Path, tmp_path: Path) -> None:
     assert media(tmp_path, "test/digits/confusion_matrix")
     assert "from the data module to the model: num_classes=10, in_channels=1" in output
     project_tests_pass(mytask, tmp_path)
+
+
+# ---------------------------------------------------------------------- using a trained model
+# (docs/use.md) Each kind: the model loads alone in a fresh process, and `predict --data.predict`
+# writes what `litforge.load(run).predict(...)` gives, with the training data gone.
+LOAD_AND_PREDICT = """
+import json, importlib, sys, torch, litforge
+from litforge.run.use import find_checkpoint
+run, source = sys.argv[1], sys.argv[2]
+ckpt = find_checkpoint(run)
+module, _, name = torch.load(ckpt, weights_only=True)["model_class_path"].rpartition(".")
+model = getattr(importlib.import_module(module), name).load_from_checkpoint(ckpt)  # alone
+rows = litforge.load(run).predict(source)
+print(json.dumps([{k: v for k, v in r.items() if not hasattr(v, "shape")} for r in rows]))
+"""
+
+
+def use_in_fresh_process(project: Path, root: Path, source: Path) -> list[dict[str, object]]:
+    done = subprocess.run(
+        [sys.executable, "-c", LOAD_AND_PREDICT, str(root / "run"), str(source)],
+        cwd=root,
+        env=with_path(project),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def predict_new(project: Path, root: Path, source: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            *(sys.executable, "-m", RECIPE_PROJECT, "predict", f"--ckpt_path={root / 'run'}"),
+            *(f"--data.predict={source}", f"--run.root={root / 'predicted'}", *QUIET),
+        ],
+        cwd=root,
+        env=with_path(project),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def written_predictions(root: Path) -> list[dict[str, str]]:
+    (path,) = (root / "predicted").rglob("predictions.csv")
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "kind", ["tabular-classification", "sequence-classification", "image-folder"]
+)
+def test_recipe_model_is_used_on_new_inputs(mytask: Path, tmp_path: Path, kind: str) -> None:
+    apply_recipe(kind, mytask)
+    new = tmp_path / "new"
+    if kind == "tabular-classification":
+        diagnosis = tumour_rows(tmp_path / "train.csv", n=200)
+        fit(mytask, tmp_path, f"--data.root={tmp_path / 'train.csv'}", "--data.label=diagnosis")
+        lines = (tmp_path / "train.csv").read_text().splitlines()[:21]
+        unlabeled = [",".join(line.split(",")[:-1]) for line in lines]  # no diagnosis column
+        source = new.with_suffix(".csv")
+        source.write_text("\n".join(unlabeled) + "\n")
+        (tmp_path / "train.csv").unlink()
+    elif kind == "sequence-classification":
+        brackets(tmp_path / "lines.tsv", n=200)
+        fit(mytask, tmp_path, f"--data.root={tmp_path / 'lines.tsv'}")
+        source = new.with_suffix(".txt")
+        source.write_text("(())\n)(\n\n((()))()\n")
+        (tmp_path / "lines.tsv").unlink()
+    else:
+        folder = testing.write_image_folder(
+            tmp_path / "photos", classes=("cat", "dog"), per_class={"": 12}, sizes=(16, 40)
+        )
+        args = ["--data.size=16", "--data.val_size=0.25", "--data.batch_size=8"]
+        fit(mytask, tmp_path, f"--data.root={folder}", *args)
+        source = testing.write_image_folder(new, classes=("x",), per_class={"": 3}, sizes=(10, 50))
+        source = source / "x"
+        shutil.rmtree(folder)  # the training data is gone: nothing reads it
+    expected = use_in_fresh_process(mytask, tmp_path, source)
+    done = predict_new(mytask, tmp_path, source)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    table = written_predictions(tmp_path)
+    assert [r["id"] for r in table] == [str(r["id"]) for r in expected]
+    assert [r["prediction"] for r in table] == [r["prediction"] for r in expected]
+    for row, want in zip(table, expected):
+        assert float(row["probability"]) == pytest.approx(want["probability"], rel=1e-4)
+        probs = [float(v) for k, v in row.items() if k.startswith("p(")]
+        assert sum(probs) == pytest.approx(1, abs=1e-4) and max(probs) == float(row["probability"])
+    if kind == "tabular-classification":
+        assert [r["id"] for r in table] == list(diagnosis)[:20]  # the id column names each row
+        bad = tmp_path / "bad.csv"
+        bad.write_text("\n".join(line.replace(",f3,", ",g3,") for line in unlabeled) + "\n")
+        refused = predict_new(mytask, tmp_path, bad)
+        assert refused.returncode == 2, refused.stderr[-2000:]
+        line = refused.stderr.strip().splitlines()[-1]
+        assert line.startswith(f"error: {bad}:2: no column 'f3'") and len(line) < 200, line
+    if kind == "sequence-classification":
+        assert [r["id"] for r in table] == ["1", "2", "4"]  # line numbers; the blank one skipped

@@ -17,7 +17,8 @@ Diagnostics (``litforge.diagnostics``)
     logger and to files in the run folder.
 The run (``litforge.run``)
     cli_main / LitforgeCLI, the command line of a project; the time budget; safety callbacks;
-    load, a trained model (checkpoint or run folder) as a Predictor of new inputs.
+    load, a trained model (checkpoint or run folder) as a Predictor of new inputs; export, an
+    ONNX or torch.export file of it with its input normalisation inside.
 Experiments (``litforge.experiments``)
     sweeps and seed groups, started as ``python -m <project> sweep|repeat``.
 The test kit (``litforge.testing``)
@@ -86,6 +87,7 @@ from litforge.errors import (
 from litforge.experiments.pruning import OptunaReport
 from litforge.run.budget import BudgetError, choose_precision, process_age, time_train_steps
 from litforge.run.cli import LitforgeCLI, cli_main
+from litforge.run.export import Exported, ExportError, RawInputModel, export, export_model
 from litforge.run.lookahead import Lookahead
 from litforge.run.project import Project
 from litforge.run.resume import RngState
@@ -204,6 +206,11 @@ __all__ = [  # noqa: RUF022 (grouped by concern, as the docs list them)
     # using a trained model
     "load",
     "Predictor",
+    "export",
+    "export_model",
+    "Exported",
+    "RawInputModel",
+    "ExportError",
     # experiments
     "OptunaReport",
     # errors

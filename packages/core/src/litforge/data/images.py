@@ -209,6 +209,11 @@ class ImageDataModule(ArrayDataModule):
         if isinstance(item, Image.Image):
             item = item.convert("RGB" if channels == 3 else "L")
         array = np.asarray(item.cpu() if isinstance(item, Tensor) else item)
+        if array.dtype == object or array.dtype.kind not in "uifb" or array.ndim < 2:
+            raise InputError(
+                f"image {i} is a {type(item).__name__}, not an image: give a file, an array "
+                "(H x W x C) or a PIL image"
+            )
         if array.ndim == 3 and array.shape[0] in (1, 3, 4) and array.shape[2] not in (1, 3, 4):
             array = array.transpose(1, 2, 0)  # C x H x W -> H x W x C
         if array.ndim == 2:

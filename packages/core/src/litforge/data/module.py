@@ -550,8 +550,10 @@ class ArrayDataModule(pl.LightningDataModule):
             place = f"{where}:{i}" if first_line else f"{where}[{i}]"
             missing = [n for n in names if n not in row]
             if missing:
+                shown = ", ".join(names[:6]) + (", ..." if len(names) > 6 else "")
                 raise InputError(
-                    f"{place}: no column {missing[0]!r}; the model reads the columns {names}"
+                    f"{place}: no column {missing[0]!r}; the model reads {len(names)} columns "
+                    f"({shown})"
                 )
             cells = []
             for name in names:

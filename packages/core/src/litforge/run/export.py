@@ -127,7 +127,7 @@ class RawInputModel(nn.Module):
 
 @dataclass
 class Exported:
-    """What ``export_model`` wrote: the file, its format, its inputs and outputs, and the
+    """What ``export`` (``export_model``) wrote: the file, its format, its inputs and outputs, and the
     check's largest difference from PyTorch (``max_diff``, within ``TOLERANCE``)."""
 
     path: Path
@@ -320,6 +320,27 @@ def _compare(expected: Mapping[str, Tensor], got: Mapping[str, Tensor], name: st
     return worst
 
 
+def export(
+    source: Any,
+    output: str | Path | None = None,
+    format: Format = "onnx",
+    sample: Any = None,
+) -> Exported:
+    """Exports a trained model, what its data taught inside: ``source`` is a checkpoint, a run
+    folder (its best checkpoint) or a ``Predictor`` (``litforge.load``'s); ``output`` the file
+    (default: ``<run folder>/export/<checkpoint>.onnx``, ``.pt2`` for 'torch_export');
+    ``sample``: new inputs to trace and check it with, as ``predict`` reads them (default:
+    made-up inputs of the model's kind). Returns what was written and checked (``Exported``;
+    its ``describe()`` is what the command prints); raises ``ExportError`` (one line, no file
+    written) when the model does not export or the check fails."""
+    from litforge.run.use import Predictor, load
+
+    predictor = source if isinstance(source, Predictor) else load(source)
+    path = Path(output) if output is not None else default_output(predictor.checkpoint, format)
+    fields = export_sample(predictor, sample)
+    return export_model(predictor.model, predictor.data, fields, path, format)
+
+
 def default_output(ckpt_path: str | Path, format: str) -> Path:
     """Where ``export`` writes without ``--output``: ``<run folder>/export/<checkpoint>.onnx``
     (``.pt2``) for a checkpoint in a run's ``checkpoints/``, else beside the checkpoint."""
@@ -408,11 +429,5 @@ def export_command(project: Any, argv: Sequence[str], module: str | None = None)
     )
     args = parser.parse_args(list(argv))
 
-    from litforge.run.use import load
-
-    predictor = load(args.ckpt_path)
-    output = Path(args.output) if args.output else default_output(predictor.checkpoint, args.format)
-    sample = export_sample(predictor, args.sample)
-    exported = export_model(predictor.model, predictor.data, sample, output, args.format)
-    print(exported.describe())
+    print(export(args.ckpt_path, args.output, args.format, args.sample).describe())
     return 0
