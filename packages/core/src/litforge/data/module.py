@@ -59,7 +59,7 @@ from torch import Tensor
 from litforge.data.arrays import Arrays
 from litforge.data.device import DeviceLoader, Fields, Transform
 from litforge.data.split import split_pool
-from litforge.data.tabular import TablePreprocessor, decode_cells, encode_cells
+from litforge.data.tabular import TablePreprocessor, decode_cells
 from litforge.data.text import Vocabulary, decode_strings, encode_strings
 from litforge.diagnostics.media import Table, View, fmt
 from litforge.errors import DataError, InputError, SettingError
@@ -576,8 +576,8 @@ class ArrayDataModule(pl.LightningDataModule):
         self, rows: Sequence[Mapping[str, Any]], where: str, first_line: int
     ) -> Arrays:
         """Rows of a table (text cells, empty ones included) through the training's
-        preprocessing (``self.table``): ``features`` as the training rows had them, the
-        ``cells`` as given, and the other columns as the ``id``."""
+        preprocessing (``self.table``): ``features`` as the training rows had them, and the
+        other columns as the ``id``."""
         table = self.table
         assert table is not None
         cells: dict[str, list[str]] = {name: [] for name in table.columns}
@@ -605,11 +605,10 @@ class ArrayDataModule(pl.LightningDataModule):
                     raise InputError(f"{place}: column {name!r}: {text!r} is not a number")
             others = [str(v) for k, v in row.items() if k not in cells and k is not None]
             ids.append("/".join(others) if others else str(i))
-        return Arrays(
+        return Arrays(  # the model's input only: no cells (an export's inputs are the fields)
             features=table.transform(cells),
             id=encode_strings(ids),
-            cells=encode_cells(cells),
-            columns={"features": table.feature_names, "cells": table.columns},
+            columns={"features": table.feature_names},
         )
 
     def _check_width(self, values: Tensor, where: str) -> None:
