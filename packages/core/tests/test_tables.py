@@ -29,6 +29,7 @@ from litforge import (
     decode_cells,
     read_table,
 )
+from litforge.diagnostics.extremes import example_facts
 
 COLUMNS = ["customer", "age", "income", "city", "plan", "channel", "tenure", "churn"]
 
@@ -241,3 +242,8 @@ def test_a_tables_rows_are_shown_as_the_file_has_them(table: tuple[Path, pd.Data
     for column in ("age", "income", "city", "plan", "channel", "tenure"):
         assert view.columns[column] == raw.loc[view.columns["id"], column].tolist()
     assert "" in view.columns["income"] + view.columns["age"]  # the empty cells, as such
+    # and the facts beside the picture (the Extremes' JSON) hold the same cells
+    records = example_facts(data, batch, ClassificationPrediction(torch.zeros(6, 2)), torch.ones(6))
+    for i, record in enumerate(records):
+        assert record["id"] == view.columns["id"][i]
+        assert all(record[c] == view.columns[c][i] for c in ("age", "income", "city", "plan"))
