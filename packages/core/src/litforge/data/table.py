@@ -32,7 +32,7 @@ import torch
 
 from litforge.data.arrays import Arrays
 from litforge.data.tabular import MISSING, Encode, TablePreprocessor, encode_cells, parse_numbers
-from litforge.data.text import Tokenize, Vocabulary, encode_strings
+from litforge.data.text import Tokenize, Vocabulary
 from litforge.errors import DataError
 
 
@@ -219,7 +219,7 @@ def read_table(
             columns["target"] = target_columns
     if id_columns:
         joined = ["/".join(parts) for parts in zip(*(column(c) for c in id_columns))]
-        fields["id"] = encode_strings(joined)
+        fields["id"] = encode_cells({"id": joined})[:, :, 0]  # as encode_strings, vectorised
     if text:
         texts = column(text)
         vocabulary = vocabulary or Vocabulary.build(texts, tokenize)

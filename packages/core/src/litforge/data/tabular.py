@@ -32,8 +32,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from litforge.data.text import decode_strings, encode_strings
-
 Encode = Literal["onehot", "index"]
 # The text of an empty cell. pandas would also read "None" and "NA" as missing: a plan called
 # "None" or Namibia's country code would vanish, so these are left to the user's choice.
@@ -253,18 +251,28 @@ class TablePreprocessor:
 
 # ---------------------------------------------------------------------- cells as a field
 def encode_cells(cells: Mapping[str, Sequence[str]]) -> Tensor:
-    """A table's cells as one uint8 field, N x L x C (column c: ``encode_strings`` of its
-    cells, zero-padded to the longest cell), so that they are split and batched with the other
-    fields, and ``decode_cells`` gives them back."""
-    encoded = [encode_strings(list(values)) for values in cells.values()]
-    width = max(e.shape[1] for e in encoded)
-    padded = [torch.nn.functional.pad(e, (0, width - e.shape[1])) for e in encoded]
-    return torch.stack(padded, dim=-1)
+    """A table's cells as one uint8 field, N x L x C (column c: each cell's UTF-8 bytes,
+    zero-padded to the longest cell, as ``encode_strings`` gives them), so that they are split
+    and batched with the other fields, and ``decode_cells`` gives them back."""
+    columns = [
+        np.array([c.encode("utf-8") for c in values], dtype=bytes) for values in cells.values()
+    ]
+    n = len(columns[0]) if columns else 0
+    width = max([1, *(col.dtype.itemsize for col in columns if n)])
+    out = np.zeros((n, width, len(columns)), dtype=np.uint8)
+    for j, col in enumerate(columns):
+        if n:
+            out[:, :, j] = col.astype(f"S{width}").view(np.uint8).reshape(n, width)
+    return torch.from_numpy(out)
 
 
 def decode_cells(cells: Tensor, names: Sequence[str]) -> dict[str, list[str]]:
     """``{column: [cell text, ...]}`` of ``encode_cells``' field (N x L x C), for the columns
     ``names`` in order."""
-    return {
-        name: decode_strings(cells[..., j]) if len(cells) else [] for j, name in enumerate(names)
-    }
+    array = cells.cpu().numpy()
+    width = array.shape[1]
+    out = {}
+    for j, name in enumerate(names):
+        column = np.ascontiguousarray(array[:, :, j]).view(f"S{width}").reshape(-1)
+        out[name] = [b.decode("utf-8", errors="replace") for b in column.tolist()]
+    return out
