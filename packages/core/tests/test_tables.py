@@ -224,7 +224,7 @@ def test_bad_tables_stop_with_one_line(
 def test_a_latin_1_file_is_named_and_read_when_told(tmp_path: Path) -> None:
     path = tmp_path / "clients.csv"
     path.write_bytes("id,ville,y\na,Orléans,oui\nb,Besançon,non\nc,Orléans,non\n".encode("latin-1"))
-    with pytest.raises(DataError, match=r"clients\.csv:2: not utf-8-sig text \(byte 0xe9\)"):
+    with pytest.raises(DataError, match=r"clients\.csv:2: not UTF-8 text \(byte 0xe9\)"):
         read_table(path, label="y", ids="id")
     arrays = read_table(path, label="y", ids="id", encoding="latin-1")
     assert decode_cells(arrays["cells"], ["ville"]) == {"ville": ["Orléans", "Besançon", "Orléans"]}

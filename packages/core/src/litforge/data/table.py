@@ -95,8 +95,9 @@ def read_table(
         content = raw.decode(encoding)
     except UnicodeDecodeError as err:
         line = raw[: err.start].count(b"\n") + 1
+        name = "UTF-8" if encoding.lower().replace("_", "-") in ("utf-8-sig", "utf-8") else encoding
         raise DataError(
-            f"{path}:{line}: not {encoding} text (byte {raw[err.start]:#04x}): save the file as "
+            f"{path}:{line}: not {name} text (byte {raw[err.start]:#04x}): save the file as "
             "UTF-8, or give read_table its encoding (e.g. encoding='latin-1')"
         ) from None
     reader = csv.reader(io.StringIO(content, newline=""), delimiter=sep)
