@@ -149,8 +149,11 @@ def test_export_of_a_table_classifier_has_its_standardisation_inside(
     recipes.tumour_rows(tmp_path / "tumours.csv", n=200)
     args = [f"--data.root={tmp_path / 'tumours.csv'}", "--data.label=diagnosis"]
     recipes.fit(mytask, tmp_path, *args, *recipes.epochs(2))
-    # the CSV's rows as new inputs (the label column is read as part of the id, not a feature)
-    report, _ = export_and_compare(mytask, tmp_path, str(tmp_path / "tumours.csv"))
+    # the CSV's rows as new inputs (the label column is read as part of the id, not a feature),
+    # also the sample the export is traced and checked on
+    csv_file = str(tmp_path / "tumours.csv")
+    report, output = export_and_compare(mytask, tmp_path, csv_file, f"--sample={csv_file}")
+    assert "on batches of 200 and 1" in output, output
     assert report["inputs"] == ["features"] and report["items"] == 200
     within_tolerance(report, {"logits", "probs"})
 
@@ -182,10 +185,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def post(url: str, body: bytes, timeout: float = 60) -> tuple[int, str]:
-    request = urllib.request.Request(url, body, {"Content-Type": "application/json"})
+def post(url: str, body: bytes, content_type: str = "application/json") -> tuple[int, str]:
+    request = urllib.request.Request(url, body, {"Content-Type": content_type})
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=60) as response:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as err:
         return err.code, err.read().decode()
@@ -279,6 +282,7 @@ def test_serve_answers_as_the_predictor_and_survives_a_bad_request(
         reason = json.loads(text)["detail"]
         assert 400 <= status < 500 and isinstance(reason, str), (status, text)
         assert "\n" not in reason and len(reason) < 300, reason
-    status, text = post(f"{url}/predict", bodies[0])  # the server goes on
+    # the server goes on; a JSON body sent as a form (curl -d without a Content-Type) is JSON
+    status, text = post(f"{url}/predict", bodies[0], "application/x-www-form-urlencoded")
     assert status == 200 and same_row(json.loads(text), json.loads(answers[0][1]))
     assert process.poll() is None

@@ -806,7 +806,8 @@ def written_predictions(root: Path) -> list[dict[str, str]]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "kind", ["tabular-classification", "sequence-classification", "image-folder"]
+    "kind",
+    ["tabular-classification", "tabular-regression", "sequence-classification", "image-folder"],
 )
 def test_recipe_model_is_used_on_new_inputs(mytask: Path, tmp_path: Path, kind: str) -> None:
     apply_recipe(kind, mytask)
@@ -818,6 +819,15 @@ def test_recipe_model_is_used_on_new_inputs(mytask: Path, tmp_path: Path, kind: 
         unlabeled = [",".join(line.split(",")[:-1]) for line in lines]  # no diagnosis column
         source = new.with_suffix(".csv")
         source.write_text("\n".join(unlabeled) + "\n")
+        (tmp_path / "train.csv").unlink()
+    elif kind == "tabular-regression":  # y = 10 + 3 (a - b c): far from 0 and 1
+        x = torch.randn(160, 3, generator=torch.Generator().manual_seed(4))
+        y = 10 + 3 * (x[:, 0] - x[:, 1] * x[:, 2])
+        rows = [",".join(f"{v:.4f}" for v in (*r, t)) for r, t in zip(x.tolist(), y.tolist())]
+        (tmp_path / "train.csv").write_text("a,b,c,y\n" + "\n".join(rows) + "\n")
+        fit(mytask, tmp_path, f"--data.root={tmp_path / 'train.csv'}", "--data.target=y")
+        source = new.with_suffix(".csv")
+        source.write_text("a,b,c\n" + "\n".join(r.rsplit(",", 1)[0] for r in rows[:20]) + "\n")
         (tmp_path / "train.csv").unlink()
     elif kind == "sequence-classification":
         brackets(tmp_path / "lines.tsv", n=200)
@@ -839,6 +849,12 @@ def test_recipe_model_is_used_on_new_inputs(mytask: Path, tmp_path: Path, kind: 
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     table = written_predictions(tmp_path)
     assert [r["id"] for r in table] == [str(r["id"]) for r in expected]
+    if kind == "tabular-regression":  # in the target's units: the standardisation undone
+        values = [float(r["prediction"]) for r in table]
+        assert values == pytest.approx([r["prediction"] for r in expected], rel=1e-4)
+        assert 6 < sum(values) / len(values) < 14, values  # standardised, it would be near 0
+        assert [r["id"] for r in table] == [str(i) for i in range(2, 22)]  # the CSV's lines
+        return
     assert [r["prediction"] for r in table] == [r["prediction"] for r in expected]
     for row, want in zip(table, expected):
         assert float(row["probability"]) == pytest.approx(want["probability"], rel=1e-4)

@@ -7,7 +7,6 @@ cannot be traced fails with one line and leaves no file; a half-written file nev
 
 from pathlib import Path
 
-import onnxruntime
 import pytest
 import torch
 from torch import Tensor
@@ -38,6 +37,8 @@ def raw_test_fields(datamodule, n: int) -> dict[str, Tensor]:
 
 
 def onnx_outputs(path: Path, fields: dict[str, Tensor]) -> dict[str, Tensor]:
+    import onnxruntime  # here: collecting the fast tier need not load it
+
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
     feed = {k: v.numpy() for k, v in fields.items()}

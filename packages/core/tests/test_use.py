@@ -267,3 +267,55 @@ def test_segmentation_masks_come_back_at_each_images_size(tmp_path: Path) -> Non
         mask = np.asarray(Image.open(path.parent / row["mask"]))
         assert mask.shape == shape and np.array_equal(mask, want["mask"])
         assert float(row["share(background)"]) == pytest.approx(np.mean(mask == 0), abs=1e-5)
+
+
+@pytest.mark.slow
+def test_cifar10_streamed_loads_alone_and_predicts_without_its_data(tmp_path: Path) -> None:
+    """The CIFAR-10 demo (a streamed data module): the predict command, its data folder gone,
+    gives what ``litforge.load`` gives, and the model loads alone in a fresh process."""
+    testing.write_image_folder(tmp_path / "tiny", classes=10, per_class={"train": 8, "test": 4})
+    new = testing.write_image_folder(
+        tmp_path / "new", classes=("x",), per_class={"": 3}, sizes=(20, 50)
+    )
+    args = [
+        "--size=null",
+        "--run.time_budget=null",
+        "--run.precision=null",
+        "--trainer.precision=32-true",
+    ]
+    fit = subprocess.run(
+        [
+            *(sys.executable, "-m", "cifar10_demo", "fit", "--data.root=tiny"),
+            *("--data.batch_size=16", "--model.widths=[8,16,16]", "--trainer.max_epochs=1"),
+            *("--run.dir=run", *args, "--run.loggers=[csv]", *QUIET),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert fit.returncode == 0, fit.stderr[-3000:]
+    expected = litforge.load(tmp_path / "run").predict(new / "x")
+    import shutil
+
+    shutil.rmtree(tmp_path / "tiny")
+    out = fresh_process(
+        "from cifar10_demo.model import Cifar10Model\n"
+        f"print(Cifar10Model.load_from_checkpoint({str(tmp_path / 'run/checkpoints/last.ckpt')!r})"
+        ".hparams.widths)\n",
+        tmp_path,
+    )
+    assert out.split() == ["(8,", "16,", "16)"]
+    done = predict_command(
+        "cifar10_demo", tmp_path, "--ckpt_path=run", f"--data.predict={new / 'x'}"
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    table = read_csv(predictions_csv(done.stdout))
+    assert (
+        [r["id"] for r in table]
+        == [r["id"] for r in expected]
+        == ["00000.png", "00001.png", "00002.png"]
+    )
+    for row, want in zip(table, expected):
+        assert row["prediction"] == want["prediction"]
+        assert float(row["p(class3)"]) == pytest.approx(want["p(class3)"], rel=1e-4)

@@ -99,7 +99,9 @@ class Cifar10Data(StreamedImageDataModule):
         """10 for the official archive; for an image folder, its class folders in ``train/``
         (listed, not read: the model is built before the data is read), at least 2. The
         model's head is sized to it; train/ and test/ must hold the same classes
-        (``check_same_classes``, when they are read)."""
+        (``check_same_classes``, when they are read). Restored from a checkpoint: its own."""
+        if self._learned("num_classes") is not None:  # litforge.load, predict --data.predict
+            return int(self._learned("num_classes"))
         if not self.is_image_folder():
             return 10
         train = self.root / "train"

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
+from tqdm import tqdm
 
 from litforge.data.arrays import Arrays, ImageArrays
 from litforge.data.augment import FlipMode, ImageTransform, to_pixels
@@ -35,6 +36,7 @@ from litforge.errors import DataError, InputError
 from litforge.tasks.contracts import Split
 from litforge.tasks.structs import ClassificationExample, Example, Prediction
 
+PROGRESS_FROM = 200  # read_inputs shows a progress bar from this many images
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
@@ -177,7 +179,8 @@ class ImageDataModule(ArrayDataModule):
         elif isinstance(source, str | Path) or not isinstance(source, list | tuple):
             source = [source]
         pixels, names, sizes = [], [], []
-        for i, item in enumerate(source):
+        bar = tqdm(source, desc="reading images", unit="img", disable=len(source) < PROGRESS_FROM)
+        for i, item in enumerate(bar):
             if isinstance(item, str | Path):
                 if not Path(item).is_file():
                     raise InputError(f"no image file at {item}")

@@ -246,8 +246,9 @@ class ArrayDataModule(pl.LightningDataModule):
     # ------------------------------------------------------------------ values for the model
     @property
     def class_names(self) -> tuple[str, ...] | None:
-        if self._learned("class_names") is not None:
-            return tuple(self._learned("class_names"))
+        if self._restored is not None and self._splits is None:  # from a checkpoint
+            names = self._restored.get("class_names")
+            return tuple(names) if names is not None else None
         return self.splits["train"].class_names  # type: ignore[union-attr]
 
     @property

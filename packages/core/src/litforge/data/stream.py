@@ -287,6 +287,7 @@ class _Streamed:
     num_workers: int | None
     _prepared: Prepared | None
     _stream_device: torch.device
+    _restored: dict[str, Any] | None
     # from ArrayDataModule
     name: str
     batch_size: int
@@ -382,7 +383,7 @@ class _Streamed:
     # ------------------------------------------------------------------ the TaskData contract
     @property
     def class_names(self) -> tuple[str, ...] | None:
-        if not self.stream:
+        if not self.stream or self._restored is not None:  # restored: from a checkpoint
             return super().class_names  # type: ignore[misc, no-any-return]
         return self.prepared.class_names
 
@@ -391,7 +392,7 @@ class _Streamed:
     # field's dtype and shape, from the manifest, serves them all.
     @property
     def _train(self) -> Arrays:
-        if not self.stream:
+        if not self.stream or self._restored is not None:  # restored: from a checkpoint
             return super()._train  # type: ignore[misc, no-any-return]
         fields = {name: self._stand_in(name) for name in self.prepared.fields}
         return Arrays(
@@ -406,7 +407,7 @@ class _Streamed:
         return torch.zeros((1, *spec["shape"]), dtype=getattr(torch, spec["dtype"]))
 
     def _field(self, name: str, wanted_by: str) -> Tensor:
-        if not self.stream:
+        if not self.stream or self._restored is not None:  # restored: from a checkpoint
             return super()._field(name, wanted_by)  # type: ignore[misc, no-any-return]
         if name not in self.prepared.fields:
             raise DataError(
@@ -578,21 +579,21 @@ class StreamedImageDataModule(_Streamed, ImageDataModule):
     @property
     def in_channels(self) -> int:
         """Channels of the images (1 for grayscale, 3 for RGB)."""
-        if not self.stream:
+        if not self.stream or self._restored is not None:  # restored: from a checkpoint
             return super().in_channels
         return self._image_shape()[0]
 
     @property
     def image_size(self) -> tuple[int, int]:
         """(height, width) of the images."""
-        if not self.stream:
+        if not self.stream or self._restored is not None:  # restored: from a checkpoint
             return super().image_size
         _, height, width = self._image_shape()
         return height, width
 
     def _statistics(self) -> ImageTransform:
         """Per-channel mean and std of the training images, in [0, 1] pixel units."""
-        if not self.stream:
+        if not self.stream or self._restored is not None:  # restored: from a checkpoint
             return super()._statistics()
         if self._display is None:  # type: ignore[has-type]
             mean, std = self.prepared.stats(self.image_field)

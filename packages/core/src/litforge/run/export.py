@@ -1,7 +1,8 @@
 """Export a trained model to a file another runtime reads: ONNX (``torch.onnx.export``, checked
 with ONNX Runtime) or ``torch.export`` (a ``.pt2`` program), with what the data taught it inside.
 
-    python -m <project> export --ckpt_path=<checkpoint or run folder> [--format=onnx] [--output=PATH]
+    python -m <project> export --ckpt_path=<checkpoint or run folder> [--format=onnx]
+        [--output=PATH] [--sample=<new inputs>]
 
 ``RawInputModel`` is the graph that is exported: the model behind the data module's own input
 preparation, so that an application feeds it inputs as they are stored, not as the network sees
@@ -46,6 +47,7 @@ FORMATS: dict[str, str] = {"onnx": ".onnx", "torch_export": ".pt2"}
 ATOL, RTOL = 1e-4, 1e-4
 TOLERANCE = f"{ATOL:g} + {RTOL:g} * |value|"
 SAMPLE_SIZE = 4  # items the export is traced and checked with (2 at least: a dynamic batch)
+MAX_SAMPLE = 256  # of a sample given (--sample), the first items only
 
 
 class ExportError(LitforgeError):
@@ -127,8 +129,8 @@ class RawInputModel(nn.Module):
 
 @dataclass
 class Exported:
-    """What ``export`` (``export_model``) wrote: the file, its format, its inputs and outputs, and the
-    check's largest difference from PyTorch (``max_diff``, within ``TOLERANCE``)."""
+    """What ``export`` (``export_model``) wrote: the file, its format, its inputs and outputs,
+    and the check's largest difference from PyTorch (``max_diff``, within ``TOLERANCE``)."""
 
     path: Path
     format: str
@@ -140,10 +142,11 @@ class Exported:
     def describe(self) -> str:
         """Two lines: the file written, and its check against PyTorch."""
         runtime = "ONNX Runtime" if self.format == "onnx" else "torch.export.load"
+        batches = " and ".join(map(str, self.batches))
         return (
             f"exported: {self.path} ({self.format}; inputs {', '.join(self.inputs)}; "
             f"outputs {', '.join(self.outputs)}; dynamic batch)\n"
-            f"checked: {runtime} against PyTorch on batches of {' and '.join(map(str, self.batches))}: max abs difference "
+            f"checked: {runtime} against PyTorch on batches of {batches}: max abs difference "
             f"{self.max_diff:.2e} (tolerance {TOLERANCE})"
         )
 
@@ -190,11 +193,11 @@ def export_model(
 
 
 def _batch_of_several(sample: Mapping[str, Tensor]) -> tuple[Tensor, ...]:
-    """The sample on the CPU, with at least SAMPLE_SIZE items (repeated if fewer): a batch of
-    one would fix the batch dimension to 1 in the traced graph."""
+    """The sample on the CPU, with at least SAMPLE_SIZE items (repeated if fewer: a batch of
+    one would fix the batch dimension to 1 in the traced graph) and at most MAX_SAMPLE."""
     if not sample:
         raise ExportError("the export's sample has no input fields")
-    tensors = [t.detach().cpu() for t in sample.values()]
+    tensors = [t.detach().cpu()[:MAX_SAMPLE] for t in sample.values()]
     n = len(tensors[0])
     if n == 0:
         raise ExportError("the export's sample has no items")

@@ -1,6 +1,7 @@
 """Serve a trained model over HTTP on LitServe, Lightning's serving library.
 
-    python -m <project> serve --ckpt_path=<checkpoint or run folder> [--port=8000] [--host=127.0.0.1]
+    python -m <project> serve --ckpt_path=<checkpoint or run folder> [--port=8000]
+        [--host=127.0.0.1] [--max_batch_size=32] [--batch_timeout=0.005]
 
 answers ``POST /predict`` with a JSON body holding one input, as ``litforge.load``'s predictor
 reads it:
@@ -174,8 +175,10 @@ def predict_rows(predictor: Any, parts: Sequence[Arrays]) -> list[dict[str, Any]
 
 
 def _json_middleware() -> type:
-    """A Starlette middleware that answers a POST whose body is not JSON with 400 and one line
-    (LitServe would answer 500, "Internal server error"), before it reaches a worker."""
+    """A Starlette middleware for the JSON bodies of POST requests, before they reach a worker:
+    a body that is not JSON gets 400 and one line (LitServe would answer 500, "Internal server
+    error"); a JSON body sent as a form (``curl -d`` without ``-H 'Content-Type:
+    application/json'``) is read as JSON (LitServe would try to parse a form)."""
     from starlette.middleware.base import BaseHTTPMiddleware
     from starlette.responses import JSONResponse
 
@@ -188,6 +191,8 @@ def _json_middleware() -> type:
                 except ValueError as err:
                     reason = f"the request body is not JSON ({one_line(str(err), 100)})"
                     return JSONResponse({"detail": reason}, status_code=400)
+                headers = [(k, v) for k, v in request.scope["headers"] if k != b"content-type"]
+                request.scope["headers"] = [*headers, (b"content-type", b"application/json")]
             return await call_next(request)
 
     return JSONBodies
@@ -255,7 +260,10 @@ def serve_command(project: Project, argv: Sequence[str], module: str | None = No
         middlewares=[_json_middleware()],
     )
     url = f"http://{'127.0.0.1' if args.host != '::' else '[::1]'}:{args.port}"
-    print(f"serving {args.ckpt_path} at {url}/predict (POST one JSON input; GET {url}/health)")
+    print(
+        f"serving {predictor.checkpoint} at {url}/predict (POST one JSON input; ready when "
+        f"GET {url}/health answers ok; Ctrl-C stops it)"
+    )
     print(
         f"try: curl -s {url}/predict -H 'Content-Type: application/json' "
         f"-d {example_data(predictor)}",

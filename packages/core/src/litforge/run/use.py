@@ -151,11 +151,16 @@ def load(path: str | Path, device: str = "cpu") -> Predictor:
     model_class = _import(model_path, "model", ckpt)
     data_class = _import(state["class_path"], "data module", ckpt)
     model = model_class.load_from_checkpoint(ckpt, map_location="cpu", weights_only=True)
-    with restoring(state):  # in case the data module saved no hyperparameters of its own
-        if checkpoint.get("datamodule_hyper_parameters"):
+    with restoring(state):  # every data module built here restores what the data taught
+        try:  # with its training arguments, if they still hold here (a data folder may not)
             data = data_class.load_from_checkpoint(ckpt, weights_only=True)
-        else:
-            data = data_class()
+        except Exception:
+            try:
+                data = data_class()
+            except Exception as err:
+                raise CheckpointError(
+                    f"{ckpt}: its data module {state['class_path']} cannot be rebuilt: {err}"
+                ) from err
     return Predictor(model, data, ckpt, device)
 
 
@@ -256,6 +261,7 @@ def predict_new_inputs(
     ``trainer.predict``: its progress bar, its checkpoint), and writes them readable to
     ``<run dir>/predictions.csv``."""
     data.new_inputs = data.read_inputs(source)
+    data.prepare_data = lambda: None  # the training data is neither fetched nor prepared
     batches = predict() or []
     if not trainer.is_global_zero or not batches:
         return None
