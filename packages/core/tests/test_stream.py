@@ -208,6 +208,9 @@ def test_csv_streams_standardised_as_in_memory(tmp_path: Path) -> None:
     assert streamed.class_names == memory.class_names == ("ab", "cd", "ef")
     assert streamed.num_features == memory.num_features == 2
     assert streamed.feature_names == ("width", "height")
+    # the statistics a model reads (a standardised target is reported in its own units)
+    for have, expected in zip(streamed.stats["features"], memory.stats["features"]):
+        torch.testing.assert_close(have, expected, rtol=0, atol=1e-5)
     got, want = by_index(list(streamed.val_dataloader())), by_index(list(memory.val_dataloader()))
     assert got.keys() == want.keys()
     for i in want:  # standardised with the training part's mean and std, per batch

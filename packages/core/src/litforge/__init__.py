@@ -72,7 +72,7 @@ from litforge.data.text import (
 from litforge.diagnostics.base import EpochCallback
 from litforge.diagnostics.confusion import ConfusionMatrix
 from litforge.diagnostics.extremes import Extremes
-from litforge.diagnostics.media import Images, Table
+from litforge.diagnostics.media import Images, Table, line_plots
 from litforge.diagnostics.regression import Regression
 from litforge.diagnostics.uncertainty import Uncertainty
 from litforge.errors import (
@@ -189,6 +189,7 @@ __all__ = [  # noqa: RUF022 (grouped by concern, as the docs list them)
     "EpochCallback",
     "Images",
     "Table",
+    "line_plots",
     # the run
     "Project",
     "run",

@@ -296,6 +296,7 @@ class _Streamed:
     test_size: float
     stratify: str | None
     standardize: tuple[str, ...]
+    stats: dict[str, tuple[Tensor, Tensor]]
     seed: int
     trainer: Any
 
@@ -377,6 +378,9 @@ class _Streamed:
         trainer = self.trainer
         self._stream_device = trainer.strategy.root_device if trainer else torch.device("cpu")
         self.prepare()
+        for name in self.standardize:  # as in memory: what a model reports its units from
+            mean, std = self.prepared.stats(name)
+            self.stats[name] = (mean, std.clamp_min(1e-8))
         if stage == "fit" and trainer is not None and not self.has_split("val"):
             trainer.limit_val_batches = 0  # as in memory: no warning about an empty loader
 

@@ -76,6 +76,30 @@ class EpochCallback(Callback):
     once per dataset at the epoch end (on every rank; skipped in sanity checks), and ``draw``
     with what ``finish`` returned when the pictures are due (rank 0).
 
+    A subclass writes (a worked, tested example: docs/kind-of-your-own.md):
+
+    - ``check(pl_module, example, prediction)``: optional; raise a ``ContractError`` when the
+      structs lack a field it reads.
+    - ``collect(trainer, pl_module, key, example, prediction)``: at every batch end; ``key`` is
+      ``(stage, dataloader_idx)``. The structs are the step's, in the user's units
+      (``BaseModel.in_user_units``: a standardised target in its own units), the prediction
+      detached. Keep what the epoch needs in ``self.state[key]`` (``append`` adds rows of
+      tensors, ``concat`` joins them), on the device: reading a value on the host here stalls
+      the GPU at every batch.
+    - ``finish(trainer, pl_module, stage, dataset, state)``: once per dataset at the epoch's
+      end, on every rank, with ``state = self.state[key]`` (then cleared): gather across ranks
+      (``gather_dedup``: every example once, the sampler's padding dropped), log numbers
+      (``pl_module.log``), return what ``draw`` needs (None: nothing to draw).
+    - ``draw(trainer, stage, dataset, summary, shown)``: rank 0, when the pictures are due;
+      ``shown.step`` names the files, ``self.title(stage, dataset, what, shown)`` is the line
+      at a picture's top. Send pictures through ``litforge.diagnostics.media`` (``emit_view``
+      of ``line_plots`` / ``Images`` / ``Table``, ``emit_figure``) with ``facts`` (the JSON
+      beside the picture: the numbers it shows) and ``keep=self.keep_files``.
+
+    State kept between calls: ``state`` (per ``(stage, dataloader_idx)``, this epoch's, cleared
+    at each epoch's start and end), ``drawn`` (``(stage, dataset, step)`` of every drawing);
+    a subclass adds its own (Extremes: ``last_selection``, what it last showed).
+
     ``finish`` gathers across ranks and logs the epoch's numbers (every epoch: they are
     cheap); ``draw`` makes the pictures (what costs time). Test and stand-alone validation
     pictures are drawn every time. Validation pictures during fit are drawn at the cadence set
@@ -263,7 +287,9 @@ class EpochCallback(Callback):
             return
         start = time.perf_counter()
         try:
-            self.collect(trainer, pl_module, key, batch, outputs["prediction"])
+            # the step's structs in the user's units (BaseModel.in_user_units), else the batch
+            example = outputs.get("example", batch)
+            self.collect(trainer, pl_module, key, example, outputs["prediction"])
         except Exception as err:
             self._failed("collect", key, err)
         ledger = self._ledger(trainer, stage)

@@ -68,8 +68,9 @@ class Extremes(EpochCallback):
         **kwargs: the cadence of validation pictures and the files kept (EpochCallback).
 
     Beside each picture, ``<step>.json`` holds the model shown and one record per example:
-    index, error, id, every one-value field (class names for labels) and, for classification,
-    the probabilities of the true and the predicted class.
+    index, error, id, every one-value field (class names for labels), for classification the
+    probabilities of the true and the predicted class and, for pictures, the caption drawn and
+    every fact ``show`` gave for it (``Images.facts``).
     """
 
     def __init__(
@@ -144,6 +145,13 @@ class Extremes(EpochCallback):
             example, prediction = rebuild(rows, *self._templates)
             records = example_facts(data, example, prediction, rows["error"])
             view = with_error(data.show(example, prediction), rows["error"], self.fields, records)
+            if isinstance(view, Images):  # the caption and its facts join each record
+                for record, extra in zip(records, view.facts or ()):
+                    for fact, value in extra.items():
+                        record.setdefault(fact, value)
+                for record, caption in zip(records, view.captions):
+                    record["caption"] = caption
+                view = dataclasses.replace(view, facts=None)
             self.last_selection[(stage, dataset, name)] = {
                 "index": rows["index"].cpu(),
                 "error": rows["error"].cpu(),
@@ -181,10 +189,14 @@ ID_NAMES = ("id", "ids", "uid")
 
 
 def standardised_fields(trainer: pl.Trainer) -> tuple[str, ...]:
-    """The fields the trainer's data module standardises (its ``standardize``): their values,
-    as the model and the diagnostics see them, are not the source's numbers."""
+    """The fields the trainer's data module standardises (its ``standardize``) that the
+    diagnostics see standardised: their values are not the source's numbers. A field the model
+    gives back in the user's units (the Regressor's ``target``: ``restored_fields``) is not."""
     fields = getattr(getattr(trainer, "datamodule", None), "standardize", None) or ()
-    return tuple(str(f) for f in fields) if isinstance(fields, list | tuple) else ()
+    restored = getattr(trainer.lightning_module, "restored_fields", ()) if trainer else ()
+    if not isinstance(fields, list | tuple):
+        return ()
+    return tuple(str(f) for f in fields if f not in restored)
 
 
 def example_facts(
@@ -248,7 +260,7 @@ def with_error(
             parts.append(f"error {fmt(e)}")
             extra = " · ".join(parts)
             captions.append(f"{caption}\n{extra}" if caption else extra)
-        return Images(view.pixels, captions)
+        return dataclasses.replace(view, captions=captions)
     if isinstance(view, Table):
         columns = view.columns
         if fields is not None:

@@ -1,6 +1,7 @@
 """The one path through which everything visual leaves a run.
 
-``emit_images`` (a captioned grid of images, N x C x H x W with C in 1, 3 or 4),
+``emit_images`` (a captioned grid of images, N x C x H x W with C in 1, 3 or 4; line plots and
+curves become such images through ``line_plots``),
 ``emit_table`` (rows of named values) and ``emit_figure`` (a matplotlib figure) send to every
 attached logger (W&B: ``log_image`` with captions, ``log_table``; TensorBoard: ``add_images`` or
 ``add_figure`` plus the captions as text, tables as markdown text) and always write
@@ -17,11 +18,13 @@ Numbers meant for people go through ``fmt`` (significant digits, never ``-0``) a
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import json
 import math
 import textwrap
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +36,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from matplotlib.figure import Figure
+from matplotlib.layout_engine import ConstrainedLayoutEngine
 from matplotlib.transforms import Bbox
 from pytorch_lightning.loggers import TensorBoardLogger, WandbLogger
 from torch import Tensor
@@ -42,10 +46,14 @@ DPI = 100  # of every PNG written
 
 @dataclasses.dataclass
 class Images:
-    """Pictures with one caption each: uint8 (or float, min-max scaled) N x C x H x W, C in 1, 3, 4."""
+    """Pictures with one caption each: uint8 (or float, min-max scaled) N x C x H x W, C in 1, 3, 4.
+    ``facts``: optional, one dict per picture of what its caption says, as data (plain values):
+    written to the JSON file beside the picture (``emit_view``; Extremes adds them to each
+    example's record), so that no fact lives only in pixels."""
 
     pixels: Tensor
     captions: list[str]
+    facts: list[dict[str, Any]] | None = None
 
 
 @dataclasses.dataclass
@@ -208,6 +216,92 @@ def side_by_side(*panels: Tensor, gap: int = 1) -> Tensor:
 def _hw(img: np.ndarray) -> np.ndarray:
     """H x W x 1 -> H x W (what matplotlib and W&B take for one channel)."""
     return img[..., 0] if img.shape[-1] == 1 else img
+
+
+# ---------------------------------------------------------------------- line plots as pictures
+def line_plots(
+    plots: Sequence[Mapping[str, Any]],
+    captions: Sequence[str] | None = None,
+    facts: Sequence[Mapping[str, Any]] | None = None,
+    *,
+    size: tuple[int, int] = (320, 200),
+    styles: Mapping[str, Mapping[str, Any]] | None = None,
+    xlabel: str | None = None,
+    ylabel: str | None = None,
+    legend: bool = True,
+) -> Images:
+    """Line plots or curves as ``Images``, one picture per plot: what a data module's ``show``
+    returns for examples best seen as lines (a series' history, forecast and truth; a curve
+    per label), drawn by ``emit_view`` as a captioned grid like any images.
+
+    Args:
+        plots: one dict per picture, ``{line name: y}`` or ``{line name: (x, y)}``; y and x
+            are anything ``numpy.asarray`` takes (tensors too; x may hold datetimes); without
+            x, the points sit at 0, 1, 2, ... A NaN leaves a gap.
+        captions: one per plot (default: none).
+        facts: one dict per plot of what its caption says, as data: written to the JSON
+            beside the picture (``Images.facts``).
+        size: (width, height) of each picture in pixels.
+        styles: matplotlib keywords per line name (``{"forecast": {"linestyle": "--"}}``); a
+            line name keeps one colour in every plot (the first line's colour is tab10's first).
+        xlabel: the x axis' label, the same in every plot.
+        ylabel: the y axis' label, the same in every plot.
+        legend: a legend of the line names in each plot.
+    """
+    n = len(plots)
+    captions = list(captions) if captions is not None else [""] * n
+    if len(captions) != n or (facts is not None and len(facts) != n):
+        got = f"{len(captions)} captions" + (f" and {len(facts)} facts" if facts else "")
+        raise ValueError(f"line_plots: {n} plots but {got}; give one per plot")
+    if n == 0:
+        raise ValueError("line_plots: no plots to draw")
+    names = list(dict.fromkeys(name for plot in plots for name in plot))
+    colours = {name: plt.get_cmap("tab10")(i % 10) for i, name in enumerate(names)}
+    width, height = size
+    # constrained layout: fitted at drawing time, once the tick labels are known
+    layout = ConstrainedLayoutEngine(w_pad=0.03, h_pad=0.03)
+    fig = plt.figure(figsize=(width / DPI, height / DPI), dpi=DPI, layout=layout)
+    pictures = []
+    try:
+        for i, plot in enumerate(plots):
+            fig.clear()
+            ax, dates = fig.add_subplot(), False
+            for name, line in plot.items():
+                x, y = line if isinstance(line, tuple) else (None, line)
+                y = _numbers(y)
+                x = np.arange(len(y)) if x is None else np.asarray(_numbers(x, keep_dates=True))
+                if x.shape != y.shape or y.ndim != 1:
+                    raise ValueError(
+                        f"line_plots: plot {i}, line {name!r}: x {x.shape} and y {y.shape} must "
+                        "be one-dimensional and as long as each other"
+                    )
+                style = {"color": colours[name], "linewidth": 1.2, **(styles or {}).get(name, {})}
+                ax.plot(x, y, label=str(name), **style)
+                dates = dates or x.dtype.kind == "M"
+            ax.tick_params(labelsize=7)
+            ax.set_xlabel(xlabel or "", fontsize=7)
+            ax.set_ylabel(ylabel or "", fontsize=7)
+            ax.grid(alpha=0.3)
+            if legend and plot:
+                ax.legend(fontsize=6, loc="best", frameon=False)
+            if dates:  # slanted, so that long times do not overlap
+                fig.autofmt_xdate()
+            pictures.append(figure_to_array(fig))
+    finally:
+        plt.close(fig)
+    pixels = torch.from_numpy(np.stack(pictures)).permute(0, 3, 1, 2).contiguous()
+    return Images(pixels, captions, [dict(f) for f in facts] if facts is not None else None)
+
+
+def _numbers(values: Any, keep_dates: bool = False) -> np.ndarray:
+    """Floats; with ``keep_dates``, times (datetime64, pandas timestamps, ISO text) as times."""
+    if isinstance(values, Tensor):
+        return values.detach().float().cpu().numpy()
+    array = np.asarray(values)
+    if keep_dates and array.dtype.kind in "OUS":
+        with contextlib.suppress(TypeError, ValueError):  # not times: numbers, or the error
+            array = array.astype("datetime64[ns]")
+    return array if keep_dates and array.dtype.kind == "M" else array.astype(float)
 
 
 # ---------------------------------------------------------------------- the grid of pictures
@@ -472,8 +566,16 @@ def emit_view(
     facts: dict[str, Any] | None = None,
     keep: int | None = None,
 ) -> Path | None:
-    """Sends what a data module's ``show`` returned: images or a table."""
+    """Sends what a data module's ``show`` returned: images or a table. Images' ``facts`` go to
+    the JSON beside the picture as ``pictures``: one record per picture, its caption and facts."""
     if isinstance(view, Images):
+        if view.facts is not None:
+            if len(view.facts) != len(view.captions):
+                raise ValueError(
+                    f"{key}: {len(view.captions)} pictures but {len(view.facts)} dicts of facts"
+                )
+            pictures = [{"caption": c, **f} for c, f in zip(view.captions, view.facts)]
+            facts = {**(facts or {}), "pictures": pictures}
         return emit_images(trainer, key, view.pixels, view.captions, step, title, facts, keep)
     if isinstance(view, Table):
         return emit_table(trainer, key, view, step, title, facts, keep)

@@ -6,7 +6,9 @@ The monitored metric defaults to the model's ``best_metric`` on the first valida
 direction its TorchMetrics class declares (``higher_is_better``); a model that names none
 monitors the first metric of ``build_metrics()`` in the collection's order (TorchMetrics sorts
 the names alphabetically), and a model without metrics ``val/<dataset>/loss/total`` (lower is
-better). ``--run.monitor`` / ``--run.monitor_mode``
+better). A metric that returns several values (a dict: ``ClasswiseWrapper``, per-horizon) is
+monitored by one of its keys, ``val/<dataset>/<metric>/<key>`` (``best_metric =
+"<metric>/<key>"``), in the metric's direction. ``--run.monitor`` / ``--run.monitor_mode``
 override both; ``--run.save_top_k`` sets k (0: no best checkpoints).
 
 The best files are ``checkpoints/best-epoch<E>-step<S>.ckpt`` beside ``last.ckpt``, which stays
@@ -28,6 +30,7 @@ from pytorch_lightning.cli import LightningArgumentParser
 from torchmetrics import Metric, MetricCollection
 
 from litforge.errors import LitforgeError
+from litforge.tasks.metrics import returns_several
 
 MonitorMode = Literal["min", "max"]
 BEST_FILENAME = "best-epoch{epoch:03d}-step{step}"
@@ -65,7 +68,8 @@ def _direction(metric: Metric | MetricCollection) -> MonitorMode | None:
 def known_monitors(model: Any, datamodule: Any) -> dict[str, MonitorMode]:
     """Every validation metric of the task whose direction is known, by its logged name, in
     order: the first validation set's metrics (the model's ``best_metric`` first, then as the
-    collection orders them: by name), its ``loss/total``, then the other sets'."""
+    collection orders them: by name), its ``loss/total``, then the other sets'. A metric that
+    returns several values is listed as ``<name>/*``: any of its keys, never a default."""
     names = list(datamodule.dataset_names("val")) if datamodule is not None else []
     build = getattr(model, "build_metrics", None)
     template = build() if callable(build) else None
@@ -75,10 +79,17 @@ def known_monitors(model: Any, datamodule: Any) -> dict[str, MonitorMode]:
         if isinstance(template, MetricCollection):
             collection = template.clone(prefix=prefix)  # exactly the names BaseModel logs
             best = f"{prefix}{getattr(model, 'best_metric', None)}"
-            items = sorted(collection.items(keep_base=False), key=lambda kv: kv[0] != best)
+            items = sorted(
+                collection.items(keep_base=False),
+                key=lambda kv: kv[0] != best and not best.startswith(f"{kv[0]}/"),
+            )
             for name, metric in items:
                 mode = _direction(metric)
-                if mode is not None:
+                if mode is not None and returns_several(metric):
+                    if best.startswith(f"{name}/"):
+                        known[best] = mode
+                    known[f"{name}/*"] = mode
+                elif mode is not None:
                     known[name] = mode
         known[f"{prefix}loss/total"] = "min"
     return known
@@ -88,8 +99,7 @@ def default_monitor(model: Any, datamodule: Any) -> tuple[str, MonitorMode]:
     """The logged name and direction of the model's ``best_metric`` (else its first validation
     metric whose direction is known) on the first validation set;
     ``val/<dataset>/loss/total`` (min) without one."""
-    name, mode = next(iter(known_monitors(model, datamodule).items()))
-    return name, mode
+    return resolve_monitor(model, datamodule)
 
 
 def resolve_monitor(
@@ -100,11 +110,13 @@ def resolve_monitor(
     callback logs, e.g. ``val/<dataset>/ece``) the mode must be given."""
     known = known_monitors(model, datamodule)
     if monitor is None:
-        monitor, default_mode = next(iter(known.items()))
+        monitor, default_mode = next((k, m) for k, m in known.items() if not k.endswith("/*"))
         return monitor, mode or default_mode
     if mode is None:
-        if monitor in known:
-            mode = known[monitor]
+        # a key of a metric of several values takes that metric's direction
+        keys = [m for k, m in known.items() if k.endswith("/*") and monitor.startswith(k[:-1])]
+        if monitor in known or keys:
+            mode = known.get(monitor) or keys[0]
         elif "/loss/" in monitor or monitor.endswith("loss"):
             mode = "min"
         else:

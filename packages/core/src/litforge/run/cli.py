@@ -436,7 +436,9 @@ class LitforgeCLI(LightningCLI):
             self._extra = [f"predictions: {path}"] if path else []
             return
         batches = self._checked(self.trainer.predict, model, **kwargs) or []
-        path = save_predictions(batches, self.run_dir) if self.trainer.is_global_zero else None
+        path = (
+            save_predictions(batches, self.run_dir, model) if self.trainer.is_global_zero else None
+        )
         self._extra = [f"predictions: {path}"] if path else []
 
     def _checked(self, method: Any, model: pl.LightningModule, **kwargs: Any) -> Any:

@@ -35,17 +35,49 @@ def write_results(
     return path
 
 
-def save_predictions(batches: Sequence[Any], run_dir: Path) -> Path | None:
+def save_predictions(batches: Sequence[Any], run_dir: Path, model: Any = None) -> Path | None:
     """Joins the predicted batches and saves ``Struct.tensors()`` (fields and derived values,
-    e.g. logits, probs, pred) to ``<run dir>/predictions.pt``, loadable with weights_only=True."""
+    e.g. logits, probs, pred) to ``<run dir>/predictions.pt``, loadable with weights_only=True;
+    in the user's units through ``model.in_user_units`` (a standardised target's own units)."""
     if batches and isinstance(batches[0], list):  # several dataloaders: keep the first
         batches = batches[0]
     if not batches or not isinstance(batches[0], Struct):
         return None
+    units = getattr(model, "in_user_units", None)
+    if callable(units):
+        batches = [units(batch) for batch in batches]
     joined = type(batches[0]).collate(batches)
     path = run_dir / "predictions.pt"
     torch.save({k: v.detach().cpu() for k, v in joined.tensors().items()}, path)
     return path
+
+
+GROUPED_OVER = 6  # a metric with more keys than this prints as one line (24 horizons, 40 labels)
+
+
+def summary_lines(metrics: dict[str, float]) -> list[str]:
+    """One line per metric; the keys of a metric of several values
+    (``<stage>/<dataset>/<metric>/<key>``), when there are more than ``GROUPED_OVER``, as one
+    line: their mean, lowest and highest (every key stays in results.json and the loggers)."""
+    groups: dict[str, dict[str, float]] = {}
+    for name, value in metrics.items():
+        parent, _, key = name.rpartition("/")
+        groups.setdefault(parent, {})[key] = value
+    lines, done = [], set()
+    for name, value in metrics.items():
+        parent = name.rpartition("/")[0]
+        group = groups[parent]
+        if name.count("/") < 3 or len(group) <= GROUPED_OVER:
+            lines.append(f"  {name:<40} {value:.4f}")
+        elif parent not in done:
+            done.add(parent)
+            low, high = min(group, key=group.__getitem__), max(group, key=group.__getitem__)
+            mean = sum(group.values()) / len(group)
+            lines.append(
+                f"  {parent + '/*':<40} {mean:.4f} (mean of {len(group)}; {group[low]:.4f} at "
+                f"{low} to {group[high]:.4f} at {high})"
+            )
+    return lines
 
 
 def print_summary(
@@ -60,7 +92,7 @@ def print_summary(
         if v.numel() == 1 and "/loss/" not in k and not math.isnan(float(v))
     }
     lines = ["=" * 72, title]
-    lines += [f"  {k:<40} {v:.4f}" for k, v in metrics.items()]
+    lines += summary_lines(metrics)
     lines += [f"  {line}" for line in extra]
     lines.append(f"  run folder: {run_dir}")
     hint = finish_wandb(trainer.loggers)

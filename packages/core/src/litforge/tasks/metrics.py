@@ -2,16 +2,25 @@
 
 ``StructMetric`` wraps any TorchMetrics metric and says which fields feed it, so a
 ``MetricCollection`` of them is updated with the batch as the model saw it.
+
+A metric whose ``compute()`` returns a dict (TorchMetrics' ``ClasswiseWrapper``, or one of your
+own annotated ``def compute(self) -> dict[str, Tensor]``) gives several values: ``BaseModel``
+logs each as its own scalar, ``<stage>/<dataset>/<metric>/<key>`` (``several_values``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import typing
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
 
+import torch
 import torchmetrics
 import torchmetrics.image
 from torch import Tensor
 from torchmetrics import Metric, MetricCollection
+from torchmetrics.wrappers import ClasswiseWrapper
 
 from litforge.tasks.structs import Example, Prediction
 
@@ -49,12 +58,55 @@ class StructMetric(Metric):
         # batch is not); free when it is already
         self.inner.update(preds.contiguous(), target.contiguous())
 
-    def compute(self) -> Tensor:
-        return self.inner.compute()
+    def compute(self) -> Tensor | dict[str, Tensor]:
+        return self.inner.compute()  # type: ignore[no-any-return]
 
     def reset(self) -> None:
         self.inner.reset()
         super().reset()
+
+
+def returns_several(metric: Metric) -> bool:
+    """Whether ``metric.compute()`` returns a dict of values rather than one tensor: said by its
+    return annotation (``ClasswiseWrapper``'s says ``dict[str, Tensor]``; a ``StructMetric``
+    asks its inner metric), else found by computing an empty copy once."""
+    inner = metric.inner if isinstance(metric, StructMetric) else metric
+    compute = type(inner).compute
+    try:
+        hint = typing.get_type_hints(compute).get("return")
+    except Exception:  # an annotation naming what its module imports only for type checkers
+        raw = str(getattr(compute, "__annotations__", {}).get("return", ""))
+        hint = (dict if raw.lower().startswith(("dict", "mapping")) else Tensor) if raw else None
+    if hint is not None:
+        origin = typing.get_origin(hint) or hint
+        return isinstance(origin, type) and issubclass(origin, Mapping)
+    empty = inner.clone()
+    empty.sync_on_compute = False  # every rank asks alike; no collective for a test
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return isinstance(empty.compute(), Mapping)
+        except Exception:  # some metrics cannot compute without data (R^2): not a dict
+            return False
+
+
+def several_values(name: str, metric: Metric, values: Mapping[str, Any]) -> dict[str, Tensor]:
+    """The scalars ``name/<key>`` of a metric's dict of values (nested dicts: ``name/<k1>/<k2>``).
+    ``ClasswiseWrapper``'s own prefix (its metric's class name, when given neither ``prefix`` nor
+    ``postfix``) is dropped: ``f1_per_label/cat``, not ``f1_per_label/multiclassf1score_cat``."""
+    inner = metric.inner if isinstance(metric, StructMetric) else metric
+    drop = ""
+    if isinstance(inner, ClasswiseWrapper) and not inner._prefix and not inner._postfix:
+        drop = f"{type(inner.metric).__name__.lower()}_"
+    flat: dict[str, Tensor] = {}
+    for key, value in values.items():
+        key = str(key)
+        key = key[len(drop) :] if drop and key.startswith(drop) else key
+        if isinstance(value, Mapping):
+            flat.update(several_values(f"{name}/{key}", metric, value))
+        else:
+            flat[f"{name}/{key}"] = torch.as_tensor(value)
+    return flat
 
 
 def regression_metrics(

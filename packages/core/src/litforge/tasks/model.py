@@ -11,7 +11,12 @@ names the one the best checkpoint is chosen by), ``param_groups()`` and ``exampl
 ``litforge.tasks.bases`` has ready bases for classification, regression and segmentation.
 Every loss term and the total are logged as ``<stage>/<dataset>/loss/<term>``, every metric as
 ``<stage>/<dataset>/<metric>`` (e.g. ``val/cifar10/accuracy``); dataset names come from the data
-module (``dataset_names(stage)``), so several validation or test sets stay apart.
+module (``dataset_names(stage)``), so several validation or test sets stay apart. A metric whose
+``compute()`` returns a dict (``ClasswiseWrapper``, a per-horizon metric) is logged as one scalar
+per key, ``<stage>/<dataset>/<metric>/<key>``, computed at the epoch's end. Metrics, the
+diagnostics (the step returns ``example`` and ``prediction``) and predictions.pt read the structs
+through ``in_user_units``: a target the data standardised for training is reported in its own
+units (the Regressor's), the loss stays what the model optimises.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from __future__ import annotations
 import copy
 import inspect
 import math
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 import pytorch_lightning as pl
 import torch
@@ -30,9 +35,11 @@ from torch import nn
 from torchmetrics import MeanMetric, MetricCollection
 
 from litforge.tasks.contracts import dataset_names
-from litforge.tasks.structs import Example, Loss, Prediction
+from litforge.tasks.metrics import returns_several, several_values
+from litforge.tasks.structs import Example, Loss, Prediction, Struct
 
 STAGES = ("train", "val", "test")
+S = TypeVar("S", bound=Struct)
 LRSchedule = Literal["constant", "cosine", "onecycle"]
 ONECYCLE_START = 1 / 25  # the first step's rate, as a fraction of the peak (torch's div_factor)
 
@@ -100,6 +107,7 @@ class BaseModel(pl.LightningModule):
         self.loss_means = nn.ModuleDict()  # evaluation loss terms, created when first logged
         self._dataset_names: dict[str, list[str]] = {}
         self._train_position = (-1, -1)  # (epoch, batch index) of the last training step
+        self._several: set[str] = set()  # logged names of the metrics that return dicts
 
     # ----------------------------------------------------------------- what a task implements
     def forward(self, example: Example) -> Prediction:  # type: ignore[override]
@@ -128,6 +136,13 @@ class BaseModel(pl.LightningModule):
             ]
         )
 
+    def in_user_units(self, struct: S) -> S:
+        """An Example or a Prediction with what the data standardised for training given back in
+        the user's units: what the metrics, the diagnostics and predictions.pt read (the loss and
+        ``forward`` stay in the model's units). Here the struct itself; the Regressor
+        un-standardises ``target`` and ``value`` with the data's statistics."""
+        return struct
+
     def param_groups(self) -> Any:
         """What the optimizer receives: parameters or a list of groups with their own lr."""
         return self.parameters()
@@ -150,12 +165,15 @@ class BaseModel(pl.LightningModule):
         template = self.build_metrics()
         if template is None:
             return
+        several = {k for k, m in template.items(keep_base=True) if returns_several(m)}
         for s in STAGES:
             for i in range(len(self.dataset_names(s))):
                 key = f"{s}_{i}"
                 if key not in self.metrics:
                     chosen = self._train_template(template) if s == "train" else template
                     self.metrics[key] = chosen.clone(prefix=self.metric_prefix(s, i))
+                prefix = self.metric_prefix(s, i)
+                self._several.update(f"{prefix}{k}" for k in several)
 
     def _train_template(self, template: MetricCollection) -> MetricCollection:
         """The metrics of ``template`` named in ``train_metrics`` (all of them for None)."""
@@ -202,12 +220,17 @@ class BaseModel(pl.LightningModule):
                 add_dataloader_idx=False,
                 metric_attribute=f"loss_means.{key}",
             )
+        example, prediction = self.in_user_units(batch), self.in_user_units(prediction)
         metrics = self.metrics[f"{stage}_{dataloader_idx}"] if self.metrics else None
         if isinstance(metrics, MetricCollection) and len(metrics):
-            metrics.update(batch, prediction)
+            metrics.update(example, prediction)
             if stage != "train" or self._first_step_of_epoch(batch_idx):
-                self.log_dict(metrics, on_step=False, on_epoch=True, add_dataloader_idx=False)
-        return {"loss": loss.total, "prediction": prediction.detach()}
+                scalars: Any = metrics
+                if self._several:  # Lightning logs tensors only: the dicts go at the epoch's end
+                    pairs = metrics.items(keep_base=False, copy_state=False)
+                    scalars = {k: m for k, m in pairs if k not in self._several}
+                self.log_dict(scalars, on_step=False, on_epoch=True, add_dataloader_idx=False)
+        return {"loss": loss.total, "prediction": prediction.detach(), "example": example}
 
     def training_step(self, batch: Example, batch_idx: int) -> dict[str, Any]:  # type: ignore[override]
         return self._shared_step("train", batch, batch_idx=batch_idx)
@@ -221,6 +244,32 @@ class BaseModel(pl.LightningModule):
         self, batch: Example, batch_idx: int, dataloader_idx: int = 0
     ) -> dict[str, Any]:
         return self._shared_step("test", batch, dataloader_idx)
+
+    def _log_several(self, stage: str) -> None:
+        """Computes the stage's metrics that return dicts (every rank: their compute gathers)
+        and logs one scalar per key, ``<stage>/<dataset>/<metric>/<key>``; then resets them."""
+        for key, collection in self.metrics.items():
+            if not key.startswith(f"{stage}_") or not isinstance(collection, MetricCollection):
+                continue
+            for name, metric in collection.items(keep_base=False):  # compute groups' states
+                if name not in self._several or not metric.update_count:
+                    continue
+                for scalar, value in several_values(name, metric, metric.compute()).items():
+                    # sync_dist: the values are already the same on every rank; it only keeps
+                    # Lightning from asking for it
+                    self.log(scalar, value, add_dataloader_idx=False, sync_dist=True)
+                metric.reset()
+
+    def on_train_epoch_end(self) -> None:
+        """Logs the metrics of several values (``_log_several``): a subclass that overrides this
+        hook or the validation / test ones calls ``super()``."""
+        self._log_several("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_several("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_several("test")
 
     def predict_step(  # type: ignore[override]
         self, batch: Example, batch_idx: int, dataloader_idx: int = 0
