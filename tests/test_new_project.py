@@ -300,6 +300,7 @@ KINDS = {
     "grayscale": ("grayscale.md", (3, 60)),
     "multi-label": ("multi-label.md", (3, 60)),
     "forecasting": ("forecasting.md", (3, 60)),
+    "customer-table": ("customer-table.md", (3, 60)),
 }
 COUNTS = re.compile(
     r"^Changed after `make new-project`: (?P<files>.*) \((?P<n>\d+) files?, (?P<total>\d+) lines\)"
@@ -552,6 +553,84 @@ def test_recipe_tabular_classification(mytask: Path, tmp_path: Path) -> None:
     for side in ("highest_error", "lowest_error"):
         rows = extremes_rows(tmp_path, f"test/table/extremes/{side}")
         assert len(rows) == 8 and all(diagnosis[r["id"]] == r["label"] for r in rows), rows
+    project_tests_pass(mytask, tmp_path)
+
+
+def customer_rows(path: Path, n: int = 3000) -> dict[str, dict[str, str]]:
+    """A customer table as people have it: an id, numbers and categories (city, plan, channel)
+    with empty cells, a yes/no churn drawn from a noisy rule in which an empty income counts
+    too; returns each id's row as the file has it."""
+    rng = random.Random(5)
+    cities = ["Paris", "Lyon", "Lille", "Nice", "Nantes"]
+    rows = {}
+    for i in range(n):
+        plan = rng.choice(["basic", "pro", "family"])
+        channel, city = rng.choice(["web", "shop", "phone"]), rng.choice(cities)
+        age, tenure, calls = rng.randint(18, 80), rng.randint(0, 72), rng.randint(0, 6)
+        income, monthly = round(rng.lognormvariate(3.6, 0.4), 1), round(rng.uniform(10, 90), 2)
+        no_income = rng.random() < 0.15
+        logit = -0.05 * (tenure - 24) + 0.45 * (calls - 2) + (plan == "basic") * 1.2
+        logit += -0.8 * (plan == "family") + 0.7 * (channel == "web") + 0.9 * (city == "Lille")
+        logit += 0.03 * (monthly - 50) * (plan == "pro") + 1.0 * no_income - 0.02 * (age - 45)
+        churn = "yes" if rng.random() < 1 / (1 + math.exp(-logit)) else "no"
+        row = {"id": f"C{10000 + i}", "age": str(age), "income": "" if no_income else str(income)}
+        row |= {"city": city, "plan": plan, "channel": channel, "tenure": str(tenure)}
+        row |= {"monthly": str(monthly), "calls": str(calls), "churn": churn}
+        for column, p in (("age", 0.1), ("city", 0.05), ("channel", 0.1), ("monthly", 0.05)):
+            row[column] = "" if rng.random() < p else row[column]
+        rows[row["id"]] = row
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(next(iter(rows.values()))))
+        writer.writeheader()
+        writer.writerows(rows.values())
+    return rows
+
+
+@pytest.mark.slow
+def test_recipe_customer_table(mytask: Path, tmp_path: Path) -> None:
+    """A customer table with empty cells, category columns, an id and a yes/no target, trained
+    by ``make train-mytask DATA=<the file>``; the extremes show each row's cells as the file
+    has them."""
+    apply_recipe("customer-table", mytask)
+    rows = customer_rows(tmp_path / "customers.csv")
+    results, output = make_train(mytask, tmp_path, tmp_path / "customers.csv", *epochs(10))
+    # 5 numbers, 5 missing-value indicators, 5 + 3 + 3 categories one-hot
+    assert "from the data module to the model: num_classes=2, num_features=21" in output
+    # 0.753 measured; scikit-learn's LogisticRegression on the same split: 0.760; majority: 0.571
+    assert results["test/customers/accuracy"] > 0.72, results
+    cells = ["age", "income", "city", "plan", "channel", "tenure", "monthly", "calls"]
+    for side in ("highest_error", "lowest_error"):
+        shown = extremes_rows(tmp_path, f"test/customers/extremes/{side}")
+        assert len(shown) == 8 and all(rows[r["id"]]["churn"] == r["label"] for r in shown)
+        assert all(r[c] == rows[r["id"]][c] for r in shown for c in cells), shown
+    assert any(r[c] == "" for r in shown for c in cells)  # empty cells shown as such
+    # New rows, without the churn column, through the checkpoint's preprocessing: the test
+    # rows the extremes show get the class and probability the test run gave them.
+    with (tmp_path / "new.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["id", *cells])
+        writer.writeheader()
+        writer.writerows({k: v for k, v in row.items() if k != "churn"} for row in rows.values())
+    command = [sys.executable, "-m", RECIPE_PROJECT, "predict", f"--ckpt_path={tmp_path / 'run'}"]
+    command += [f"--data.predict={tmp_path / 'new.csv'}", f"--run.root={tmp_path / 'runs'}"]
+    done = subprocess.run(
+        [*command, *QUIET],
+        cwd=tmp_path,
+        env=with_path(mytask),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    line = next(x for x in done.stdout.splitlines() if x.strip().startswith("predictions: "))
+    with Path(line.split("predictions: ", 1)[1].strip()).open(newline="") as f:
+        predicted = {r["id"]: r for r in csv.DictReader(f)}
+    assert len(predicted) == len(rows)
+    (facts,) = media(tmp_path, "test/customers/extremes/highest_error", ".json")
+    for record in json.loads(facts.read_text())["examples"]:
+        assert predicted[record["id"]]["prediction"] == record["pred.pred"], record
+        assert float(predicted[record["id"]]["probability"]) == pytest.approx(
+            record["p(predicted)"], abs=1e-5
+        )
     project_tests_pass(mytask, tmp_path)
 
 

@@ -1,11 +1,13 @@
 """``import litforge`` loads what every run needs and nothing more: the streamed path's litdata
-(and boto3 under it), Optuna, W&B and submitit are imported when a run first uses them; ONNX
-Runtime, onnxscript and LitServe when a model is first exported or served."""
+(and boto3 under it), Optuna, W&B and submitit, and the tables' pandas and scikit-learn are
+imported when a run first uses them; ONNX Runtime, onnxscript and LitServe when a model is first
+exported or served."""
 
 import subprocess
 import sys
 
-HEAVY = ("litdata", "boto3", "optuna", "wandb", "submitit", "onnxruntime", "onnxscript", "litserve")
+HEAVY = ("litdata", "boto3", "optuna", "wandb", "submitit", "pandas", "sklearn")
+HEAVY += ("onnxruntime", "onnxscript", "litserve")
 
 
 def test_import_litforge_leaves_the_optional_engines_unloaded() -> None:

@@ -35,6 +35,7 @@ from litforge import (
     Regressor,
     Table,
     Vocabulary,
+    decode_cells,
     decode_strings,
     encode_strings,
     lr_factor,
@@ -80,7 +81,9 @@ def test_read_table_features_labels_ids(tumours: tuple[Path, list[list[Any]]]) -
     assert arrays.class_names == ("benign", "malignant")  # sorted
     assert [arrays.class_names[i] for i in arrays["label"].tolist()] == [r[4] for r in rows]
     assert decode_strings(arrays["id"]) == [r[0] for r in rows]
-    assert set(arrays) == {"features", "label", "id"}
+    assert set(arrays) == {"features", "label", "id", "cells"}
+    cells = decode_cells(arrays["cells"], arrays.columns["cells"])  # as the file has them
+    assert cells == {c: [str(r[j]) for r in rows] for j, c in enumerate(arrays.columns["cells"], 1)}
     # named features, in the order given; the others left out
     two = read_table(path, label="diagnosis", features=["area", "radius"])
     np.testing.assert_allclose(two["features"].numpy(), expected[:, [2, 0]], rtol=1e-6)
@@ -101,8 +104,7 @@ def test_read_table_targets_tsv_and_numeric_class_names(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("line", "error"),
     [
-        ("P1,1.0,,2.0,benign", r"t\.csv:3: column 'texture': missing value"),
-        ("P1,1.0,n/a,2.0,benign", r"t\.csv:3: column 'texture': 'n/a' is not a number"),
+        ("P1,1.0,abc,2.0,benign", r"t\.csv:3: column 'texture': 'abc' is not a number, in a"),
         ("P1,1.0,inf,2.0,benign", r"t\.csv:3: column 'texture': 'inf' is not finite"),
         ("P1,1.0,2.0,benign", r"t\.csv:3: 4 cells, but the header has 5"),
         ("P1,1.0,2.0,3.0,", r"t\.csv:3: column 'diagnosis': missing label"),
@@ -121,7 +123,7 @@ def test_table_errors_say_what_to_do(tumours: tuple[Path, list[list[Any]]], tmp_
         DataError, match=r"no column 'label' \(given as label\); its columns are id"
     ):
         read_table(path, label="label")
-    with pytest.raises(DataError, match=r"'P000' is not a number; give this column as ids"):
+    with pytest.raises(DataError, match=r"column 'id' holds a different text in each of its 9"):
         read_table(path, label="diagnosis")  # the id column taken for a feature
     with pytest.raises(DataError, match=r"'malignant' is not one of the classes benign"):
         read_table(path, label="diagnosis", ids="id", class_names=["benign"])
@@ -131,7 +133,9 @@ def test_table_errors_say_what_to_do(tumours: tuple[Path, list[list[Any]]], tmp_
 
 def test_read_table_text_column(tmp_path: Path) -> None:
     texts = ["(())", "(", "()()()", ""]
-    path = write_csv(tmp_path / "s.csv", ["text", "label"], [[t, "x"] for t in texts])
+    path = write_csv(
+        tmp_path / "s.csv", ["text", "label"], [[t, "xy"[i % 2]] for i, t in enumerate(texts)]
+    )
     arrays = read_table(path, text="text", label="label")
     vocab = arrays.vocabulary
     assert vocab is not None and vocab.tokens[2:] == ("(", ")")
@@ -206,7 +210,12 @@ def test_classification_of_rows_with_ids(tumours: tuple[Path, list[list[Any]]]) 
     # the rows shown by their own ids, not their position in the split
     assert table.columns["id"] == decode_strings(batch.id)
     assert [by_id[i] for i in table.columns["id"]] == table.columns["label"]
-    assert list(table.columns)[:3] == ["index", "id", "features"]
+    # the cells as the file has them, by column name, in place of the features
+    assert list(table.columns)[:6] == ["index", "id", "radius", "texture", "area", "label"]
+    by_row = {r[0]: [str(v) for v in r[1:4]] for r in rows}
+    assert [by_row[i] for i in table.columns["id"]] == [
+        list(cells) for cells in zip(*(table.columns[c] for c in ("radius", "texture", "area")))
+    ]
 
 
 # ---------------------------------------------------------------------- image folders

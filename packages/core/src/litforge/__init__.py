@@ -8,7 +8,8 @@ What a task is made of (``litforge.tasks``)
 Data (``litforge.data``)
     Arrays held in memory and batched on the device, ArrayDataModule for any task,
     ImageDataModule for images, ImageFolderDataModule for a folder of them; readers of image
-    folders and tables (read_table); token sequences (Vocabulary, pad_sequences). Data larger
+    folders and tables (read_table; TablePreprocessor for empty cells and categories, fitted on
+    the training rows); token sequences (Vocabulary, pad_sequences). Data larger
     than memory: StreamedDataModule / StreamedImageDataModule read chunks that prepare_stream
     writes (from an ImageFolderSource, a CsvSource or a module's own arrays).
 Diagnostics (``litforge.diagnostics``)
@@ -61,6 +62,7 @@ from litforge.data.stream import (
     StreamLoader,
 )
 from litforge.data.table import multi_hot, read_table, tag_sets
+from litforge.data.tabular import TablePreprocessor, decode_cells, encode_cells
 from litforge.data.tags import ImageTableDataModule, read_image_table
 from litforge.data.text import (
     Vocabulary,
@@ -194,6 +196,9 @@ __all__ = [  # noqa: RUF022 (grouped by concern, as the docs list them)
     "read_image_table",
     "multi_hot",
     "tag_sets",
+    "TablePreprocessor",
+    "encode_cells",
+    "decode_cells",
     "Vocabulary",
     "pad_sequences",
     "sequence_mask",

@@ -8,7 +8,8 @@ and int64 labels.
 
 Beside the fields, what makes them readable: ``class_names`` (the text of ``label``),
 ``vocabulary`` (the text of ``tokens``), ``columns`` (the names along a field's last dim, e.g.
-a table's feature columns). An ``id`` field (text as ``encode_strings`` gives it, or integers)
+a table's feature columns), ``table`` (a table's ``TablePreprocessor``: how its cells become
+``features``, fitted on the training rows by ``ArrayDataModule``). An ``id`` field (text as ``encode_strings`` gives it, or integers)
 names each item in the diagnostics.
 """
 
@@ -16,12 +17,15 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 import torch
 from torch import Tensor
 
 from litforge.data.text import Vocabulary
+
+if TYPE_CHECKING:
+    from litforge.data.tabular import TablePreprocessor
 
 
 class Arrays(Mapping[str, Tensor]):
@@ -33,7 +37,10 @@ class Arrays(Mapping[str, Tensor]):
 
     Keyword only: ``vocabulary`` (a ``Vocabulary``: the text of the ``tokens`` field) and
     ``columns`` (names along the last dim of a field: ``{"features": ("age", "size")}``).
+    ``read_table`` also sets ``table``: its ``TablePreprocessor``.
     """
+
+    table: TablePreprocessor | None = None
 
     def __init__(
         self,

@@ -2,8 +2,9 @@
 
 A task subclasses it, sets ``name`` and ``example_type``, and implements ``load()``: one pool of
 items (split here into train / val / test) or its own (train, test). Everything else is here:
-the split (random or stratified, seeded), standardisation of float fields with statistics of
-the training part, device placement, DDP sharding, and the whole ``TaskData`` contract
+the split (random or stratified, seeded), a table's preprocessing (``TablePreprocessor``:
+empty cells, categories, scaling) and standardisation of float fields, both with statistics of
+the training part only, device placement, DDP sharding, and the whole ``TaskData`` contract
 (``litforge.tasks.contracts``): dataset names, which splits exist, class names, samples, and how to
 show examples (a table of their fields; ``ImageDataModule`` draws pictures instead).
 
@@ -43,6 +44,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import inspect
+import math
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -57,6 +59,7 @@ from torch import Tensor
 from litforge.data.arrays import Arrays
 from litforge.data.device import DeviceLoader, Fields, Transform
 from litforge.data.split import split_pool
+from litforge.data.tabular import TablePreprocessor, decode_cells
 from litforge.data.text import Vocabulary, decode_strings, encode_strings
 from litforge.diagnostics.media import Table, View, fmt
 from litforge.errors import DataError, InputError, SettingError
@@ -112,6 +115,7 @@ class ArrayDataModule(pl.LightningDataModule):
         "sequence_length",
         "num_labels",
         "label_names",
+        "category_sizes",
     )
 
     def __init__(
@@ -133,6 +137,7 @@ class ArrayDataModule(pl.LightningDataModule):
         self.val_size, self.test_size, self.stratify = val_size, test_size, stratify
         self.standardize, self.seed = tuple(standardize), seed
         self.stats: dict[str, tuple[Tensor, Tensor]] = {}  # field -> (mean, std), train part
+        self.table: TablePreprocessor | None = None  # a table's preprocessing, train part
         self._splits: dict[str, Arrays | None] | None = None
         self._device: torch.device | None = None  # where the sets are, once set up
         self._restored: dict[str, Any] | None = None  # load_state_dict's, while no set is loaded
@@ -183,6 +188,15 @@ class ArrayDataModule(pl.LightningDataModule):
         except (ValueError, KeyError) as err:
             raise DataError(f"{type(self).__name__}: {err}") from err
         test = test if test is not None else held_out
+        if train.table is not None and "cells" in train:
+            # fitted on the training rows (the sets win over a restored state, as below)
+            self.table = train.table.fit(decode_cells(train["cells"], train.columns["cells"]))
+            if self.table.encode == "index" and "features" in self.standardize:
+                raise SettingError(
+                    "standardize: [features] would scale the category indices of a table read "
+                    "with encode='index'; its numbers are scaled already: leave features out"
+                )
+            train, val, test = (self._preprocessed(a) for a in (train, val, test))
         for field in self.standardize:
             values = train[field]
             if not values.dtype.is_floating_point:
@@ -190,6 +204,25 @@ class ArrayDataModule(pl.LightningDataModule):
             self.stats[field] = (values.mean(0), values.std(0).clamp_min(1e-8))
         sets = {"train": train, "val": val, "test": test}
         return {k: self._standardized(v) for k, v in sets.items()}
+
+    def _preprocessed(self, arrays: Arrays | None) -> Arrays | None:
+        """A table's ``features`` from its cells, through the (fitted) ``self.table``."""
+        if arrays is None or self.table is None:
+            return arrays
+        names = arrays.columns.get("cells", ())
+        lacking = [c for c in self.table.columns if c not in names]
+        if lacking:
+            raise DataError(
+                f"{type(self).__name__}: a table lacks the feature columns {lacking} of the "
+                "training rows; give every table the same columns"
+            )
+        try:
+            features = self.table.transform(decode_cells(arrays["cells"], names))
+        except ValueError as err:
+            raise DataError(f"{type(self).__name__}: {err}") from None
+        out = arrays.replace(features=features)
+        out.columns = {**arrays.columns, "features": self.table.feature_names}
+        return out
 
     def _standardized(self, arrays: Arrays | None) -> Arrays | None:
         if arrays is None or not self.stats:
@@ -242,6 +275,23 @@ class ArrayDataModule(pl.LightningDataModule):
             names = self._restored.get("columns", {}).get("features")
             return tuple(names) if names is not None else None
         return self._train.columns.get("features")
+
+    @property
+    def category_sizes(self) -> tuple[int, ...]:
+        """A table read with ``encode='index'``: each category column's number of indices (its
+        training categories, plus 0 for a value never seen), for an ``nn.Embedding`` each; the
+        category indices are the last ``len(category_sizes)`` columns of ``features``."""
+        if self._learned("category_sizes") is not None:
+            return tuple(self._learned("category_sizes"))
+        self.splits  # noqa: B018 (fits the table's preprocessing)
+        sizes = self.table.category_sizes if self.table is not None else ()
+        if not sizes:
+            raise DataError(
+                f"{type(self).__name__}.category_sizes: the data has no category indices (a "
+                "table with category columns, read with encode='index'): remove category_sizes "
+                "from the model's arguments, or read the table so"
+            )
+        return sizes
 
     @property
     def target_shape(self) -> tuple[int, ...]:
@@ -327,13 +377,36 @@ class ArrayDataModule(pl.LightningDataModule):
         return self.make_example(index, transform(fields, index) if transform else fields)
 
     def show(self, example: Example, prediction: Prediction) -> View:
-        """A table: the index, then every example and prediction field, one row per example."""
+        """A table: the index, then every example and prediction field, one row per example. A
+        table's row shows its feature cells as the file has them, by column name, after its id
+        (in place of the ``features`` the model saw)."""
         columns: dict[str, list[Any]] = {"index": example.index.tolist()}
+        cells = self.source_cells(example)
         for prefix, struct in (("", example), ("pred.", prediction)):
             for name, values in struct.tensors().items():
-                if name != "index" and values.dim() > 0 and len(values) == len(example):
+                if name in ("index", "cells") or (cells and name == "features" and not prefix):
+                    continue
+                if values.dim() > 0 and len(values) == len(example):
                     columns[prefix + name] = [self.describe(name, v) for v in values.cpu()]
+            if not prefix and cells:  # after the id: the cells, renamed if a name is taken
+                head: dict[str, list[Any]] = {
+                    k: columns.pop(k) for k in ("index", "id") if k in columns
+                }
+                taken = {*head, *columns}
+                raw = {(f"{k} (cell)" if k in taken else k): v for k, v in cells.items()}
+                columns = {**head, **raw, **columns}
         return Table(columns)
+
+    def source_cells(self, example: Example) -> dict[str, list[str]]:
+        """A table's rows as the file has them: ``{column: [cell text, ...]}`` of the
+        example's ``cells`` field (empty cells as ""); {} without one."""
+        cells = getattr(example, "cells", None)
+        names = self._train.columns.get("cells") if self._splits is not None else None
+        if names is None and self.table is not None:
+            names = tuple(self.table.columns)
+        if cells is None or names is None or cells.shape[-1] != len(names):
+            return {}
+        return decode_cells(cells.cpu(), names)
 
     def describe(self, field: str, value: Tensor) -> str | float | int:
         """One field of one example, as a table cell: a number, a class name for ``label`` and
@@ -383,6 +456,12 @@ class ArrayDataModule(pl.LightningDataModule):
                 if vocabulary is not None
                 else None
             ),
+            # a table's preprocessing (TablePreprocessor: medians, scaling, categories)
+            "table": (
+                self.table.state_dict()
+                if self.table is not None and self.table.fitted is not None
+                else None
+            ),
         }
         for name in self.provides:
             try:
@@ -397,13 +476,16 @@ class ArrayDataModule(pl.LightningDataModule):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restores what the data taught (``state_dict``'s) without reading any data: class
         names, statistics, vocabulary and the values in ``provides`` then come from it, as long
-        as no set is loaded (a resumed fit loads its sets and computes them again)."""
+        as no set is loaded (a resumed fit loads its sets and computes them again). A table's
+        preprocessing is rebuilt, and treats new rows as it did the training rows."""
         self._restored = dict(state)
         if self._splits is None:
             self.stats = {
                 f: (torch.as_tensor(v["mean"]), torch.as_tensor(v["std"]))
                 for f, v in state.get("stats", {}).items()
             }
+            if state.get("table"):
+                self.table = TablePreprocessor.from_state(state["table"])
 
     def _learned(self, name: str) -> Any:
         """A value restored by ``load_state_dict``, while no set is loaded; else None."""
@@ -476,6 +558,8 @@ class ArrayDataModule(pl.LightningDataModule):
         return self._read_rows(rows, str(path), first_line=2)
 
     def _feature_columns(self, where: str | Path) -> list[str]:
+        if self.table is not None:  # a table's own columns, before its preprocessing
+            return list(self.table.columns)
         names = self.feature_names
         if names is None:
             raise InputError(
@@ -490,6 +574,8 @@ class ArrayDataModule(pl.LightningDataModule):
         names = self._feature_columns(where)
         if not rows:
             raise InputError(f"{where}: no rows")
+        if self.table is not None and self.table.fitted is not None:
+            return self._read_table_rows(rows, where, first_line)
         values, ids = [], []
         for i, row in enumerate(rows, first_line):
             place = f"{where}:{i}" if first_line else f"{where}[{i}]"
@@ -515,6 +601,45 @@ class ArrayDataModule(pl.LightningDataModule):
             features=torch.tensor(values, dtype=torch.float32),
             id=encode_strings(ids),
             columns={"features": names},
+        )
+
+    def _read_table_rows(
+        self, rows: Sequence[Mapping[str, Any]], where: str, first_line: int
+    ) -> Arrays:
+        """Rows of a table (text cells, empty ones included) through the training's
+        preprocessing (``self.table``): ``features`` as the training rows had them, and the
+        other columns as the ``id``."""
+        table = self.table
+        assert table is not None
+        cells: dict[str, list[str]] = {name: [] for name in table.columns}
+        ids = []
+        for i, row in enumerate(rows, first_line):
+            place = f"{where}:{i}" if first_line else f"{where}[{i}]"
+            lacking = [n for n in table.columns if n not in row]
+            if lacking:
+                raise InputError(
+                    f"{place}: no column {lacking[0]!r}; the model reads the columns "
+                    f"{table.columns}"
+                )
+            for name in table.columns:
+                value = row[name]
+                cells[name].append("" if value is None else str(value).strip())
+            for name in table.numeric:
+                text = cells[name][-1]
+                if text in table.missing:
+                    continue  # filled as in training
+                try:
+                    number = float(text)
+                except ValueError:
+                    number = math.nan
+                if not math.isfinite(number):
+                    raise InputError(f"{place}: column {name!r}: {text!r} is not a number")
+            others = [str(v) for k, v in row.items() if k not in cells and k is not None]
+            ids.append("/".join(others) if others else str(i))
+        return Arrays(  # the model's input only: no cells (an export's inputs are the fields)
+            features=table.transform(cells),
+            id=encode_strings(ids),
+            columns={"features": table.feature_names},
         )
 
     def _check_width(self, values: Tensor, where: str) -> None:

@@ -160,7 +160,10 @@ class Extremes(EpochCallback):
             }
             what = f"{name.replace('_', ' ')}: {len(records)} examples"
             # a table shows the values the model saw: say which fields are not the source's
-            standardised = list(standardised_fields(trainer)) if isinstance(view, Table) else []
+            shown_fields = set(view.columns) if isinstance(view, Table) else set()
+            standardised = [  # of the fields shown: a table's cells are as the file has them
+                f for f in standardised_fields(trainer) if shown_fields & {f, f"pred.{f}"}
+            ]
             if standardised:
                 what += f" · standardised: {', '.join(standardised)}"
             emit_view(
@@ -200,9 +203,10 @@ def example_facts(
     data: Any, example: Example, prediction: Prediction, error: Tensor
 ) -> list[dict[str, Any]]:
     """One record per example: its index, error, every one-value field of the example and the
-    prediction (class names through the data's ``describe``), for classification the
-    probability of the true class and of the predicted one, and for multi-label the true and
-    the predicted sets (``target``, ``pred``: lists of label names)."""
+    prediction (class names through the data's ``describe``), a table's cells by column name
+    (the data's ``source_cells``), for classification the probability of the true class and of
+    the predicted one, and for multi-label the true and the predicted sets (``target``,
+    ``pred``: lists of label names)."""
     describe = getattr(data, "describe", None)
 
     def value(field: str, v: Tensor) -> Any:
@@ -218,6 +222,10 @@ def example_facts(
                 continue
             for record, v in zip(records, values.cpu()):
                 record[prefix + name] = value(name, v)
+    source_cells = getattr(data, "source_cells", None)  # a table's cells, as the file has them
+    for name, cells in (source_cells(example) if source_cells is not None else {}).items():
+        for record, cell in zip(records, cells):
+            record.setdefault(name, cell)
     probs, label = getattr(prediction, "probs", None), getattr(example, "label", None)
     if (
         isinstance(probs, Tensor)

@@ -85,11 +85,14 @@ class Example(Struct):
     diagnostics exact when a distributed sampler repeats items. ``id`` (optional, keyword only)
     is each item's own name for display: an integer (N) or text (uint8 N x L, see
     ``encode_strings``), e.g. a table's id column; the diagnostics' tables and captions show it.
+    ``cells`` (optional, keyword only): a table row's feature cells as the file has them (uint8
+    N x L x C, see ``read_table``), which the diagnostics' tables show by column name.
     """
 
     index: Tensor
     _: dataclasses.KW_ONLY
     id: Tensor | None = None
+    cells: Tensor | None = None
 
 
 @dataclasses.dataclass
