@@ -34,7 +34,12 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from jsonargparse import ArgumentError
-from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar, TQDMProgressBar
+from pytorch_lightning.callbacks import (
+    LambdaCallback,
+    ModelCheckpoint,
+    ProgressBar,
+    TQDMProgressBar,
+)
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
 from pytorch_lightning.utilities.exceptions import MisconfigurationException, SIGTERMException
@@ -51,12 +56,14 @@ from litforge.run.checkpoints import (
 )
 from litforge.run.debug import add_debug_argument, apply_debug_preset, describe_preset
 from litforge.run.handoff import hand_run_dir, handing_off, inherited_run_dir
+from litforge.run.lock import RunLock
 from litforge.run.loggers import make_loggers
 from litforge.run.messages import (
     SUBCOMMANDS,
     bad_yaml,
     check_ckpt_path,
     check_top_level_optimizer,
+    checkpoint_mismatch,
     did_you_mean,
     foreign_config,
     quiet_checkpoint_warnings,
@@ -191,6 +198,9 @@ class LitforgeCLI(LightningCLI):
             raise
         else:
             self._end_status(None)
+        finally:
+            if getattr(self, "_lock", None) is not None:
+                self._lock.release()
 
     # ------------------------------------------------------------------ arguments
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
@@ -259,8 +269,14 @@ class LitforgeCLI(LightningCLI):
             applied = apply_debug_preset(run.debug, config.trainer, run_dir)
             rank_zero_info(describe_preset(run.debug, applied))
         if self.subcommand is not None and getattr(rank_zero_only, "rank", 0) == 0:
+            # one writer at a time (litforge.run.lock): refused before anything is written
+            self._lock = RunLock(run_dir)
+            self._lock.acquire(" ".join([f"python -m {self._module()}", *sys.argv[1:]]))
             resuming = bool(config.get("ckpt_path"))
-            self._status = start_status(run_dir, self.subcommand, resuming)
+            # a resumed fit writes it once it trains: a resume that fails changes no file
+            self._status_pending = fit and resuming
+            if not self._status_pending:
+                self._status = start_status(run_dir, self.subcommand, resuming)
 
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
         # Model and data exist now; the trainer, its callbacks and the run do not yet: check the
@@ -321,6 +337,8 @@ class LitforgeCLI(LightningCLI):
             # restore from the given checkpoint would warn that its dirpath has changed
             kwargs["enable_checkpointing"] = False
         callbacks = [*as_list(trainer_config.get("callbacks")), *added]
+        if getattr(self, "_status_pending", False):  # status.json of a resume: when it trains
+            callbacks.append(LambdaCallback(on_train_start=self._start_resumed_status))
         try:
             trainer = super().instantiate_trainer(
                 logger=loggers or False, callbacks=callbacks, **kwargs
@@ -413,6 +431,12 @@ class LitforgeCLI(LightningCLI):
         model raises CheckpointMismatchError, one line naming the file and the keys at fault."""
         if kwargs.get("weights_only") is None and "weights_only" in kwargs:
             kwargs["weights_only"] = True
+        mismatch = checkpoint_mismatch(model, kwargs.get("ckpt_path"))
+        if mismatch:  # before a resumed fit writes anything (status.json, the logs)
+            raise CheckpointMismatchError(
+                f"the checkpoint {kwargs['ckpt_path']} does not fit {type(model).__name__}: "
+                f"{mismatch}; was it written by another project, or with other --model settings?"
+            )
         try:
             if method == self.trainer.fit and not kwargs.get("ckpt_path"):
                 return method(model, **kwargs)
@@ -464,12 +488,18 @@ class LitforgeCLI(LightningCLI):
     def after_predict(self) -> None:
         self._summary()
 
+    def _start_resumed_status(self, *_: Any) -> None:
+        self._status_pending = False
+        self._status = start_status(self.run_dir, "fit", resuming=True)
+
     def _forget_run_dir(self) -> None:
         """Removes the run folder this command made, if it holds nothing but its status.json:
         a setting refused before the work began (exit status 2) leaves no run behind."""
         run_dir = getattr(self, "run_dir", None)
         if run_dir is None or not getattr(self, "_made_run_dir", False):
             return
+        if getattr(self, "_lock", None) is not None:
+            self._lock.release()
         if {p.name for p in run_dir.iterdir()} <= {STATUS_FILE}:
             (run_dir / STATUS_FILE).unlink(missing_ok=True)
             run_dir.rmdir()

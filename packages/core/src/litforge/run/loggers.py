@@ -12,7 +12,6 @@ import csv
 import io
 import netrc
 import os
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -68,25 +67,29 @@ def drop_rows_from(path: Path, step: int) -> int:
     return dropped
 
 
-def continuing_writer(log_dir: str, from_step: int | None) -> ExperimentWriter:
-    """Lightning's CSV writer, appending to an existing metrics.csv (its rows from ``from_step``
-    on dropped) instead of deleting it: the file is moved aside while the writer starts (the
-    writer deletes what it finds, and warns of it), then put back and its columns handed to the
-    writer (``metrics_keys``). Lightning's own classes, unchanged."""
-    path = Path(log_dir) / ExperimentWriter.NAME_METRICS_FILE
-    aside = path.with_name(f".{path.name}.resuming")
-    if path.is_file():
-        if from_step is not None:
-            drop_rows_from(path, from_step)
-        os.replace(path, aside)
-    with warnings.catch_warnings():  # "... exists and is not empty": the run's own folder
-        warnings.filterwarnings("ignore", message="Experiment logs directory")
-        writer = ExperimentWriter(log_dir)
-    if aside.is_file():
-        os.replace(aside, path)
-        with path.open(newline="") as f:
-            writer.metrics_keys = next(csv.reader(f), [])
-    return writer
+class ContinuingWriter(ExperimentWriter):
+    """Lightning's CSV writer, appending to an existing metrics.csv instead of deleting it, its
+    rows from ``from_step`` on dropped (logged again by the resumed run). Nothing is changed
+    before the first rows are saved, that is, before the resumed run trains: a resume that
+    fails (a checkpoint of another width, data that cannot be read) leaves the file as it was."""
+
+    def __init__(self, log_dir: str, from_step: int | None) -> None:
+        self.from_step = from_step
+        self._continued = False
+        super().__init__(log_dir)
+
+    def _check_log_dir_exists(self) -> None:
+        """Lightning's deletes the metrics.csv it finds (and warns): this one keeps it."""
+
+    def save(self) -> None:
+        path = Path(self.metrics_file_path)
+        if self.metrics and not self._continued and path.is_file():
+            if self.from_step is not None:
+                drop_rows_from(path, self.from_step)
+            with path.open(newline="") as f:
+                self.metrics_keys = next(csv.reader(f), [])
+        self._continued = self._continued or bool(self.metrics)
+        super().save()
 
 
 class ResumedCSVLogger(CSVLogger):
@@ -102,7 +105,7 @@ class ResumedCSVLogger(CSVLogger):
     def experiment(self) -> ExperimentWriter:
         if self._experiment is None:
             self._fs.makedirs(self.root_dir, exist_ok=True)
-            self._experiment = continuing_writer(self.log_dir, self.from_step)
+            self._experiment = ContinuingWriter(self.log_dir, self.from_step)
         return self._experiment  # type: ignore[return-value]
 
 

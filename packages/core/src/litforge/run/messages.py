@@ -27,6 +27,7 @@ OTHER_COMMANDS = ("runs", "sweep", "repeat", "prepare")
 # What --ckpt_path may name besides a file: Lightning's own choices, and remote paths.
 CKPT_KEYWORDS = ("last", "best", "hpc", "registry")
 ZIP_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive (since torch 1.6)
+PICKLE_MAGIC = b"\x80"  # ... and before it a pickle (its protocol byte first)
 # The first line of a run's config.yaml (litforge.run.rundir): which project saved it.
 PROJECT_MARK = "# litforge project: "
 
@@ -49,9 +50,12 @@ def check_ckpt_path(ckpt_path: str | None) -> None:
     else:
         with path.open("rb") as f:
             head = f.read(4)
-        if head != ZIP_MAGIC or zipfile.is_zipfile(path):
-            return  # whole, or not torch's zip format (an older torch.save): torch decides
-        problem = f"is cut short ({size} bytes, without the end of the archive)"
+        if head[:1] == PICKLE_MAGIC or (head == ZIP_MAGIC and zipfile.is_zipfile(path)):
+            return  # whole, or an older torch.save's pickle: torch decides
+        if head == ZIP_MAGIC:
+            problem = f"is cut short ({size} bytes, without the end of the archive)"
+        else:  # a text file, an image, ...: torch would advise weights_only=False
+            problem = "is not a checkpoint (not a file torch.save writes)"
     others = sorted(p.name for p in path.parent.glob("*.ckpt") if p != path)[:3]
     instead = f"; others in {path.parent}: {', '.join(others)}" if others else ""
     raise CheckpointError(
@@ -62,18 +66,64 @@ def check_ckpt_path(ckpt_path: str | None) -> None:
 
 def state_dict_mismatch(message: str) -> str:
     """torch's load_state_dict error, counted: 'N missing keys (a, b, ...), M unexpected ...'."""
-    parts = []
-    for label, name in (("missing", "Missing"), ("unexpected", "Unexpected")):
-        found = re.search(rf"{name} key\(s\) in state_dict: (.*)", message)
-        if found:
-            keys = re.findall(r'"([^"]+)"', found.group(1))
-            more = ", ..." if len(keys) > 3 else ""
-            parts.append(f"{len(keys)} {label} keys ({', '.join(keys[:3])}{more})")
+    found = {
+        label: re.search(rf"{name} key\(s\) in state_dict: (.*)", message)
+        for label, name in (("missing", "Missing"), ("unexpected", "Unexpected"))
+    }
+    keys = {k: re.findall(r'"([^"]+)"', m.group(1)) if m else [] for k, m in found.items()}
     shapes = re.findall(r"size mismatch for ([^:]+):", message)
+    counted = count_mismatch(keys["missing"], keys["unexpected"], shapes)
+    return counted or one_line(message, limit=300)
+
+
+def count_mismatch(missing: list[str], unexpected: list[str], shapes: list[str]) -> str:
+    """'N missing keys (a, b, c, ...), M unexpected keys (...), K of another shape (...)'."""
+    parts = []
+    for label, names in (("missing keys", missing), ("unexpected keys", unexpected)):
+        if names:
+            more = ", ..." if len(names) > 3 else ""
+            parts.append(f"{len(names)} {label} ({', '.join(names[:3])}{more})")
     if shapes:
         more = ", ..." if len(shapes) > 3 else ""
         parts.append(f"{len(shapes)} of another shape ({', '.join(shapes[:3])}{more})")
-    return ", ".join(parts) or one_line(message, limit=300)
+    return ", ".join(parts)
+
+
+def checkpoint_mismatch(model: Any, ckpt_path: str | None) -> str | None:
+    """What keeps ``model`` from taking the weights of the checkpoint ``ckpt_path``, counted as
+    ``state_dict_mismatch`` counts it, or None when they fit (or the file cannot say: a remote
+    path, a keyword, a checkpoint without a state_dict). Checked before a resumed fit writes
+    anything (status.json, the logs): Lightning's own check comes after its loggers started.
+    Keys the model does not hold yet are not counted as unexpected (a model may build layers
+    in ``setup``/``configure_model``), nor are lazy parameters; ``strict_loading=False`` skips
+    it."""
+    if not ckpt_path or ckpt_path in CKPT_KEYWORDS or "://" in str(ckpt_path):
+        return None
+    if not getattr(model, "strict_loading", True) or not Path(ckpt_path).is_file():
+        return None
+    import torch
+    from torch.nn.parameter import UninitializedParameter
+
+    try:
+        saved = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:
+        return None
+    weights = saved.get("state_dict") if isinstance(saved, dict) else None
+    if not isinstance(weights, dict):
+        return None
+    own = {k: v for k, v in model.state_dict().items() if not isinstance(v, UninitializedParameter)}
+    missing = [k for k in own if k not in weights]
+    shapes = [
+        k
+        for k, v in own.items()
+        if k in weights
+        and hasattr(weights[k], "shape")
+        and tuple(weights[k].shape) != tuple(v.shape)
+    ]
+    if not missing and not shapes:
+        return None
+    unexpected = [k for k in weights if k not in own]
+    return count_mismatch(missing, unexpected, shapes)
 
 
 def config_files(argv: list[str]) -> list[str]:
