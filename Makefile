@@ -59,8 +59,8 @@ test-all: _venv ## every test, the slow ones too (DDP, signals, real data): what
 test-dirs: ## the test folders, one a line: one CI job each (.github/workflows/ci.yml)
 	@printf '%s\n' $(TEST_DIRS)
 
-test-%: _venv ## run the tests whose names match a pattern: make test-extremes
-	$(TEST_ENV) $(PY) -m pytest -q $(TEST_DIRS) -k "$*"
+test-%: _venv ## a project's tests and the shared ones for it (make test-cifar10; by path), else those whose names match: make test-extremes
+	$(TEST_ENV) $(PY) -m pytest -q $(if $(wildcard projects/$*/.),$(wildcard projects/$*/tests) tests --project="$*",$(TEST_DIRS) -k "$*")
 
 test-pdb-%: _venv ## the same, stopping in the debugger at the first failure
 	$(PY) -m pytest -q $(TEST_DIRS) -k "$*" --pdb -p no:xdist

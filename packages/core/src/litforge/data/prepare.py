@@ -64,6 +64,7 @@ from litforge.data.image_folder import (
     MissingFolderError,
     _decode,
     _list_split,
+    image_as_seen,
 )
 from litforge.data.split import split_pool
 from litforge.errors import LitforgeError
@@ -135,7 +136,7 @@ def decode_image(data: bytes, where: str, channels: int = 3) -> np.ndarray:
     pixels ``read_image_folder`` gets from the same file (the same decoder and conversion)."""
     try:
         with Image.open(io.BytesIO(data)) as image:
-            pixels = np.asarray(image.convert("RGB" if channels == 3 else "L"))
+            pixels = np.asarray(image_as_seen(image).convert("RGB" if channels == 3 else "L"))
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
         reason = "not an image file" if isinstance(error, UnidentifiedImageError) else error
         raise PrepareError(
@@ -181,7 +182,7 @@ class ImageFolderSource:
         else:
             try:
                 with Image.open(listing.files[0]) as first:
-                    width, height = first.size
+                    width, height = image_as_seen(first).size  # EXIF turned
             except (OSError, ValueError, SyntaxError) as error:
                 raise PrepareError(f"cannot read image {listing.files[0]}: {error}") from error
         signature = hashlib.sha256("\n".join(listing.signature).encode())

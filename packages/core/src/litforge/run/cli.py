@@ -435,7 +435,7 @@ class LitforgeCLI(LightningCLI):
         if mismatch:  # before a resumed fit writes anything (status.json, the logs)
             raise CheckpointMismatchError(
                 f"the checkpoint {kwargs['ckpt_path']} does not fit {type(model).__name__}: "
-                f"{mismatch}; was it written by another project, or with other --model settings?"
+                f"{mismatch}; from another project, or other --model settings?"
             )
         try:
             if method == self.trainer.fit and not kwargs.get("ckpt_path"):
@@ -448,8 +448,8 @@ class LitforgeCLI(LightningCLI):
             if ckpt_path and str(err).startswith("Error(s) in loading state_dict"):
                 raise CheckpointMismatchError(
                     f"the checkpoint {ckpt_path} does not fit {type(model).__name__}: "
-                    f"{state_dict_mismatch(str(err))}; was it written by another project, or "
-                    "with other --model settings?"
+                    f"{state_dict_mismatch(str(err))}; from another project, or other --model "
+                    "settings?"
                 ) from err
             raise
 

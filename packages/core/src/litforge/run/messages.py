@@ -77,15 +77,18 @@ def state_dict_mismatch(message: str) -> str:
 
 
 def count_mismatch(missing: list[str], unexpected: list[str], shapes: list[str]) -> str:
-    """'N missing keys (a, b, c, ...), M unexpected keys (...), K of another shape (...)'."""
+    """'N missing keys (a, b, ...), M unexpected keys (...), K of another shape (...)'."""
     parts = []
-    for label, names in (("missing keys", missing), ("unexpected keys", unexpected)):
+    kinds = (
+        ("missing keys", missing),
+        ("unexpected keys", unexpected),
+        ("of another shape", shapes),
+    )
+    shown = 2 if sum(bool(names) for _, names in kinds) == 1 else 1  # the line stays short
+    for label, names in kinds:
         if names:
-            more = ", ..." if len(names) > 3 else ""
-            parts.append(f"{len(names)} {label} ({', '.join(names[:3])}{more})")
-    if shapes:
-        more = ", ..." if len(shapes) > 3 else ""
-        parts.append(f"{len(shapes)} of another shape ({', '.join(shapes[:3])}{more})")
+            more = ", ..." if len(names) > shown else ""
+            parts.append(f"{len(names)} {label} ({', '.join(names[:shown])}{more})")
     return ", ".join(parts)
 
 

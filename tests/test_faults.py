@@ -1,0 +1,169 @@
+"""Faults, round 2 (issue 28), as a user meets them: each case a real command in its own process,
+checking the exit status, the one ``error: ...`` line (under 200 characters, no traceback) and
+the run's files before and after, byte for byte. docs/runs.md, "Faults and bad input", lists
+every case with its test. Subprocess fits: slow tier."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from litforge.run.handoff import HANDOFF_ENV
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+QUIET = ["--trainer.enable_progress_bar=false", "--run.loggers=[csv]"]
+SYNTHETIC = ["-m", "litforge.testing", "fit", *QUIET]
+TEMPLATE = ["-m", "template_project", "fit", *QUIET, "--data.n_train=256", "--data.n_test=64"]
+TEMPLATE += ["--data.val_size=64"]
+
+
+def environment() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != HANDOFF_ENV}
+    env.update(OMP_NUM_THREADS="1")
+    return env
+
+
+def command(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=cwd,
+        env=environment(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def error_line(done: subprocess.CompletedProcess[str], status: int, *names: str) -> str:
+    """The one ``error:`` line of stderr (under 200 characters), after checking the status, the
+    names and that no traceback was printed."""
+    out = f"--- stdout\n{done.stdout[-3000:]}\n--- stderr\n{done.stderr[-5000:]}"
+    assert "Traceback" not in done.stdout + done.stderr, out
+    assert done.returncode == status, out
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, out
+    missing = [name for name in names if name not in errors[0]]
+    assert not missing, f"{missing} not in: {errors[0]}"
+    print(errors[0])
+    return errors[0]
+
+
+def hashes(*folders: Path) -> dict[str, str]:
+    """Every file under ``folders`` (hidden ones included) -> its sha256."""
+    return {
+        str(p): hashlib.sha256(p.read_bytes()).hexdigest()
+        for folder in folders
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def finished_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A finished template run (one epoch, tested: metrics.csv holds test rows) and a finished
+    run of the synthetic image task (another project)."""
+    root = tmp_path_factory.mktemp("runs")
+    template, synthetic = root / "template", root / "synthetic"
+    done = command(*TEMPLATE, f"--run.dir={template}", "--trainer.max_epochs=1")
+    assert done.returncode == 0, done.stderr[-3000:]
+    done = command(*SYNTHETIC, f"--run.dir={synthetic}", "--trainer.max_steps=2")
+    assert done.returncode == 0, done.stderr[-3000:]
+    return {"template": template, "synthetic": synthetic}
+
+
+def test_a_failed_resume_changes_no_file_of_any_run(finished_runs: dict[str, Path]) -> None:
+    """The printed resume command with ``--model.width=32``, and the template given the other
+    project's checkpoint: one line each, and every file of both runs (status.json,
+    csv/metrics.csv with its test rows, checkpoints, config.yaml) byte for byte as it was. The
+    checkpoint is checked against the model before anything is written."""
+    template, synthetic = finished_runs["template"], finished_runs["synthetic"]
+    before = hashes(template, synthetic)
+    assert "test/" in (template / "csv" / "metrics.csv").read_text()  # the rows at stake
+    resume = [*TEMPLATE, f"--config={template / 'config.yaml'}"]
+    resume += [f"--ckpt_path={template / 'checkpoints' / 'last.ckpt'}"]
+    line = error_line(command(*resume, "--model.width=32"), 1, "does not fit", "of another shape")
+    assert len(line) - len(resume[-1]) < 200, line  # the path is the user's
+    other = [*TEMPLATE, f"--ckpt_path={synthetic / 'checkpoints' / 'last.ckpt'}"]
+    line = error_line(command(*other), 1, str(synthetic), "missing keys", "another project")
+    assert len(line) - len(other[-1]) < 200, line
+    assert hashes(template, synthetic) == before
+    assert '"status": "finished"' in (template / "status.json").read_text()
+
+
+def test_two_writers_of_one_run_the_second_is_refused(
+    finished_runs: dict[str, Path], tmp_path: Path
+) -> None:
+    """Two resumes of one run started 0.3 s apart: one trains on (exit 0), the other is refused
+    before it writes anything, its one line naming the holder (pid, command); every step is
+    logged once, no ``best-...-v1.ckpt``; the lock is gone after."""
+    import csv
+    import shutil
+
+    run = Path(shutil.copytree(finished_runs["template"], tmp_path / "run"))
+    resume = [*TEMPLATE, f"--config={run / 'config.yaml'}", "--trainer.max_epochs=30"]
+    resume += [f"--ckpt_path={run / 'checkpoints' / 'last.ckpt'}"]
+    procs = []
+    for _ in range(2):
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, *resume],
+                cwd=REPO,
+                env=environment(),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+        time.sleep(0.3)
+    outputs = [p.communicate(timeout=300) for p in procs]
+    done = [subprocess.CompletedProcess(p.args, p.returncode, *o) for p, o in zip(procs, outputs)]
+    codes = sorted(d.returncode for d in done)
+    assert codes == [0, 1], [d.stderr[-2000:] for d in done]
+    winner = procs[[d.returncode for d in done].index(0)]
+    loser = done[[d.returncode for d in done].index(1)]
+    line = error_line(loser, 1, f"the run folder {run} is in use by process {winner.pid}")
+    assert "template_project fit" in line and len(line) - len(str(run)) < 200, line
+    assert not (run / ".lock").exists()
+    with (run / "csv" / "metrics.csv").open() as f:
+        epochs = [r["epoch"] for r in csv.DictReader(f) if r.get("val/shapes/loss/total")]
+    assert sorted(epochs, key=int) == [str(e) for e in range(30)]  # each validation once
+    assert not [p for p in (run / "checkpoints").iterdir() if "-v1" in p.name]
+
+
+def test_a_killed_writer_leaves_no_stuck_lock(tmp_path: Path) -> None:
+    """``kill -9`` of a fit that holds the lock (the OOM killer, a node lost): the lock file
+    names the dead process, and the printed resume command runs (the kernel's lock ended with
+    the process; no pid guessing)."""
+    import signal
+
+    run = tmp_path / "run"
+    args = [*SYNTHETIC, f"--run.dir={run}", "--trainer.max_epochs=50"]
+    args += ["--trainer.limit_val_batches=0", "--run.test_after_fit=false"]
+    proc = subprocess.Popen([sys.executable, *args], cwd=REPO, env=environment())
+    deadline = time.monotonic() + 120
+    last = run / "checkpoints" / "last.ckpt"
+    while not last.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert f'"pid": {proc.pid}' in (run / ".lock").read_text()  # left behind, named
+    resume = [*SYNTHETIC, f"--config={run / 'config.yaml'}", f"--ckpt_path={last}"]
+    done = command(*resume, "--trainer.max_epochs=2")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert not (run / ".lock").exists()
+
+
+def test_a_text_file_as_checkpoint_is_named(tmp_path: Path) -> None:
+    text = tmp_path / "notes.ckpt"
+    text.write_text("not a checkpoint\n")
+    done = command(*SYNTHETIC, f"--ckpt_path={text}", f"--run.root={tmp_path / 'runs'}")
+    error_line(done, 1, str(text), "is not a checkpoint")
+    assert not (tmp_path / "runs").exists()
