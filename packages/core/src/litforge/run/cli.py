@@ -46,7 +46,7 @@ from pytorch_lightning.utilities.exceptions import MisconfigurationException, SI
 
 from litforge.errors import CheckpointMismatchError, SettingError, one_line
 from litforge.run.arguments import add_run_arguments, link_shared_values
-from litforge.run.budget import BudgetGuard, fit_the_machine
+from litforge.run.budget import BudgetGuard, fit_the_machine, start_clock
 from litforge.run.checkpoint_io import AtomicCheckpointIO, with_atomic_checkpoints
 from litforge.run.checkpoints import (
     add_checkpoint_arguments,
@@ -539,6 +539,7 @@ def cli_main(
     ``cli_class``: a LitforgeCLI subclass with the project's own options; ``kwargs`` go to
     LightningCLI (``run=False``: build the model, data and trainer only)."""
     torch.set_float32_matmul_precision("high")
+    start_clock(in_process=args is not None)  # a time budget counts this command's time only
     logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(NO_TIPS)  # once: a set
     warnings.filterwarnings("ignore", message=FEW_BATCHES_WARNING)  # once: an equal one replaced
     return (cli_class or LitforgeCLI)(

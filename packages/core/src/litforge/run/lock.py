@@ -24,6 +24,9 @@ from typing import IO, Any
 from litforge.errors import LitforgeError
 
 LOCK_FILE = ".lock"
+# the open lock files of this process, by path: kept out of RunLock, which a model's copy or
+# pickle may reach through the CLI (a file object can be neither copied nor pickled)
+_HELD: dict[str, IO[str]] = {}
 
 
 class RunInUseError(LitforgeError):
@@ -58,7 +61,6 @@ class RunLock:
 
     def __init__(self, run_dir: Path) -> None:
         self.path = Path(run_dir) / LOCK_FILE
-        self._file: IO[str] | None = None
 
     def acquire(self, command: str) -> None:
         """Takes the lock for this process, ``command`` its command line (for the message)."""
@@ -93,16 +95,16 @@ class RunLock:
         }
         handle.write(json.dumps(holder) + "\n")
         handle.flush()
-        self._file = handle
+        _HELD[str(self.path)] = handle
 
     def release(self) -> None:
         """Removes the lock file and lets go (nothing when not held)."""
-        if self._file is None:
+        handle = _HELD.pop(str(self.path), None)
+        if handle is None:
             return
         self.path.unlink(missing_ok=True)  # while held: nobody else sees it half-gone
-        self._file.close()
-        self._file = None
+        handle.close()
 
     @property
     def held(self) -> bool:
-        return self._file is not None
+        return str(self.path) in _HELD
