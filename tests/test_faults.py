@@ -167,3 +167,96 @@ def test_a_text_file_as_checkpoint_is_named(tmp_path: Path) -> None:
     done = command(*SYNTHETIC, f"--ckpt_path={text}", f"--run.root={tmp_path / 'runs'}")
     error_line(done, 1, str(text), "is not a checkpoint")
     assert not (tmp_path / "runs").exists()
+
+
+def test_pictures_of_a_fit_name_their_own_epoch_and_step(tmp_path: Path) -> None:
+    """Validation pictures drawn during fit (every epoch) say the epoch and step of the weights
+    they show, those of the checkpoint written at that validation, and never "final"."""
+    import json
+
+    run = tmp_path / "run"
+    callbacks = (
+        "--trainer.callbacks=[{class_path: litforge.ConfusionMatrix, init_args: {val_every: 1}}]"
+    )
+    done = command(*TEMPLATE, f"--run.dir={run}", "--trainer.max_epochs=2", callbacks)
+    assert done.returncode == 0, done.stderr[-3000:]
+    pictures = sorted((run / "media" / "val" / "shapes" / "confusion_matrix").glob("*.json"))
+    models = [json.loads(p.read_text())["model"] for p in pictures]
+    assert [(m["epoch"], m["step"]) for m in models] == [(0, 3), (1, 6)]
+    assert all(m["checkpoint"] is None for m in models)  # the weights in training
+
+
+def test_val_size_1_is_refused_as_ambiguous(tmp_path: Path) -> None:
+    """``--data.val_size=1.0`` was read as a count of one example (which then chose the best
+    checkpoint): 1 and 1.0 read alike, so it is refused, before a run folder is made."""
+    done = command(*TEMPLATE[:-1], "--data.val_size=1.0", f"--run.root={tmp_path / 'runs'}")
+    error_line(done, 2, "--data.val_size=1", "a fraction below 1", "count of 2 or more")
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    ("spec", "names"),
+    [
+        (
+            "{class_path: litforge.Extremess}",
+            ["litforge.Extremess", "did you mean litforge.Extremes"],
+        ),
+        ("{class_path: litforge.Extremes, init_args: {kk: 3}}", ["'kk'", "did you mean k?"]),
+    ],
+)
+def test_a_wrong_class_path_or_argument_is_one_short_line(
+    spec: str, names: list[str], tmp_path: Path
+) -> None:
+    done = command(*SYNTHETIC, f"--trainer.callbacks=[{spec}]", f"--run.root={tmp_path}")
+    line = error_line(done, 2, "--trainer.callbacks", *names)
+    assert len(line) < 200, line
+
+
+def test_a_bad_sweep_file_exits_2(tmp_path: Path) -> None:
+    sweep = tmp_path / "bad.yaml"
+    sweep.write_text(
+        "metric: val/shapes/accuracy\ndirection: maximize\nn_trials: 2\n"
+        "parameters:\n  model.width: {type: int, low: 32, high: 8}\n"
+    )
+    done = command("-m", "template_project", "sweep", str(sweep), cwd=tmp_path)
+    error_line(done, 2, str(sweep), "model.width")
+
+
+def test_wandb_online_without_a_key_never_prompts_in_a_terminal(
+    tmp_path: Path, hermetic_home: Path
+) -> None:
+    """``WANDB_MODE=online`` and no key, in a terminal (a pseudo-terminal: W&B asks for a key
+    only when stdin is one): no login menu, the run trains offline and says so in one line."""
+    import pty
+
+    main, child = pty.openpty()
+    env = environment()
+    env.update(WANDB_MODE="online", HOME=str(hermetic_home))
+    args = [*SYNTHETIC[:-1], "--run.loggers=[wandb]", "--trainer.max_steps=2"]
+    proc = subprocess.Popen(
+        [sys.executable, *args, f"--run.dir={tmp_path / 'run'}"],
+        cwd=REPO,
+        env=env,
+        stdin=child,
+        stdout=child,
+        stderr=child,
+    )
+    os.close(child)
+    out = b""
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        try:
+            chunk = os.read(main, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(main)
+    status = proc.wait(timeout=30)
+    text = out.decode(errors="replace")
+    assert status == 0, text[-3000:]
+    assert "Create a W&B account" not in text and "Enter your choice" not in text
+    lines = [line for line in text.splitlines() if "W&B has no key" in line]
+    assert len(lines) == 1 and "logging offline" in lines[0], text[-3000:]
+    assert (tmp_path / "run" / "wandb").is_dir()

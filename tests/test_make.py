@@ -74,3 +74,18 @@ def test_make_test_of_a_project_selects_by_path_not_by_substring() -> None:
     shared = [i for i in ids if not i.startswith("projects/template/tests/")]
     assert shared and all(i.startswith("tests/") and "template" in i for i in shared), shared
     assert "tests/test_help.py::test_help[template_project]" in ids
+
+
+def test_data_with_spaces_is_one_argument() -> None:
+    """``make train-template DATA='/tmp/a b/c'``: the path reaches ``--data.root`` whole."""
+    import shlex
+
+    dry = subprocess.run(
+        ["make", "-n", "train-template", "DATA=/tmp/a b/c"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    line = next(line for line in dry.stdout.splitlines() if " fit " in line)
+    assert "--data.root=/tmp/a b/c" in shlex.split(line)

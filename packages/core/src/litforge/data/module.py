@@ -172,6 +172,11 @@ class ArrayDataModule(pl.LightningDataModule):
         """The number of classes (from the class names of the training set)."""
         if self.class_names is None:
             raise ValueError(f"{type(self).__name__}: the data has no class names")
+        if len(self.class_names) < 2:  # TorchMetrics would refuse it in 60 lines
+            raise DataError(
+                f"{type(self).__name__}: the training data holds {len(self.class_names)} class "
+                f"({', '.join(map(str, self.class_names))}): a classifier needs at least 2"
+            )
         return len(self.class_names)
 
     @property

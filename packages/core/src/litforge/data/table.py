@@ -64,6 +64,7 @@ def read_table(
     if not path.is_file():
         raise DataError(f"no table at {path} (a CSV or TSV file with a header line)")
     sep = delimiter or ("\t" if path.suffix.lower() in (".tsv", ".tab") else ",")
+    check_utf8(path)
     with path.open(newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f, delimiter=sep)
         header = next(reader, None)
@@ -177,3 +178,17 @@ def _sorted_names(names: set[str]) -> tuple[str, ...]:
 def _list(names: Sequence[str], limit: int = 12) -> str:
     shown = ", ".join(names[:limit])
     return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
+
+
+def check_utf8(path: Path) -> None:
+    """A table must be UTF-8: DataError naming the file, the line and the byte that is not (a
+    Latin-1 or Windows-1252 export), instead of a UnicodeDecodeError that names neither."""
+    raw = path.read_bytes()
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise DataError(
+            f"{path}:{line}: byte 0x{raw[err.start]:02x} is not UTF-8 (a Latin-1 or Windows "
+            "export?): save the file as UTF-8, e.g. iconv -f latin1 -t utf-8"
+        ) from None

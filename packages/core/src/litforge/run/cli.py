@@ -64,6 +64,7 @@ from litforge.run.messages import (
     check_ckpt_path,
     check_top_level_optimizer,
     checkpoint_mismatch,
+    class_path_problem,
     did_you_mean,
     foreign_config,
     quiet_checkpoint_warnings,
@@ -220,6 +221,7 @@ class LitforgeCLI(LightningCLI):
                 bad_yaml(argv)
                 or unknown_subcommand(str(err))
                 or restricted_value(one_line(str(err)))
+                or class_path_problem(one_line(str(err)))
                 or foreign_config(argv, self.project, self.model_class, self.datamodule_class)
                 or one_line(str(err), limit=600)
             )

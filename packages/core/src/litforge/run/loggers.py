@@ -170,9 +170,11 @@ def wandb_has_credentials() -> bool:
 
 
 def wandb_offline() -> bool:
-    """Offline unless W&B credentials exist; WANDB_MODE, when set, decides."""
+    """Offline unless W&B credentials exist; WANDB_MODE, when set, decides, except that
+    ``online`` without credentials is offline too: W&B would stop at its login prompt (in a
+    terminal) and wait for a key (``make_loggers`` says so in one line)."""
     mode = os.environ.get("WANDB_MODE")
-    if mode:
+    if mode and mode != "online":
         return mode in ("offline", "dryrun", "disabled")
     return not wandb_has_credentials()
 
@@ -208,6 +210,11 @@ def make_loggers(
             loggers.append(TensorBoardLogger(run_dir, name="tensorboard", version="", **purge))
         elif name == "wandb":
             offline = wandb_offline()
+            if offline and os.environ.get("WANDB_MODE") == "online":
+                rank_zero_warn(
+                    "WANDB_MODE=online, but W&B has no key (WANDB_API_KEY, or wandb login): "
+                    f"logging offline, to upload later: wandb sync {run_dir}/wandb"
+                )
             if log_model and offline:
                 rank_zero_warn(
                     "--run.wandb_log_model: W&B is offline, so checkpoints are not uploaded "

@@ -129,6 +129,36 @@ def checkpoint_mismatch(model: Any, ckpt_path: str | None) -> str | None:
     return count_mismatch(missing, unexpected, shapes)
 
 
+def class_path_problem(message: str) -> str | None:
+    """jsonargparse's error for a ``class_path`` that names no class, or an ``init_args`` key
+    its class does not take (some 600 characters: every Union subtype it tried), as one short
+    line: the key, the class and what is wrong, with the closest real name."""
+    import importlib
+
+    key = re.search(r'Parser key "([^"]+)"', message)
+    found = re.search(r"Problem with given class_path '([^']+)': (.*?)(?: - |$)", message)
+    if not found:
+        return None
+    where = f"--{key.group(1)}: " if key else ""
+    path, problem = found.group(1), found.group(2).strip()
+    module_name, _, name = path.rpartition(".")
+    option = re.search(r"Option '([^']+)' is not accepted", problem)
+    try:
+        module = importlib.import_module(module_name) if module_name else None
+    except ImportError:
+        return f"{where}class_path {path}: no module {module_name}"
+    if option and module is not None and hasattr(module, name):
+        takes = sorted(init_parameters(getattr(module, name)))
+        close = difflib.get_close_matches(option.group(1), takes, n=1)
+        hint = f"; did you mean {close[0]}?" if close else f" (it takes {', '.join(takes[:8])})"
+        return f"{where}{path} takes no argument {option.group(1)!r}{hint}"
+    if module is not None and not hasattr(module, name):
+        close = difflib.get_close_matches(name, [n for n in dir(module) if n[:1].isupper()], n=1)
+        hint = f"; did you mean {module_name}.{close[0]}?" if close else ""
+        return f"{where}class_path {path}: {module_name} has no {name}{hint}"
+    return f"{where}class_path {path}: {one_line(problem, limit=120)}"
+
+
 def config_files(argv: list[str]) -> list[str]:
     """The files given with --config / -c in ``argv``."""
     files = []
