@@ -191,7 +191,7 @@ def test_val_size_1_is_refused_as_ambiguous(tmp_path: Path) -> None:
     checkpoint): 1 and 1.0 read alike, so it is refused, before a run folder is made."""
     done = command(*TEMPLATE[:-1], "--data.val_size=1.0", f"--run.root={tmp_path / 'runs'}")
     error_line(done, 2, "--data.val_size=1", "a fraction below 1", "count of 2 or more")
-    assert not (tmp_path / "runs").exists()
+    assert not list((tmp_path / "runs").glob("*/*"))  # no run folder
 
 
 @pytest.mark.parametrize(
@@ -260,3 +260,39 @@ def test_wandb_online_without_a_key_never_prompts_in_a_terminal(
     lines = [line for line in text.splitlines() if "W&B has no key" in line]
     assert len(lines) == 1 and "logging offline" in lines[0], text[-3000:]
     assert (tmp_path / "run" / "wandb").is_dir()
+
+
+PROBES = REPO / "packages" / "core" / "tests"  # fault_probes.py
+
+
+def probed(*args: str) -> subprocess.CompletedProcess[str]:
+    env = environment()
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [env.get("PYTHONPATH"), str(PROBES)]))
+    return subprocess.run(
+        [sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_a_full_disk_while_a_checkpoint_is_written(tmp_path: Path) -> None:
+    """ENOSPC while a checkpoint is written (injected where the bytes are written: no tmpfs can
+    be mounted here), after one epoch: one line naming the file, exit status 1, the previous
+    last.ckpt byte for byte as it was, no temporary file left."""
+    run = tmp_path / "run"
+    probe = "--trainer.callbacks+={class_path: fault_probes.FullDiskAt, init_args: {step: 8}}"
+    keep = "--trainer.callbacks+={class_path: fault_probes.KeepLastAt, init_args: {step: 7}}"
+    done = probed(*SYNTHETIC, f"--run.dir={run}", "--trainer.max_epochs=3", keep, probe)
+    line = error_line(done, 1, "could not write the checkpoint", "No space left on device")
+    assert "the previous" in line and len(line) - len(str(run)) < 200, line
+    kept = (run / "kept.ckpt").read_bytes()
+    assert (run / "checkpoints" / "last.ckpt").read_bytes() == kept
+    assert not list((run / "checkpoints").glob(".*.tmp"))
+
+
+def test_the_run_folder_deleted_while_training(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    probe = (
+        "--trainer.callbacks+={class_path: fault_probes.DeleteRunFolderAt, init_args: {step: 8}}"
+    )
+    done = probed(*SYNTHETIC, f"--run.dir={run}", "--trainer.max_epochs=3", probe)
+    error_line(done, 1, f"the run folder {run} is gone", "start the run again")
+    assert "Warning" not in done.stderr and not run.exists()

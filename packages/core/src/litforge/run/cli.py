@@ -508,7 +508,7 @@ class LitforgeCLI(LightningCLI):
 
     def _end_status(self, error: BaseException | None) -> None:
         """Writes the end of the command to status.json: finished, interrupted or failed."""
-        if self._status is None:
+        if self._status is None or not self.run_dir.is_dir():  # none, or the folder deleted
             return
         trainer = getattr(self, "trainer", None)
         outcome = outcome_of(error, trainer.state.status if trainer is not None else None)
