@@ -539,6 +539,7 @@ def test_prepare_command_line_error_names_the_file(tmp_path: Path) -> None:
     assert f"error: cannot decode image {bad}" in out and "Traceback" not in out
 
 
+@pytest.mark.slow
 def test_a_chunk_deleted_after_prepare_is_named_and_written_again(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
