@@ -16,7 +16,7 @@ from litforge.data.split import count
 from litforge.data.table import read_table
 from litforge.errors import DataError, SettingError
 from litforge.run.lock import RunInUseError, RunLock
-from litforge.run.messages import class_path_problem
+from litforge.run.messages import bad_yaml, class_path_problem, union_problem
 
 
 def test_a_latin_1_table_is_named_with_its_line(tmp_path: Path) -> None:
@@ -72,4 +72,18 @@ def test_class_path_messages_are_short() -> None:
     assert line == (
         "--trainer.callbacks: class_path litforge.Extremess: litforge has no Extremess; "
         "did you mean litforge.Extremes?"
+    )
+
+
+def test_a_value_of_the_wrong_type_is_one_short_line(tmp_path: Path) -> None:
+    jsonargparse = (
+        'Parser key "trainer.max_epochs": Does not validate against any of the Union subtypes '
+        "Subtypes: [<class 'int'>, <class 'NoneType'>] Errors: - Expected a <class 'int'> - "
+        "Expected a <class 'NoneType'> Given value type: <class 'str'> Given value: 1.5"
+    )
+    assert union_problem(jsonargparse) == "--trainer.max_epochs=1.5: expected int or null"
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("# nothing yet\n")
+    assert bad_yaml(["fit", f"--config={empty}"]) == (
+        f"the config file {empty} is empty: give settings (key: value), or leave it out"
     )

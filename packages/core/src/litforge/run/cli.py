@@ -70,6 +70,7 @@ from litforge.run.messages import (
     quiet_checkpoint_warnings,
     restricted_value,
     state_dict_mismatch,
+    union_problem,
     unknown_subcommand,
 )
 from litforge.run.outputs import print_summary, save_predictions, write_results
@@ -222,6 +223,7 @@ class LitforgeCLI(LightningCLI):
                 or unknown_subcommand(str(err))
                 or restricted_value(one_line(str(err)))
                 or class_path_problem(one_line(str(err)))
+                or union_problem(one_line(str(err)))
                 or foreign_config(argv, self.project, self.model_class, self.datamodule_class)
                 or one_line(str(err), limit=600)
             )

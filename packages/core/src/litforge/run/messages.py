@@ -175,12 +175,30 @@ def bad_yaml(argv: list[str]) -> str | None:
     for name in config_files(argv):
         try:
             with open(name) as f:
-                yaml.safe_load(f)
+                loaded = yaml.safe_load(f)
         except yaml.YAMLError as err:
             return f"the config file {name} is not valid YAML: {one_line(str(err))}"
         except OSError:
             continue  # jsonargparse's own message says it
+        if loaded is None:  # jsonargparse: "Unexpected config:"
+            return f"the config file {name} is empty: give settings (key: value), or leave it out"
     return None
+
+
+def union_problem(message: str) -> str | None:
+    """jsonargparse's 300-character "Does not validate against any of the Union subtypes" for a
+    plain value of the wrong type, as '--key=value: expected int or null'."""
+    found = re.search(
+        r'Parser key "([^"]+)": Does not validate against any of the Union subtypes '
+        r"Subtypes: \[([^\]]*)\].*Given value: (.*?)$",
+        message,
+    )
+    if not found or "class_path" in message:
+        return None
+    key, subtypes, value = found.groups()
+    names = re.findall(r"<class '([\w.]+)'>", subtypes) or [subtypes]
+    names = ["null" if n == "NoneType" else n.rsplit(".", 1)[-1] for n in names]
+    return f"--{key}={value.strip()}: expected {' or '.join(names)}"
 
 
 def did_you_mean(message: str, parser: Any, subcommand: str | None) -> str:
