@@ -296,3 +296,29 @@ def test_the_run_folder_deleted_while_training(tmp_path: Path) -> None:
     done = probed(*SYNTHETIC, f"--run.dir={run}", "--trainer.max_epochs=3", probe)
     error_line(done, 1, f"the run folder {run} is gone", "start the run again")
     assert "Warning" not in done.stderr and not run.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "names"),
+    [
+        (["--seed_everything=-1"], ["--seed_everything=-1", "0 to 2**32 - 1"]),  # a traceback
+        (["--trainer.max_epochs=1.5"], ["--trainer.max_epochs=1.5: expected int or null"]),
+        (["--config={empty}"], ["{empty} is empty"]),  # "Unexpected config:"
+    ],
+)
+def test_more_bad_values_are_one_short_line(
+    args: list[str], names: list[str], tmp_path: Path
+) -> None:
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    args = [a.format(empty=empty) for a in args]
+    done = command(*SYNTHETIC, *args, f"--run.root={tmp_path / 'runs'}")
+    line = error_line(done, 2, *[n.format(empty=empty) for n in names])
+    assert len(line) - len(str(empty)) < 200, line
+    assert not list((tmp_path / "runs").glob("*/*"))
+
+
+def test_runs_of_a_folder_that_is_not_there(tmp_path: Path) -> None:
+    """``runs --dir`` with a typo said "no runs in ..." with exit status 0."""
+    done = command("-m", "litforge.testing", "runs", "--dir", str(tmp_path / "nowhere"))
+    error_line(done, 2, f"--dir {tmp_path / 'nowhere'}: no such folder")

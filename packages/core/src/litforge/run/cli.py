@@ -237,6 +237,11 @@ class LitforgeCLI(LightningCLI):
         # before LightningCLI reads the checkpoint (for hyperparameters), and anything is written
         sub = self.config.get("subcommand")
         check_ckpt_path((self.config[sub] if sub else self.config).get("ckpt_path"))
+        seed = (self.config[sub] if sub else self.config).get("seed_everything")
+        if isinstance(seed, int) and not isinstance(seed, bool) and not 0 <= seed < 2**32:
+            # Lightning's seed_everything raises it as a traceback, after the parse
+            print(f"error: --seed_everything={seed}: a seed from 0 to 2**32 - 1", file=sys.stderr)
+            raise SystemExit(2)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         add_run_arguments(
