@@ -304,6 +304,7 @@ def test_the_run_folder_deleted_while_training(tmp_path: Path) -> None:
         (["--seed_everything=-1"], ["--seed_everything=-1", "0 to 2**32 - 1"]),  # a traceback
         (["--trainer.max_epochs=1.5"], ["--trainer.max_epochs=1.5: expected int or null"]),
         (["--config={empty}"], ["{empty} is empty"]),  # "Unexpected config:"
+        (["--trainer.max_steps=0"], ["--trainer.max_steps=0: fit would train nothing"]),  # exit 0
     ],
 )
 def test_more_bad_values_are_one_short_line(

@@ -63,6 +63,7 @@ from litforge.run.messages import (
     bad_yaml,
     check_ckpt_path,
     check_top_level_optimizer,
+    check_trains_something,
     checkpoint_mismatch,
     class_path_problem,
     did_you_mean,
@@ -255,6 +256,8 @@ class LitforgeCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
         check_top_level_optimizer(config, self._module())  # before anything is written
+        if self.subcommand == "fit":
+            check_trains_something(config.trainer)
         run = config.run
         fit = self.subcommand == "fit"
         inherited = inherited_run_dir()  # a DDP child: its launching rank's (litforge.run.handoff)

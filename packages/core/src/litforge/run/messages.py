@@ -304,6 +304,16 @@ def check_top_level_optimizer(config: Any, module: str) -> None:
         )
 
 
+def check_trains_something(trainer: Any) -> None:
+    """Refuses a fit of ``--trainer.max_steps=0`` or ``--trainer.max_epochs=0``: Lightning
+    trains nothing, and the run then tests the weights as built, exit status 0."""
+    for key in ("max_steps", "max_epochs"):
+        if trainer.get(key) == 0:
+            raise SettingError(
+                f"--trainer.{key}=0: fit would train nothing; give a count above 0 (-1: no limit)"
+            )
+
+
 # What Lightning warns of when a validate, test or predict loads a fit's checkpoint: the fit's
 # callbacks (checkpoints, interrupt saving, random state) are not needed to evaluate it.
 EVALUATE_WARNINGS = (
