@@ -30,7 +30,7 @@ from litforge.errors import LitforgeError
 TMP_SUFFIX = ".tmp"
 
 
-class StorageError(LitforgeError):
+class StorageError(LitforgeError, OSError):
     """A checkpoint could not be written: the disk is full, the run folder was deleted, ...;
     the message names the file and says what is kept."""
 
