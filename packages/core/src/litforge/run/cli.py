@@ -34,12 +34,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from jsonargparse import ArgumentError
-from pytorch_lightning.callbacks import (
-    LambdaCallback,
-    ModelCheckpoint,
-    ProgressBar,
-    TQDMProgressBar,
-)
+from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar, TQDMProgressBar
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
 from pytorch_lightning.utilities.exceptions import MisconfigurationException, SIGTERMException
@@ -75,7 +70,7 @@ from litforge.run.messages import (
     unknown_subcommand,
 )
 from litforge.run.outputs import print_summary, save_predictions, write_results
-from litforge.run.resume import OptimizerSettings, RngState, requeued_checkpoint
+from litforge.run.resume import OptimizerSettings, ResumedStatus, RngState, requeued_checkpoint
 from litforge.run.rundir import (
     RunConfigSaver,
     check_no_run_in,
@@ -349,8 +344,10 @@ class LitforgeCLI(LightningCLI):
             # restore from the given checkpoint would warn that its dirpath has changed
             kwargs["enable_checkpointing"] = False
         callbacks = [*as_list(trainer_config.get("callbacks")), *added]
+        self._resumed_status = None
         if getattr(self, "_status_pending", False):  # status.json of a resume: when it trains
-            callbacks.append(LambdaCallback(on_train_start=self._start_resumed_status))
+            self._resumed_status = ResumedStatus(self.run_dir)
+            callbacks.append(self._resumed_status)
         try:
             trainer = super().instantiate_trainer(
                 logger=loggers or False, callbacks=callbacks, **kwargs
@@ -500,10 +497,6 @@ class LitforgeCLI(LightningCLI):
     def after_predict(self) -> None:
         self._summary()
 
-    def _start_resumed_status(self, *_: Any) -> None:
-        self._status_pending = False
-        self._status = start_status(self.run_dir, "fit", resuming=True)
-
     def _forget_run_dir(self) -> None:
         """Removes the run folder this command made, if it holds nothing but its status.json:
         a setting refused before the work began (exit status 2) leaves no run behind."""
@@ -518,6 +511,9 @@ class LitforgeCLI(LightningCLI):
 
     def _end_status(self, error: BaseException | None) -> None:
         """Writes the end of the command to status.json: finished, interrupted or failed."""
+        resumed = getattr(self, "_resumed_status", None)
+        if self._status is None and resumed is not None:
+            self._status = resumed.status  # a resumed fit's, once it trained (ResumedStatus)
         if self._status is None or not self.run_dir.is_dir():  # none, or the folder deleted
             return
         trainer = getattr(self, "trainer", None)
