@@ -51,7 +51,9 @@ CIFAR10 += ["--trainer.fast_dev_run=true", "--data.batch_size=50"]
 
 def command(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != HANDOFF_ENV}
-    env.update(OMP_NUM_THREADS="1", PYTHONPATH=str(PROBES), no_proxy="127.0.0.1,localhost")
+    # the probes, and a PYTHONPATH already set (a checkout of core other than the installed one)
+    path = os.pathsep.join(filter(None, [str(PROBES), env.get("PYTHONPATH")]))
+    env.update(OMP_NUM_THREADS="1", PYTHONPATH=path, no_proxy="127.0.0.1,localhost")
     env.update(NO_PROXY="127.0.0.1,localhost", LITFORGE_CACHE=str(Path(env["HOME"]) / "cache"))
     return subprocess.run(
         [sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=180
