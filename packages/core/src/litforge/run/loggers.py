@@ -3,7 +3,9 @@ TensorBoard and CSV, all writing inside the run folder.
 
 A resumed run appends to its CSV and TensorBoard logs, from the checkpoint's step: what the
 stopped run logged after its checkpoint (up to a ``kill -9``, the CSV is flushed every 100
-steps, TensorBoard as it goes) is dropped first, since the resumed run logs those steps again.
+steps, TensorBoard as it goes) is dropped, since the resumed run logs those steps again: from
+metrics.csv when the resumed run first writes to it, so that a resume that fails before it
+trains leaves the file as it was.
 """
 
 from __future__ import annotations
