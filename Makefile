@@ -59,8 +59,8 @@ test-all: _venv ## every test, the slow ones too (DDP, signals, real data): what
 test-dirs: ## the test folders, one a line: one CI job each (.github/workflows/ci.yml)
 	@printf '%s\n' $(TEST_DIRS)
 
-test-%: _venv ## run the tests whose names match a pattern: make test-extremes
-	$(TEST_ENV) $(PY) -m pytest -q $(TEST_DIRS) -k "$*"
+test-%: _venv ## a project's tests and the shared ones for it (make test-cifar10; by path), else those whose names match: make test-extremes
+	$(TEST_ENV) $(PY) -m pytest -q $(if $(wildcard projects/$*/.),$(wildcard projects/$*/tests) tests --project="$*",$(TEST_DIRS) -k "$*")
 
 test-pdb-%: _venv ## the same, stopping in the debugger at the first failure
 	$(PY) -m pytest -q $(TEST_DIRS) -k "$*" --pdb -p no:xdist
@@ -81,11 +81,11 @@ style: _venv ## format and fix what can be fixed automatically
 # reads (its input argument is named root: docs/tasks/index.md).
 train-%: _venv ## train a project: make train-cifar10 [DATA=folder or file: --data.root] [ARGS="..."]
 	@if [ ! -f projects/$*/pyproject.toml ]; then echo "error: no project '$*'; projects: $(PROJECTS)" >&2; exit 2; fi
-	$(PY) -m $$(basename $$(dirname $$(ls projects/$*/src/*/__main__.py))) fit $(if $(DATA),--data.root=$(DATA)) $(ARGS)
+	$(PY) -m $$(basename $$(dirname $$(ls projects/$*/src/*/__main__.py))) fit $(if $(DATA),--data.root='$(DATA)') $(ARGS)
 
 prepare-%: _venv ## write a project's data as chunks for --data.stream=true, once: make prepare-cifar10 [DATA=...] [ARGS="..."] (docs/data.md)
 	@if [ ! -f projects/$*/pyproject.toml ]; then echo "error: no project '$*'; projects: $(PROJECTS)" >&2; exit 2; fi
-	$(PY) -m $$(basename $$(dirname $$(ls projects/$*/src/*/__main__.py))) prepare $(if $(DATA),--data.root=$(DATA)) $(ARGS)
+	$(PY) -m $$(basename $$(dirname $$(ls projects/$*/src/*/__main__.py))) prepare $(if $(DATA),--data.root='$(DATA)') $(ARGS)
 
 runs-%: _venv ## list a project's runs: status, time, differing settings, metrics, runs.csv [ARGS="--plot KEY"]
 	@if [ ! -f projects/$*/pyproject.toml ]; then echo "error: no project '$*'; projects: $(PROJECTS)" >&2; exit 2; fi
@@ -114,10 +114,10 @@ new-project: _venv ## new task from projects/template (copy, rename, register, i
 	$(PY) -m pytest -q projects/$(NAME)/tests
 
 bench: _venv ## benchmarks: (a) Trainer vs raw loop, (b) device augmentation vs DataLoader, (c) time to accuracy, (d) budget vs airbench94 [DATA=...] [ARGS="--only d"]
-	$(PY) -m cifar10_demo.bench $(if $(DATA),--data $(DATA)) $(ARGS)
+	$(PY) -m cifar10_demo.bench $(if $(DATA),--data '$(DATA)') $(ARGS)
 
 bench-gpu: _venv ## the GPU benchmark: 10 seeds of the GPU recipe (time, accuracy, peak memory), Trainer vs raw [DATA=...]
-	$(PY) -m cifar10_demo.bench_gpu $(if $(DATA),--data $(DATA)) $(ARGS)
+	$(PY) -m cifar10_demo.bench_gpu $(if $(DATA),--data '$(DATA)') $(ARGS)
 
 .PHONY: bench-diagnostics diagnostics-images
 bench-diagnostics: _venv ## fit time with and without the diagnostics, side by side, as a ratio (not a test) [ARGS="--tasks template --rounds 5"]

@@ -15,6 +15,12 @@ another set-up says so with ``monkeypatch.setenv``. ``WANDB_*`` variables that a
 behind (Lightning's offline WandbLogger sets ``WANDB_MODE=dryrun`` in the process) are removed
 after it. ``hermetic_home`` is the test's HOME.
 
+``--project NAME`` (``make test-NAME`` for a folder ``projects/NAME``): the tests of that project
+and the shared ones that concern it, chosen by path, not by a substring of test names (a project
+named ``load`` would match every test with "load" in its name): a test under
+``projects/NAME/``, or one of another folder parametrized by a path under ``projects/NAME/`` or
+by its package name (``tests/test_configs.py``'s configs, ``tests/test_help.py``'s packages).
+
 ``tiny_image_folder`` (session): a CIFAR-10-shaped image folder written by
 ``litforge.testing.write_image_folder``: ``train/`` and ``test/``, 10 classes
 (``class0`` .. ``class9``), 20 and 5 PNGs of 32 x 32 per class, learnable in a few epochs.
@@ -29,6 +35,7 @@ from pathlib import Path
 
 import pytest
 
+REPO = Path(__file__).resolve().parent
 XDG_FOLDERS = ("XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME")
 
 
@@ -69,3 +76,38 @@ def tiny_image_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from litforge.testing import write_image_folder
 
     return write_image_folder(tmp_path_factory.mktemp("tiny-image-folder"))
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--project",
+        default=None,
+        help="only the tests of projects/<NAME> and the shared tests that concern it",
+    )
+
+
+def concerns(item: pytest.Item, project: Path, packages: set[str]) -> bool:
+    """Whether ``item`` is a test of ``project`` or a shared test run for it (a parameter that is
+    a path inside it, or the name of one of its packages)."""
+    if project in Path(item.path).parents:
+        return True
+    callspec = getattr(item, "callspec", None)
+    for value in callspec.params.values() if callspec else ():
+        if isinstance(value, Path) and project in value.resolve().parents:
+            return True
+        if isinstance(value, str) and value in packages:
+            return True
+    return False
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    name = config.getoption("--project")
+    if not name:
+        return
+    project = REPO / "projects" / name
+    if not project.is_dir():
+        raise pytest.UsageError(f"--project {name}: no folder {project}")
+    packages = {p.parent.name for p in project.glob("src/*/__init__.py")}
+    kept = [item for item in items if concerns(item, project, packages)]
+    config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+    items[:] = kept

@@ -37,12 +37,14 @@ from typing import Any
 TEMPLATE = "template"  # the folder under projects/ and the project name of its runs
 TEMPLATE_PACKAGE = "template_project"
 TEMPLATE_DIST = "litforge-template"
-# The README's first sentence, which only the template can say of itself, and what a new
-# project's README says instead (the rest of the README reads right once renamed).
+# The README's first paragraph, which only the template can say of itself (from this sentence
+# to the blank line: its shapes, its timing), and what a new project's README says instead
+# (the rest of the README reads right once renamed).
 TEMPLATE_INTRO = "The smallest complete litforge task, and the starting point of new ones."
 PROJECT_INTRO = (
     "A litforge task, started from `projects/template` by `make new-project`; until you change\n"
-    "it, it does what the template does."
+    "it, it does what the template does. Say here what it learns, from which data, and what a\n"
+    "good result is."
 )
 # The template's sweep files begin with a comment about the template (its data, its timing);
 # a new project's copy begins with this instead, up to the comment's line starting SWEEP_KEPT.
@@ -287,7 +289,12 @@ def rewrite_readme(dest: Path) -> None:
     readme = dest / "README.md"
     if readme.is_file():
         text = readme.read_text(encoding="utf-8")
-        readme.write_text(text.replace(TEMPLATE_INTRO, PROJECT_INTRO, 1), encoding="utf-8")
+        start = text.find(TEMPLATE_INTRO)
+        if start < 0:
+            return
+        end = text.find("\n\n", start)
+        end = len(text) if end < 0 else end
+        readme.write_text(text[:start] + PROJECT_INTRO + text[end:], encoding="utf-8")
 
 
 def rewrite_sweeps(dest: Path, name: str) -> None:

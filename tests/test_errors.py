@@ -51,11 +51,9 @@ CIFAR10 += ["--trainer.fast_dev_run=true", "--data.batch_size=50"]
 
 def command(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != HANDOFF_ENV}
-    env.update(
-        OMP_NUM_THREADS="1",
-        PYTHONPATH=os.pathsep.join(filter(None, [str(PROBES), os.environ.get("PYTHONPATH")])),
-        no_proxy="127.0.0.1,localhost",
-    )
+    # the probes, and a PYTHONPATH already set (a checkout of core other than the installed one)
+    path = os.pathsep.join(filter(None, [str(PROBES), env.get("PYTHONPATH")]))
+    env.update(OMP_NUM_THREADS="1", PYTHONPATH=path, no_proxy="127.0.0.1,localhost")
     env.update(NO_PROXY="127.0.0.1,localhost", LITFORGE_CACHE=str(Path(env["HOME"]) / "cache"))
     return subprocess.run(
         [sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=180
@@ -329,17 +327,17 @@ def test_a_resume_that_fails_changes_no_file_of_the_run(
 ) -> None:
     """The printed resume command with a wrong value added, twice: a checkpoint of another
     width (fails when the checkpoint is loaded) and a batch of 0 (fails when the data module
-    is built). Neither rewrites config.yaml (the printed command keeps working), the checkpoint
-    or the CSV log; status.json records the failed attempt."""
+    is built). Neither changes a file of the run: config.yaml (the printed command keeps
+    working), the checkpoint, the CSV log, status.json."""
     run = Path(shutil.copytree(synthetic_checkpoint.parent.parent, tmp_path / "run"))
-    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != "status.json"}
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
     assert run / "config.yaml" in before and run / "checkpoints" / "last.ckpt" in before
     # the printed command: the run's folder is the checkpoint's
     resume = [*SYNTHETIC, f"--config={run / 'config.yaml'}"]
     resume += [f"--ckpt_path={run / 'checkpoints' / 'last.ckpt'}"]
     error_line(command(*resume, "--model.width=32"), 1, "does not fit", "--model settings")
     error_line(command(*resume, "--data.batch_size=0"), 2, "--data.batch_size=0")
-    after = {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != "status.json"}
+    after = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
     assert after.keys() == before.keys()
     assert [p for p in before if before[p] != after[p]] == []
     assert command(*resume).returncode == 0  # the printed command still resumes

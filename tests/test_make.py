@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -46,3 +47,45 @@ def test_a_folder_whose_tests_are_not_selected_fails(tmp_path: Path) -> None:
     done = make_test(folder)
     assert done.returncode != 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert f"error: pytest selected no test in {folder}, which has test files" in done.stderr
+
+
+@pytest.mark.slow
+def test_make_test_of_a_project_selects_by_path_not_by_substring() -> None:
+    """``make test-template`` runs ``projects/template/tests`` and the shared tests run for
+    template's files (its configs, sweeps, ``--help``), chosen by path (``--project``, root
+    conftest.py): no test of core or of another project whose name holds "template" (a project
+    named ``load`` ran 31 tests of other packages by ``-k load``)."""
+    pytest_ = [sys.executable, "-m", "pytest", "-q", "--collect-only", "-p", "no:xdist"]
+    dry = subprocess.run(
+        ["make", "-n", "test-template"], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    assert 'projects/template/tests tests --project="template"' in dry.stdout
+    assert "-k" not in dry.stdout.split("pytest", 1)[1]
+    done = subprocess.run(
+        [*pytest_, "projects/template/tests", "tests", "--project=template"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    ids = [line for line in done.stdout.splitlines() if "::" in line]
+    assert done.returncode == 0 and ids, done.stdout[-3000:]
+    assert any(i.startswith("projects/template/tests/") for i in ids)
+    shared = [i for i in ids if not i.startswith("projects/template/tests/")]
+    assert shared and all(i.startswith("tests/") and "template" in i for i in shared), shared
+    assert "tests/test_help.py::test_help[template_project]" in ids
+
+
+def test_data_with_spaces_is_one_argument() -> None:
+    """``make train-template DATA='/tmp/a b/c'``: the path reaches ``--data.root`` whole."""
+    import shlex
+
+    dry = subprocess.run(
+        ["make", "-n", "train-template", "DATA=/tmp/a b/c"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    line = next(line for line in dry.stdout.splitlines() if " fit " in line)
+    assert "--data.root=/tmp/a b/c" in shlex.split(line)

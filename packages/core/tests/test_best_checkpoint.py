@@ -175,6 +175,7 @@ def test_wandb_log_model_only_online_and_best_from_the_monitored_checkpoint(
     (offline,) = make_loggers(["wandb"], tmp_path, "p", log_model=True)
     assert isinstance(offline, CheckpointWandbLogger) and offline._log_model is False
     monkeypatch.setenv("WANDB_MODE", "online")  # nothing is sent before the run starts
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)  # online needs a key (no login prompt)
     (online,) = make_loggers(["wandb"], tmp_path, "p", log_model="all")
     assert online._log_model == "all"
 

@@ -31,8 +31,9 @@ EPOCH_STEPS = 6  # 320 rows, 15% val, 20% test: 208 training rows, batch 32, dro
 
 
 def budget_leaving(seconds: float) -> float:
-    """A budget that leaves about ``seconds`` to measure, train and test after its margins."""
-    return (process_age() + seconds + budget.MARGIN_S) / (1 - budget.MARGIN_FRACTION)
+    """A budget that leaves about ``seconds`` to measure, train and test after its margins (a
+    command run inside pytest counts its time from its own start, not the process's)."""
+    return (seconds + budget.MARGIN_S) / (1 - budget.MARGIN_FRACTION)
 
 
 def saved_config(cli: Any) -> dict[str, Any]:
@@ -278,3 +279,31 @@ def test_ddp_children_train_the_parents_plan(tmp_path: Path) -> None:
     results = json.loads((run_dir / "results.json").read_text())
     assert config["trainer"]["max_steps"] > 0  # the plan, saved
     assert results["step"] <= ranks[0]["global_step"]  # the best checkpoint's step
+
+
+@pytest.mark.slow
+def test_a_budget_run_ends_on_a_validated_step_whatever_the_process_age(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A project's tests run its command inside pytest, whose process is minutes old: the
+    budget counts this command's time, not the process's (it said "194.7 s are gone
+    already"). The run's last step is validated, wherever in an epoch the plan ends (Lightning
+    validates nothing at a step count reached mid-epoch), and the test scores a checkpoint of
+    a validated step: here the last one, or a better earlier one."""
+    import csv
+
+    monkeypatch.setattr(budget, "_since_process_start", lambda: 500.0)  # an old process
+    cli = testing.train(
+        regression.main, tmp_path, "fit", "--run.time_budget=12", "--run.loggers=[csv]"
+    )
+    assert cli._plan is not None and cli._plan.elapsed_s < 100  # the command's own clock
+    last = cli.trainer.global_step
+    assert last == cli.trainer.max_steps
+    with (cli.run_dir / "csv" / "metrics.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    validated = {int(r["step"]) for r in rows if r.get("val/rows/mse")}
+    assert max(validated) in (last - 1, last), (sorted(validated), last, EPOCH_STEPS)
+    scored = json.loads((cli.run_dir / "results.json").read_text())
+    assert scored["step"] in {s + (last - max(validated)) for s in validated}
+    budget.start_clock(in_process=False)
+    assert budget.process_age() == 500.0  # a command of its own counts from its process start

@@ -309,3 +309,40 @@ def test_real_cifar10_jpeg_test_split(tmp_path: Path) -> None:
     assert arrays.images.dtype == torch.uint8
     assert torch.bincount(arrays.labels).tolist() == [1000] * 10
     assert 80 < arrays.images.float().mean().item() < 160
+
+
+def test_images_are_read_as_they_look(tmp_path: Path, cache: Path) -> None:
+    """A 16-bit grayscale PNG (values 138..65480) is scaled to 8 bits by its depth (x / 257),
+    not clipped to white; a JPEG whose EXIF orientation says "turn 90 degrees" is read turned,
+    as a viewer shows it (``ImageOps.exif_transpose``); in the image-folder reader and in the
+    streamed path's decoder."""
+    from litforge.data.prepare import decode_image
+
+    deep_png = tmp_path / "deep" / "train" / "a"
+    turned_jpg = tmp_path / "turned" / "train" / "b"
+    deep_png.mkdir(parents=True)
+    turned_jpg.mkdir(parents=True)
+    ramp = np.linspace(138, 65480, 12 * 10).reshape(10, 12).astype(np.uint16)
+    PIL.Image.fromarray(ramp).save(deep_png / "a.png")
+    assert PIL.Image.open(deep_png / "a.png").mode.startswith("I")  # 16 bits
+    stored = np.zeros((10, 12, 3), np.uint8)
+    stored[:, :6] = 255  # left half white as stored; turned, the top half
+    exif = PIL.Image.Exif()
+    exif[0x0112] = 6  # orientation: turn 90 degrees clockwise to view
+    PIL.Image.fromarray(stored).save(turned_jpg / "b.jpg", exif=exif, quality=95)
+
+    deep = read_image_folder(tmp_path / "deep", "train", channels=1, cache_dir=cache)
+    values = deep.images[0, 0].numpy().astype(float)
+    assert np.abs(values - ramp / 257.0).max() <= 0.5 + 1e-9  # scaled and rounded
+    assert values.mean() < 130  # clipped, it was 254.6
+    streamed = decode_image((deep_png / "a.png").read_bytes(), "a.png", channels=1)
+    assert np.array_equal(streamed[0], deep.images[0, 0].numpy())
+
+    seen = PIL.ImageOps.exif_transpose(PIL.Image.open(turned_jpg / "b.jpg")).convert("RGB")
+    assert seen.size == (10, 12)  # width, height: turned
+    turned = read_image_folder(tmp_path / "turned", "train", cache_dir=cache).images[0]
+    expected = np.ascontiguousarray(np.asarray(seen).transpose(2, 0, 1))
+    assert turned.shape == (3, 12, 10)
+    assert torch.equal(turned, torch.from_numpy(expected))
+    assert turned[:, :5].float().mean() > 200 and turned[:, -5:].float().mean() < 50
+    assert np.array_equal(decode_image((turned_jpg / "b.jpg").read_bytes(), "b.jpg"), expected)

@@ -74,11 +74,11 @@ def test_base_url_picks_the_netrc_host(
         ("offline", True, True),
         ("dryrun", True, True),
         ("disabled", True, True),
-        ("online", False, False),  # WANDB_MODE decides: online even without credentials
+        ("online", False, True),  # without a key W&B would wait at its login prompt
         ("online", True, False),
     ],
 )
-def test_wandb_mode_decides_when_set(
+def test_wandb_mode_decides_when_set_but_never_online_without_a_key(
     mode: str, key: bool, offline: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("WANDB_MODE", mode)

@@ -540,3 +540,28 @@ def test_prepare_command_line_error_names_the_file(tmp_path: Path) -> None:
     out = done.stdout.decode()
     assert done.returncode == 1, out
     assert f"error: cannot decode image {bad}" in out and "Traceback" not in out
+
+
+@pytest.mark.slow
+def test_a_chunk_deleted_after_prepare_is_named_and_written_again(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A chunk deleted (or cut short) after ``prepare``: the folder is not up to date any more
+    (``prepare`` said "up to date" and fit died 18 steps later in litdata's
+    ``ChunkWaitTimeoutError``); the next prepare, or fit's, names the chunk and writes the
+    chunks again, the same bytes as before."""
+    root = testing.write_image_folder(
+        tmp_path / "images", classes=2, per_class={"train": 5}, size=8
+    )
+    sources = {"train": ImageFolderSource(root, "train")}
+    first = prepare_stream(sources, tmp_path / "chunks", progress=False)
+    chunks = sorted((first.folder / "train").glob("chunk-*.bin"))
+    before = {p.name: p.read_bytes() for p in chunks}
+    chunk = chunks[0]
+    chunk.unlink()
+    again = prepare_stream(sources, tmp_path / "chunks", progress=False)
+    assert again.written
+    assert {p.name: p.read_bytes() for p in (again.folder / "train").glob("chunk-*.bin")} == before
+    assert f"streamed data: {chunk} is missing or cut short" in capsys.readouterr().out
+    chunk.write_bytes(chunk.read_bytes()[:10])  # cut short
+    assert prepare_stream(sources, tmp_path / "chunks", progress=False).written

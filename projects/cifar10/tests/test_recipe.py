@@ -21,7 +21,7 @@ from pytorch_lightning.callbacks import Callback
 from cifar10_demo.cli import CPU, DEFAULT, MUON, SGD, main
 from cifar10_demo.model import Cifar10Model, MuonSGD
 from litforge import Lookahead, testing
-from litforge.run.budget import MARGIN_FRACTION, MARGIN_S, BudgetGuard, process_age
+from litforge.run.budget import MARGIN_FRACTION, MARGIN_S, BudgetGuard
 from litforge.run.handoff import HANDOFF_ENV
 from litforge.tasks.structs import ClassificationExample
 
@@ -184,7 +184,7 @@ def test_the_schedule_ends_on_the_last_step_the_budget_allowed(
     reads the step count the guard set)."""
     folder = write_image_folder(tmp_path / "images")
     left = 8.0  # seconds to measure, train and test after the margins
-    given = (process_age() + left + MARGIN_S) / (1 - MARGIN_FRACTION)
+    given = (left + MARGIN_S) / (1 - MARGIN_FRACTION)  # counted from the command's start
     run = fit(
         folder,
         tmp_path / "run",

@@ -22,7 +22,7 @@ from typing import IO, Any
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 from tqdm import tqdm
 
 from litforge.data.arrays import ImageArrays
@@ -36,7 +36,7 @@ _THREAD_MIN_PIXELS = 96 * 96
 _MAX_THREADS = 4
 _CHUNK = 256
 # Bump when the cache layout or the decoding changes, so old cache files are not reused.
-_CACHE_VERSION = 2
+_CACHE_VERSION = 3
 # PIL's bicubic filter widens with the scale when it shrinks an image: antialiased (as
 # torchvision's resize with antialias=True, which is written to match it).
 RESAMPLE = Image.Resampling.BICUBIC
@@ -265,12 +265,29 @@ def _decode_listing(listing: _Listing, progress: bool) -> ImageArrays:
     return ImageArrays(torch.from_numpy(out), labels, listing.class_names)
 
 
+def image_as_seen(image: Image.Image) -> Image.Image:
+    """``image`` as a viewer shows it, in 8 bits: turned as its EXIF orientation says (a phone's
+    portrait JPEG is stored sideways; PIL's ``ImageOps.exif_transpose``), and a 16- or 32-bit
+    grayscale image (PNG ``I;16``, ``I``) scaled to 0..255 by its bit depth (65535 -> 255):
+    PIL's own conversion to 8 bits clips it, and a 16-bit picture turns white."""
+    image = ImageOps.exif_transpose(image)
+    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        values = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode != "I" or values.max(initial=0) <= 65535 else 2.0**32 - 1
+        if image.mode == "I" and values.min(initial=0) < 0:  # signed 32-bit
+            values, top = values + 2.0**31, 2.0**32 - 1
+        scaled = np.rint(values * (255.0 / top)).clip(0, 255).astype(np.uint8)
+        image = Image.fromarray(scaled, mode="L")
+    return image
+
+
 def _decode(path: str, channels: int = 3, size: tuple[int, int] | None = None) -> np.ndarray:
     """Decode one image file as an H x W x C uint8 array (C: 3 for RGB, 1 for grayscale),
-    resized to ``size`` (height, width) when given, antialiased."""
+    as a viewer shows it (``image_as_seen``), resized to ``size`` (height, width) when given,
+    antialiased."""
     try:
         with Image.open(path) as image:
-            converted = image.convert("RGB" if channels == 3 else "L")
+            converted = image_as_seen(image).convert("RGB" if channels == 3 else "L")
             if size is not None and converted.size != (size[1], size[0]):
                 converted = converted.resize((size[1], size[0]), RESAMPLE)
             pixels = np.asarray(converted)

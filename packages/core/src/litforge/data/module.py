@@ -58,7 +58,7 @@ from torch import Tensor
 
 from litforge.data.arrays import Arrays
 from litforge.data.device import DeviceLoader, Fields, Transform
-from litforge.data.split import split_pool
+from litforge.data.split import size_problem, split_pool
 from litforge.data.tabular import TablePreprocessor, decode_cells
 from litforge.data.text import Vocabulary, decode_strings, encode_strings
 from litforge.diagnostics.media import Table, View, fmt
@@ -93,10 +93,12 @@ class ArrayDataModule(pl.LightningDataModule):
     Args:
         batch_size: training batch size (per process).
         eval_batch_size: batch size of validation, test and predict.
-        val_size: items of the training part held out for validation, a fraction (0.1) or a
-            count (500); 0: no validation.
-        test_size: when ``load()`` returns one pool, the items held out for testing (fraction
-            or count); ignored when it returns its own test set.
+        val_size: items held out for validation from the pool ``load()`` returns (its first
+            part when it returns (train, test)), a fraction of that whole pool (0.1) or a count
+            (500); 0: no validation; 1 is refused (a fraction is below 1, a count of one
+            item cannot choose a checkpoint).
+        test_size: when ``load()`` returns one pool, the items held out for testing (a
+            fraction of the whole pool, or a count); ignored when it returns its own test set.
         stratify: an integer field (e.g. label) whose proportions every split keeps; null:
             random.
         standardize: float fields to standardise per feature (features, target, ...) with the
@@ -133,6 +135,10 @@ class ArrayDataModule(pl.LightningDataModule):
         for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
             if value < 1:  # the loaders would fail later, after the run folder is written
                 raise SettingError(f"--data.{key}={value}: a batch must hold at least 1 item")
+        for key, size in (("val_size", val_size), ("test_size", test_size)):
+            problem = size_problem(size, f"--data.{key}")
+            if problem:  # before the run folder is written
+                raise SettingError(problem)
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.val_size, self.test_size, self.stratify = val_size, test_size, stratify
         self.standardize, self.seed = tuple(standardize), seed
@@ -259,6 +265,11 @@ class ArrayDataModule(pl.LightningDataModule):
         """The number of classes (from the class names of the training set)."""
         if self.class_names is None:
             raise ValueError(f"{type(self).__name__}: the data has no class names")
+        if len(self.class_names) < 2:  # TorchMetrics would refuse it in 60 lines
+            raise DataError(
+                f"{type(self).__name__}: the training data holds {len(self.class_names)} class "
+                f"({', '.join(map(str, self.class_names))}): a classifier needs at least 2"
+            )
         return len(self.class_names)
 
     @property

@@ -64,6 +64,7 @@ from litforge.data.image_folder import (
     MissingFolderError,
     _decode,
     _list_split,
+    image_as_seen,
 )
 from litforge.data.split import split_pool
 from litforge.errors import LitforgeError
@@ -135,7 +136,7 @@ def decode_image(data: bytes, where: str, channels: int = 3) -> np.ndarray:
     pixels ``read_image_folder`` gets from the same file (the same decoder and conversion)."""
     try:
         with Image.open(io.BytesIO(data)) as image:
-            pixels = np.asarray(image.convert("RGB" if channels == 3 else "L"))
+            pixels = np.asarray(image_as_seen(image).convert("RGB" if channels == 3 else "L"))
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
         reason = "not an image file" if isinstance(error, UnidentifiedImageError) else error
         raise PrepareError(
@@ -181,7 +182,7 @@ class ImageFolderSource:
         else:
             try:
                 with Image.open(listing.files[0]) as first:
-                    width, height = first.size
+                    width, height = image_as_seen(first).size  # EXIF turned
             except (OSError, ValueError, SyntaxError) as error:
                 raise PrepareError(f"cannot read image {listing.files[0]}: {error}") from error
         signature = hashlib.sha256("\n".join(listing.signature).encode())
@@ -576,6 +577,29 @@ def read_manifest(folder: str | Path) -> dict[str, Any] | None:
     return manifest if manifest.get("version") == FORMAT_VERSION else None
 
 
+def broken_chunks(folder: str | Path, manifest: Mapping[str, Any]) -> list[Path]:
+    """The chunk files of a prepared folder that are missing or shorter than their index says
+    (deleted or cut short after ``prepare``): a folder with any is not up to date."""
+    broken = []
+    for split in manifest.get("splits", {}):
+        index_path = Path(folder) / split / "index.json"
+        try:
+            chunks = json.loads(index_path.read_text())["chunks"]
+        except (OSError, ValueError, KeyError, TypeError):
+            broken.append(index_path)
+            continue
+        for chunk in chunks:
+            path = index_path.parent / str(chunk.get("filename"))
+            try:
+                size = path.stat().st_size
+            except OSError:
+                broken.append(path)
+                continue
+            if size == 0 or size < int(chunk.get("chunk_bytes") or 0):
+                broken.append(path)
+    return broken
+
+
 def fingerprint(listings: Mapping[str, Listing], settings: Mapping[str, Any]) -> str:
     """The hash that decides whether a folder is up to date: the format, each source's
     fingerprint, the settings of the split."""
@@ -628,7 +652,13 @@ def prepare_stream(
         digest = fingerprint(listings, settings)
         manifest = read_manifest(folder)
         if manifest is not None and manifest.get("fingerprint") == digest:
-            return Prepared(folder, manifest, written=False)
+            broken = broken_chunks(folder, manifest)
+            if not broken:
+                return Prepared(folder, manifest, written=False)
+            print(  # under DDP the rank that holds the lock says it, and rewrites them
+                f"streamed data: {broken[0]} is missing or cut short ({len(broken)} chunk(s) "
+                f"in all): writing the chunks of {folder} again"
+            )
         for stale in folder.parent.glob(f".{folder.name}.partial-*"):
             shutil.rmtree(stale, ignore_errors=True)  # an interrupted prepare's: never complete
         partial = folder.parent / f".{folder.name}.partial-{os.getpid()}"

@@ -7,10 +7,27 @@ import torch
 from litforge.data.arrays import Arrays
 
 
+def size_problem(size: float, name: str) -> str | None:
+    """Why ``size`` (a val_size or test_size) cannot be used, or None. A fraction is below 1 and
+    a count is a whole number; 1 is neither: the command line reads ``1`` and ``1.0`` alike, and
+    neither "the whole pool" (nothing left to train on) nor "one item" (one example choosing
+    the best checkpoint) is what anyone means."""
+    if size == 1:
+        return (
+            f"{name}={size:g} is neither a fraction (below 1: 0.2 holds out a fifth of the pool) "
+            "nor a useful count (one item): give a fraction below 1 or a count of 2 or more"
+        )
+    if size < 0 or (size > 1 and size != int(size)):
+        return f"{name}={size} must be a fraction in [0, 1) or a whole count of items"
+    return None
+
+
 def count(size: float, n: int, name: str) -> int:
-    """``size`` as a number of items: a fraction of ``n`` when below 1, else a count."""
-    if size < 0 or (size >= 1 and size != int(size)):
-        raise ValueError(f"{name}={size} must be a fraction in [0, 1) or a whole count of items")
+    """``size`` as a number of items: a fraction of ``n`` (the whole pool) when below 1, else a
+    count; 1 is refused (``size_problem``)."""
+    problem = size_problem(size, name)
+    if problem:
+        raise ValueError(problem)
     return round(size * n) if size < 1 else int(size)
 
 

@@ -107,12 +107,14 @@ def fmt_prob(p: float) -> str:
 @dataclasses.dataclass(frozen=True)
 class Scored:
     """The model a picture shows: the stage, the epoch (counted from 0) and training step it
-    had reached, and the checkpoint it was read from (None: the weights in memory)."""
+    had reached, and the checkpoint it was read from (None: the weights in memory);
+    ``during_fit``: the weights as training left them at that step (never called "final")."""
 
     stage: str
     epoch: int
     step: int
     checkpoint: str | None = None
+    during_fit: bool = False
 
     def line(self) -> str:
         """One line for the top of a picture."""
@@ -120,7 +122,7 @@ class Scored:
         stage = {"val": "validation", "test": "test"}.get(self.stage, self.stage)
         if self.checkpoint:
             return f"{stage} of {self.checkpoint} ({where})"
-        if self.stage == "val":
+        if self.stage == "val" or self.during_fit:
             return f"{stage} at {where}"
         if self.step == 0:
             return f"{stage} of the weights as built (no training)"
@@ -131,7 +133,8 @@ class Scored:
             "stage": self.stage,
             "epoch": self.epoch,
             "step": self.step,
-            "checkpoint": self.checkpoint or ("final" if self.step else None),
+            "checkpoint": self.checkpoint
+            or ("final" if self.step and not self.during_fit else None),
         }
 
 
@@ -153,8 +156,10 @@ def scored(trainer: pl.Trainer, stage: str) -> Scored:
     """What the model of this stage is: during fit, the weights of the current epoch and step;
     in a test or validation that loaded a checkpoint, that checkpoint's epoch and step; else the
     weights in memory (after fit: the final ones)."""
-    fn = str(getattr(trainer.state, "fn", "") or "")
-    path = trainer.ckpt_path if fn != "fit" else None
+    # TrainerFn is a str enum: compared, not str()-ed ("TrainerFn.FITTING" on Python 3.11,
+    # which made every picture of a fit name the epoch before its own)
+    fitting = trainer.state.fn == "fit"
+    path = trainer.ckpt_path if not fitting else None
     if path and Path(path).is_file():
         epoch, step = checkpoint_position(path)
         try:
@@ -162,8 +167,8 @@ def scored(trainer: pl.Trainer, stage: str) -> Scored:
         except ValueError:
             shown = str(path)
         return Scored(stage, epoch, step, shown)
-    if fn == "fit":
-        return Scored(stage, trainer.current_epoch, trainer.global_step)
+    if fitting:
+        return Scored(stage, trainer.current_epoch, trainer.global_step, during_fit=True)
     # after fit, Lightning has counted the last epoch as done
     return Scored(stage, max(trainer.current_epoch - 1, 0), trainer.global_step)
 

@@ -33,7 +33,11 @@ TYPES = ("float", "int", "categorical")
 
 
 class SweepFileError(LitforgeError):
-    """The sweep file is missing, unreadable or wrong: the message names the file and key."""
+    """The sweep file is missing, unreadable or wrong: the message names the file and key. Exit
+    status 2, as for any other config file that is wrong (docs/runs.md, "Faults and bad
+    input")."""
+
+    exit_status = 2
 
 
 @dataclass

@@ -40,8 +40,25 @@ class BudgetError(LitforgeError, ValueError):
     """A time budget too small for a single training step."""
 
 
+_CLOCK: list[float] = []  # perf_counter at the start of a command run inside a process
+
+
+def start_clock(in_process: bool) -> None:
+    """Where the budget's clock starts: at the process's start for a command of its own
+    (``python -m <project> fit``: its imports count), at this call for a command run inside a
+    longer-lived process (``main([...])`` in pytest or a notebook, whose age is not the run's)."""
+    _CLOCK[:] = [time.perf_counter()] if in_process else []
+
+
 def process_age() -> float:
-    """Seconds since this process started (Linux: from /proc; elsewhere since import)."""
+    """Seconds since this command started: since the process started (Linux: from /proc;
+    elsewhere since import), or since ``start_clock(in_process=True)``."""
+    if _CLOCK:
+        return time.perf_counter() - _CLOCK[0]
+    return _since_process_start()
+
+
+def _since_process_start() -> float:
     try:
         ticks = os.sysconf("SC_CLK_TCK")
         with open("/proc/self/stat") as f:
@@ -245,6 +262,16 @@ class BudgetGuard(Callback):
         self._epochs_seen += 1
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, *args: Any) -> None:
+        self._check_pace(trainer)
+        # The step count ends the run mid-epoch, where Lightning validates nothing: the test
+        # would score an older checkpoint and the last steps would go unseen. Asking the
+        # trainer to stop at this step makes it validate it first (and save the checkpoints
+        # that follow a validation).
+        planned = self.plan is not None or self._resumed_max_steps is not None
+        if planned and 0 < trainer.fit_loop.max_steps <= trainer.global_step:
+            trainer.should_stop = True
+
+    def _check_pace(self, trainer: pl.Trainer) -> None:
         if self.plan is None or self._start is None:
             return
         distributed = trainer.world_size > 1

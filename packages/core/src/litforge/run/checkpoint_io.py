@@ -25,7 +25,14 @@ from fsspec.implementations.local import LocalFileSystem
 from lightning_fabric.utilities.types import _PATH
 from pytorch_lightning.plugins.io import CheckpointIO, TorchCheckpointIO
 
+from litforge.errors import LitforgeError
+
 TMP_SUFFIX = ".tmp"
+
+
+class StorageError(LitforgeError, OSError):
+    """A checkpoint could not be written: the disk is full, the run folder was deleted, ...;
+    the message names the file and says what is kept."""
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -51,19 +58,32 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             super().save_checkpoint(checkpoint, path, storage_options)
             return
         target = Path(local_path)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        run_dir = target.parent.parent
+        if target.parent.name == "checkpoints" and not run_dir.is_dir():
+            raise StorageError(
+                f"the run folder {run_dir} is gone (deleted while the run went on): "
+                f"{target.name} cannot be saved; start the run again"
+            )
         tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}{TMP_SUFFIX}")
-        # O_EXCL: a fresh file, created with the usual permissions (0o666 less the umask)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         try:
-            with os.fdopen(fd, "wb") as f:
-                self.write(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+            target.parent.mkdir(parents=True, exist_ok=True)
+            # O_EXCL: a fresh file, created with the usual permissions (0o666 less the umask)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    self.write(checkpoint, f)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, target)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+        except OSError as err:  # a full disk, a quota, a folder gone: one line, not 145
+            kept = f"the previous {target.name} is kept; " if target.is_file() else ""
+            raise StorageError(
+                f"could not write the checkpoint {target}: {err.strerror or err}; {kept}"
+                "free some space (or move the run) and resume from the last checkpoint"
+            ) from err
         _fsync_dir(target.parent)
         for leftover in target.parent.glob(f".{target.name}.*{TMP_SUFFIX}"):
             leftover.unlink(missing_ok=True)  # of a write that was killed

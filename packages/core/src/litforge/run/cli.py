@@ -43,7 +43,7 @@ from pytorch_lightning.utilities.exceptions import MisconfigurationException, SI
 from litforge.data.module import restoring
 from litforge.errors import CheckpointMismatchError, SettingError, one_line
 from litforge.run.arguments import add_run_arguments, link_shared_values
-from litforge.run.budget import BudgetGuard, fit_the_machine
+from litforge.run.budget import BudgetGuard, fit_the_machine, start_clock
 from litforge.run.checkpoint_io import AtomicCheckpointIO, with_atomic_checkpoints
 from litforge.run.checkpoints import (
     add_checkpoint_arguments,
@@ -53,22 +53,27 @@ from litforge.run.checkpoints import (
 )
 from litforge.run.debug import add_debug_argument, apply_debug_preset, describe_preset
 from litforge.run.handoff import hand_run_dir, handing_off, inherited_run_dir
+from litforge.run.lock import RunLock
 from litforge.run.loggers import make_loggers
 from litforge.run.messages import (
     SUBCOMMANDS,
     bad_yaml,
     check_ckpt_path,
     check_top_level_optimizer,
+    check_trains_something,
+    checkpoint_mismatch,
+    class_path_problem,
     did_you_mean,
     foreign_config,
     quiet_checkpoint_warnings,
     restricted_value,
     state_dict_mismatch,
+    union_problem,
     unknown_subcommand,
 )
 from litforge.run.outputs import print_summary, save_predictions, write_results
 from litforge.run.progress import PacedProgressBar
-from litforge.run.resume import OptimizerSettings, RngState, requeued_checkpoint
+from litforge.run.resume import OptimizerSettings, ResumedStatus, RngState, requeued_checkpoint
 from litforge.run.rundir import (
     RunConfigSaver,
     check_no_run_in,
@@ -212,6 +217,9 @@ class LitforgeCLI(LightningCLI):
             raise
         else:
             self._end_status(None)
+        finally:
+            if getattr(self, "_lock", None) is not None:
+                self._lock.release()
 
     # ------------------------------------------------------------------ arguments
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
@@ -231,6 +239,8 @@ class LitforgeCLI(LightningCLI):
                 bad_yaml(argv)
                 or unknown_subcommand(str(err))
                 or restricted_value(one_line(str(err)))
+                or class_path_problem(one_line(str(err)))
+                or union_problem(one_line(str(err)))
                 or foreign_config(argv, self.project, self.model_class, self.datamodule_class)
                 or one_line(str(err), limit=600)
             )
@@ -246,6 +256,11 @@ class LitforgeCLI(LightningCLI):
         if sub == "predict":  # --data.predict; a run folder as --ckpt_path (litforge.run.use)
             self.new_inputs = take_new_inputs(self.config[sub])
         check_ckpt_path((self.config[sub] if sub else self.config).get("ckpt_path"))
+        seed = (self.config[sub] if sub else self.config).get("seed_everything")
+        if isinstance(seed, int) and not isinstance(seed, bool) and not 0 <= seed < 2**32:
+            # Lightning's seed_everything raises it as a traceback, after the parse
+            print(f"error: --seed_everything={seed}: a seed from 0 to 2**32 - 1", file=sys.stderr)
+            raise SystemExit(2)
         # LightningCLI then sets the model's settings from the checkpoint's hyperparameters: a
         # resumed fit keeps its command's own (a lower rate given to resume: OptimizerSettings),
         # put back in before_instantiate_classes
@@ -290,6 +305,8 @@ class LitforgeCLI(LightningCLI):
             config.model = self._given_model  # the command's own settings (parse_arguments)
         if self.subcommand == "predict":
             drop_new_inputs(config)  # --data.predict is the command's, not the data module's
+        if self.subcommand == "fit":
+            check_trains_something(config.trainer)
         run = config.run
         fit = self.subcommand == "fit"
         inherited = inherited_run_dir()  # a DDP child: its launching rank's (litforge.run.handoff)
@@ -313,8 +330,14 @@ class LitforgeCLI(LightningCLI):
             applied = apply_debug_preset(run.debug, config.trainer, run_dir)
             rank_zero_info(describe_preset(run.debug, applied))
         if self.subcommand is not None and getattr(rank_zero_only, "rank", 0) == 0:
+            # one writer at a time (litforge.run.lock): refused before anything is written
+            self._lock = RunLock(run_dir)
+            self._lock.acquire(" ".join([f"python -m {self._module()}", *sys.argv[1:]]))
             resuming = bool(config.get("ckpt_path"))
-            self._status = start_status(run_dir, self.subcommand, resuming)
+            # a resumed fit writes it once it trains: a resume that fails changes no file
+            self._status_pending = fit and resuming
+            if not self._status_pending:
+                self._status = start_status(run_dir, self.subcommand, resuming)
 
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
         # Model and data exist now; the trainer, its callbacks and the run do not yet: check the
@@ -375,6 +398,10 @@ class LitforgeCLI(LightningCLI):
             # restore from the given checkpoint would warn that its dirpath has changed
             kwargs["enable_checkpointing"] = False
         callbacks = [*as_list(trainer_config.get("callbacks")), *added]
+        self._resumed_status = None
+        if getattr(self, "_status_pending", False):  # status.json of a resume: when it trains
+            self._resumed_status = ResumedStatus(self.run_dir)
+            callbacks.append(self._resumed_status)
         try:
             trainer = super().instantiate_trainer(
                 logger=loggers or False, callbacks=callbacks, **kwargs
@@ -478,6 +505,12 @@ class LitforgeCLI(LightningCLI):
         model raises CheckpointMismatchError, one line naming the file and the keys at fault."""
         if kwargs.get("weights_only") is None and "weights_only" in kwargs:
             kwargs["weights_only"] = True
+        mismatch = checkpoint_mismatch(model, kwargs.get("ckpt_path"))
+        if mismatch:  # before a resumed fit writes anything (status.json, the logs)
+            raise CheckpointMismatchError(
+                f"the checkpoint {kwargs['ckpt_path']} does not fit {type(model).__name__}: "
+                f"{mismatch}; from another project, or other --model settings?"
+            )
         try:
             if method == self.trainer.fit and not kwargs.get("ckpt_path"):
                 return method(model, **kwargs)
@@ -489,8 +522,8 @@ class LitforgeCLI(LightningCLI):
             if ckpt_path and str(err).startswith("Error(s) in loading state_dict"):
                 raise CheckpointMismatchError(
                     f"the checkpoint {ckpt_path} does not fit {type(model).__name__}: "
-                    f"{state_dict_mismatch(str(err))}; was it written by another project, or "
-                    "with other --model settings?"
+                    f"{state_dict_mismatch(str(err))}; from another project, or other --model "
+                    "settings?"
                 ) from err
             raise
 
@@ -535,13 +568,18 @@ class LitforgeCLI(LightningCLI):
         run_dir = getattr(self, "run_dir", None)
         if run_dir is None or not getattr(self, "_made_run_dir", False):
             return
+        if getattr(self, "_lock", None) is not None:
+            self._lock.release()
         if {p.name for p in run_dir.iterdir()} <= {STATUS_FILE}:
             (run_dir / STATUS_FILE).unlink(missing_ok=True)
             run_dir.rmdir()
 
     def _end_status(self, error: BaseException | None) -> None:
         """Writes the end of the command to status.json: finished, interrupted or failed."""
-        if self._status is None:
+        resumed = getattr(self, "_resumed_status", None)
+        if self._status is None and resumed is not None:
+            self._status = resumed.status  # a resumed fit's, once it trained (ResumedStatus)
+        if self._status is None or not self.run_dir.is_dir():  # none, or the folder deleted
             return
         trainer = getattr(self, "trainer", None)
         outcome = outcome_of(error, trainer.state.status if trainer is not None else None)
@@ -574,6 +612,7 @@ def cli_main(
     ``cli_class``: a LitforgeCLI subclass with the project's own options; ``kwargs`` go to
     LightningCLI (``run=False``: build the model, data and trainer only)."""
     torch.set_float32_matmul_precision("high")
+    start_clock(in_process=args is not None)  # a time budget counts this command's time only
     logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(NO_TIPS)  # once: a set
     warnings.filterwarnings("ignore", message=FEW_BATCHES_WARNING)  # once: an equal one replaced
     return (cli_class or LitforgeCLI)(

@@ -3,7 +3,9 @@ TensorBoard and CSV, all writing inside the run folder.
 
 A resumed run appends to its CSV and TensorBoard logs, from the checkpoint's step: what the
 stopped run logged after its checkpoint (up to a ``kill -9``, the CSV is flushed every 100
-steps, TensorBoard as it goes) is dropped first, since the resumed run logs those steps again.
+steps, TensorBoard as it goes) is dropped, since the resumed run logs those steps again: from
+metrics.csv when the resumed run first writes to it, so that a resume that fails before it
+trains leaves the file as it was.
 """
 
 from __future__ import annotations
@@ -68,25 +70,38 @@ def drop_rows_from(path: Path, step: int) -> int:
     return dropped
 
 
-def continuing_writer(log_dir: str, from_step: int | None) -> ExperimentWriter:
-    """Lightning's CSV writer, appending to an existing metrics.csv (its rows from ``from_step``
-    on dropped) instead of deleting it: the file is moved aside while the writer starts (the
-    writer deletes what it finds, and warns of it), then put back and its columns handed to the
-    writer (``metrics_keys``). Lightning's own classes, unchanged."""
-    path = Path(log_dir) / ExperimentWriter.NAME_METRICS_FILE
-    aside = path.with_name(f".{path.name}.resuming")
-    if path.is_file():
-        if from_step is not None:
-            drop_rows_from(path, from_step)
-        os.replace(path, aside)
-    with warnings.catch_warnings():  # "... exists and is not empty": the run's own folder
-        warnings.filterwarnings("ignore", message="Experiment logs directory")
-        writer = ExperimentWriter(log_dir)
-    if aside.is_file():
-        os.replace(aside, path)
-        with path.open(newline="") as f:
-            writer.metrics_keys = next(csv.reader(f), [])
-    return writer
+class ContinuingWriter(ExperimentWriter):
+    """Lightning's CSV writer, appending to an existing metrics.csv instead of deleting it, its
+    rows from ``from_step`` on dropped (logged again by the resumed run). Nothing is changed
+    before the first rows are saved, that is, before the resumed run trains: a resume that
+    fails (a checkpoint of another width, data that cannot be read) leaves the file as it was."""
+
+    def __init__(self, log_dir: str, from_step: int | None) -> None:
+        self.from_step = from_step
+        self._continued = False
+        # Lightning's writer deletes the metrics.csv it finds when it starts (and warns): the
+        # file is moved aside meanwhile, then put back as it was
+        path = Path(log_dir) / self.NAME_METRICS_FILE
+        aside = path.with_name(f".{path.name}.resuming")
+        if path.is_file():
+            os.replace(path, aside)
+        try:
+            with warnings.catch_warnings():  # "... exists and is not empty": the run's own
+                warnings.filterwarnings("ignore", message="Experiment logs directory")
+                super().__init__(log_dir)
+        finally:
+            if aside.is_file():
+                os.replace(aside, path)
+
+    def save(self) -> None:
+        path = Path(self.metrics_file_path)
+        if self.metrics and not self._continued and path.is_file():
+            if self.from_step is not None:
+                drop_rows_from(path, self.from_step)
+            with path.open(newline="") as f:
+                self.metrics_keys = next(csv.reader(f), [])
+        self._continued = self._continued or bool(self.metrics)
+        super().save()
 
 
 class ResumedCSVLogger(CSVLogger):
@@ -102,7 +117,7 @@ class ResumedCSVLogger(CSVLogger):
     def experiment(self) -> ExperimentWriter:
         if self._experiment is None:
             self._fs.makedirs(self.root_dir, exist_ok=True)
-            self._experiment = continuing_writer(self.log_dir, self.from_step)
+            self._experiment = ContinuingWriter(self.log_dir, self.from_step)
         return self._experiment  # type: ignore[return-value]
 
 
@@ -167,9 +182,11 @@ def wandb_has_credentials() -> bool:
 
 
 def wandb_offline() -> bool:
-    """Offline unless W&B credentials exist; WANDB_MODE, when set, decides."""
+    """Offline unless W&B credentials exist; WANDB_MODE, when set, decides, except that
+    ``online`` without credentials is offline too: W&B would stop at its login prompt (in a
+    terminal) and wait for a key (``make_loggers`` says so in one line)."""
     mode = os.environ.get("WANDB_MODE")
-    if mode:
+    if mode and mode != "online":
         return mode in ("offline", "dryrun", "disabled")
     return not wandb_has_credentials()
 
@@ -205,6 +222,11 @@ def make_loggers(
             loggers.append(TensorBoardLogger(run_dir, name="tensorboard", version="", **purge))
         elif name == "wandb":
             offline = wandb_offline()
+            if offline and os.environ.get("WANDB_MODE") == "online":
+                rank_zero_warn(
+                    "WANDB_MODE=online, but W&B has no key (WANDB_API_KEY, or wandb login): "
+                    f"logging offline, to upload later: wandb sync {run_dir}/wandb"
+                )
             if log_model and offline:
                 rank_zero_warn(
                     "--run.wandb_log_model: W&B is offline, so checkpoints are not uploaded "

@@ -27,6 +27,7 @@ OTHER_COMMANDS = ("runs", "sweep", "repeat", "prepare")
 # What --ckpt_path may name besides a file: Lightning's own choices, and remote paths.
 CKPT_KEYWORDS = ("last", "best", "hpc", "registry")
 ZIP_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive (since torch 1.6)
+PICKLE_MAGIC = b"\x80"  # ... and before it a pickle (its protocol byte first)
 # The first line of a run's config.yaml (litforge.run.rundir): which project saved it.
 PROJECT_MARK = "# litforge project: "
 
@@ -49,9 +50,12 @@ def check_ckpt_path(ckpt_path: str | None) -> None:
     else:
         with path.open("rb") as f:
             head = f.read(4)
-        if head != ZIP_MAGIC or zipfile.is_zipfile(path):
-            return  # whole, or not torch's zip format (an older torch.save): torch decides
-        problem = f"is cut short ({size} bytes, without the end of the archive)"
+        if head[:1] == PICKLE_MAGIC or (head == ZIP_MAGIC and zipfile.is_zipfile(path)):
+            return  # whole, or an older torch.save's pickle: torch decides
+        if head == ZIP_MAGIC:
+            problem = f"is cut short ({size} bytes, without the end of the archive)"
+        else:  # a text file, an image, ...: torch would advise weights_only=False
+            problem = "is not a checkpoint (not a file torch.save writes)"
     others = sorted(p.name for p in path.parent.glob("*.ckpt") if p != path)[:3]
     instead = f"; others in {path.parent}: {', '.join(others)}" if others else ""
     raise CheckpointError(
@@ -62,18 +66,97 @@ def check_ckpt_path(ckpt_path: str | None) -> None:
 
 def state_dict_mismatch(message: str) -> str:
     """torch's load_state_dict error, counted: 'N missing keys (a, b, ...), M unexpected ...'."""
-    parts = []
-    for label, name in (("missing", "Missing"), ("unexpected", "Unexpected")):
-        found = re.search(rf"{name} key\(s\) in state_dict: (.*)", message)
-        if found:
-            keys = re.findall(r'"([^"]+)"', found.group(1))
-            more = ", ..." if len(keys) > 3 else ""
-            parts.append(f"{len(keys)} {label} keys ({', '.join(keys[:3])}{more})")
+    found = {
+        label: re.search(rf"{name} key\(s\) in state_dict: (.*)", message)
+        for label, name in (("missing", "Missing"), ("unexpected", "Unexpected"))
+    }
+    keys = {k: re.findall(r'"([^"]+)"', m.group(1)) if m else [] for k, m in found.items()}
     shapes = re.findall(r"size mismatch for ([^:]+):", message)
-    if shapes:
-        more = ", ..." if len(shapes) > 3 else ""
-        parts.append(f"{len(shapes)} of another shape ({', '.join(shapes[:3])}{more})")
-    return ", ".join(parts) or one_line(message, limit=300)
+    counted = count_mismatch(keys["missing"], keys["unexpected"], shapes)
+    return counted or one_line(message, limit=300)
+
+
+def count_mismatch(missing: list[str], unexpected: list[str], shapes: list[str]) -> str:
+    """'N missing keys (a, b, ...), M unexpected keys (...), K of another shape (...)'."""
+    parts = []
+    kinds = (
+        ("missing keys", missing),
+        ("unexpected keys", unexpected),
+        ("of another shape", shapes),
+    )
+    shown = 2 if sum(bool(names) for _, names in kinds) == 1 else 1  # the line stays short
+    for label, names in kinds:
+        if names:
+            more = ", ..." if len(names) > shown else ""
+            parts.append(f"{len(names)} {label} ({', '.join(names[:shown])}{more})")
+    return ", ".join(parts)
+
+
+def checkpoint_mismatch(model: Any, ckpt_path: str | None) -> str | None:
+    """What keeps ``model`` from taking the weights of the checkpoint ``ckpt_path``, counted as
+    ``state_dict_mismatch`` counts it, or None when they fit (or the file cannot say: a remote
+    path, a keyword, a checkpoint without a state_dict). Checked before a resumed fit writes
+    anything (status.json, the logs): Lightning's own check comes after its loggers started.
+    Keys the model does not hold yet are not counted as unexpected (a model may build layers
+    in ``setup``/``configure_model``), nor are lazy parameters; ``strict_loading=False`` skips
+    it."""
+    if not ckpt_path or ckpt_path in CKPT_KEYWORDS or "://" in str(ckpt_path):
+        return None
+    if not getattr(model, "strict_loading", True) or not Path(ckpt_path).is_file():
+        return None
+    import torch
+    from torch.nn.parameter import UninitializedParameter
+
+    try:
+        saved = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:
+        return None
+    weights = saved.get("state_dict") if isinstance(saved, dict) else None
+    if not isinstance(weights, dict):
+        return None
+    own = {k: v for k, v in model.state_dict().items() if not isinstance(v, UninitializedParameter)}
+    missing = [k for k in own if k not in weights]
+    shapes = [
+        k
+        for k, v in own.items()
+        if k in weights
+        and hasattr(weights[k], "shape")
+        and tuple(weights[k].shape) != tuple(v.shape)
+    ]
+    if not missing and not shapes:
+        return None
+    unexpected = [k for k in weights if k not in own]
+    return count_mismatch(missing, unexpected, shapes)
+
+
+def class_path_problem(message: str) -> str | None:
+    """jsonargparse's error for a ``class_path`` that names no class, or an ``init_args`` key
+    its class does not take (some 600 characters: every Union subtype it tried), as one short
+    line: the key, the class and what is wrong, with the closest real name."""
+    import importlib
+
+    key = re.search(r'Parser key "([^"]+)"', message)
+    found = re.search(r"Problem with given class_path '([^']+)': (.*?)(?: - |$)", message)
+    if not found:
+        return None
+    where = f"--{key.group(1)}: " if key else ""
+    path, problem = found.group(1), found.group(2).strip()
+    module_name, _, name = path.rpartition(".")
+    option = re.search(r"Option '([^']+)' is not accepted", problem)
+    try:
+        module = importlib.import_module(module_name) if module_name else None
+    except ImportError:
+        return f"{where}class_path {path}: no module {module_name}"
+    if option and module is not None and hasattr(module, name):
+        takes = sorted(init_parameters(getattr(module, name)))
+        close = difflib.get_close_matches(option.group(1), takes, n=1)
+        hint = f"; did you mean {close[0]}?" if close else f" (it takes {', '.join(takes[:8])})"
+        return f"{where}{path} takes no argument {option.group(1)!r}{hint}"
+    if module is not None and not hasattr(module, name):
+        close = difflib.get_close_matches(name, [n for n in dir(module) if n[:1].isupper()], n=1)
+        hint = f"; did you mean {module_name}.{close[0]}?" if close else ""
+        return f"{where}class_path {path}: {module_name} has no {name}{hint}"
+    return f"{where}class_path {path}: {one_line(problem, limit=120)}"
 
 
 def config_files(argv: list[str]) -> list[str]:
@@ -92,12 +175,30 @@ def bad_yaml(argv: list[str]) -> str | None:
     for name in config_files(argv):
         try:
             with open(name) as f:
-                yaml.safe_load(f)
+                loaded = yaml.safe_load(f)
         except yaml.YAMLError as err:
             return f"the config file {name} is not valid YAML: {one_line(str(err))}"
         except OSError:
             continue  # jsonargparse's own message says it
+        if loaded is None:  # jsonargparse: "Unexpected config:"
+            return f"the config file {name} is empty: give settings (key: value), or leave it out"
     return None
+
+
+def union_problem(message: str) -> str | None:
+    """jsonargparse's 300-character "Does not validate against any of the Union subtypes" for a
+    plain value of the wrong type, as '--key=value: expected int or null'."""
+    found = re.search(
+        r'Parser key "([^"]+)": Does not validate against any of the Union subtypes '
+        r"Subtypes: \[([^\]]*)\].*Given value: (.*?)$",
+        message,
+    )
+    if not found or "class_path" in message:
+        return None
+    key, subtypes, value = found.groups()
+    names = re.findall(r"<class '([\w.]+)'>", subtypes) or [subtypes]
+    names = ["null" if n == "NoneType" else n.rsplit(".", 1)[-1] for n in names]
+    return f"--{key}={value.strip()}: expected {' or '.join(names)}"
 
 
 def did_you_mean(message: str, parser: Any, subcommand: str | None) -> str:
@@ -201,6 +302,16 @@ def check_top_level_optimizer(config: Any, module: str) -> None:
             f"{keys} (top level) is not used: the model configures its own optimizer; give "
             f"{instead} instead (python -m {module} fit --help lists the model's settings)"
         )
+
+
+def check_trains_something(trainer: Any) -> None:
+    """Refuses a fit of ``--trainer.max_steps=0`` or ``--trainer.max_epochs=0``: Lightning
+    trains nothing, and the run then tests the weights as built, exit status 0."""
+    for key in ("max_steps", "max_epochs"):
+        if trainer.get(key) == 0:
+            raise SettingError(
+                f"--trainer.{key}=0: fit would train nothing; give a count above 0 (-1: no limit)"
+            )
 
 
 # What Lightning warns of when a validate, test or predict loads a fit's checkpoint: the fit's

@@ -192,6 +192,24 @@ class OptimizerSettings(Callback):
             )
 
 
+# ---------------------------------------------------------------------- status.json
+class ResumedStatus(Callback):
+    """Writes a resumed fit's ``status.json`` (``running``, attempts + 1) when training starts,
+    not when the command starts: a resume that fails before (a checkpoint of another width,
+    data that cannot be read) leaves the run's record as it was (docs/runs.md). ``status``: the
+    record written, for the end of the command. The LitforgeCLI adds it to a resumed fit."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = Path(run_dir)
+        self.status: dict[str, Any] | None = None
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        from litforge.run.runs import start_status
+
+        if trainer.is_global_zero and self.status is None:
+            self.status = start_status(self.run_dir, "fit", resuming=True)
+
+
 # ---------------------------------------------------------------------- SLURM's requeue
 def requeued_checkpoint(run_dir: Path) -> Path | None:
     """The checkpoint a requeued SLURM job resumes from, or None (not under SLURM, or nothing

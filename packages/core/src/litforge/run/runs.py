@@ -26,6 +26,7 @@ import json
 import math
 import os
 import socket
+import sys
 import time
 from collections.abc import Sequence
 from datetime import datetime
@@ -384,6 +385,9 @@ def main(argv: Sequence[str], project: str, module: str | None = None) -> int:
     )
     args = parser.parse_args(list(argv))
     folder = Path(args.dir) if args.dir else Path(args.root) / project
+    if args.dir and not folder.is_dir():  # a typo: "no runs" would read as an empty record
+        print(f"error: --dir {folder}: no such folder", file=sys.stderr)
+        return 2
     run_dirs = find_runs(folder)
     if args.last is not None:
         run_dirs = run_dirs[-args.last :] if args.last > 0 else []

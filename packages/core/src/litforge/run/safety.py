@@ -19,6 +19,7 @@ from pytorch_lightning.utilities import rank_zero_info
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from litforge.errors import LitforgeError
+from litforge.run.checkpoint_io import StorageError
 
 CTRL_C_EXIT = 128 + signal.SIGINT  # 130, a shell's status for a command stopped by Ctrl-C
 SIGTERM_EXIT = 128 + signal.SIGTERM  # 143
@@ -215,8 +216,8 @@ class SaveOnInterrupt(Callback):
         exception: BaseException,
         start: int | None,
     ) -> None:
-        if isinstance(exception, NonFiniteLossError) or trainer.state.fn != "fit":
-            return
+        if isinstance(exception, NonFiniteLossError | StorageError) or trainer.state.fn != "fit":
+            return  # (a checkpoint that could not be written: writing another fails alike)
         path = self.dirpath / "last.ckpt"
         what = "Ctrl-C" if self.ctrl_c else type(exception).__name__
         if start is None or trainer.global_step == start:
