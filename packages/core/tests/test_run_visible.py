@@ -98,6 +98,7 @@ READER = (
 )
 
 
+@pytest.mark.slow  # python processes that import litforge: seconds each
 def test_the_run_folder_reaches_a_direct_child_only(tmp_path: Path) -> None:
     before = os.environ.get(handoff.HANDOFF_ENV)
     with handoff.handing_off():
@@ -117,6 +118,7 @@ def test_the_run_folder_reaches_a_direct_child_only(tmp_path: Path) -> None:
     assert done.stdout.split() == ["None", "None"]
 
 
+@pytest.mark.slow  # python processes that import litforge: seconds each
 def test_the_plan_reaches_a_direct_child(tmp_path: Path) -> None:
     # as a DDP rank does: it hands its own run folder on first, then reads its launcher's plan
     code = (

@@ -12,6 +12,7 @@ from cifar10_demo import bench, bench_gpu, reference
 TINY = ["--model.widths=[8,16,16]", "--data.batch_size=50", "--data.eval_batch_size=50"]
 
 
+@pytest.mark.slow  # a benchmark's run: seconds
 def test_bench_gpu_writes_what_it_measured(tiny_image_folder, tmp_path):
     rows = bench_gpu.main(
         [
