@@ -50,7 +50,7 @@ define run_tests
 	fi; exit $$rc
 endef
 
-test: _venv ## the fast tier (tests not marked slow; 36 s on 2 cores) [DIR=projects/foo]
+test: _venv ## the fast tier (tests not marked slow; 83 s on 2 cores) [DIR=projects/foo]
 	$(call run_tests,-m "not slow")
 
 test-all: _venv ## every test, the slow ones too (DDP, signals, real data): what CI runs [DIR=...]
