@@ -278,7 +278,18 @@ def test_a_value_that_cannot_be_used_is_refused_before_a_run_begins(
 def test_unknown_command_lists_every_command(tmp_path: Path) -> None:
     done = command("-m", "litforge.testing", "fitt", f"--run.root={tmp_path}")
     line = error_line(done, 2, "'fitt'", "did you mean fit?")
-    for name in ("fit", "validate", "test", "predict", "runs", "sweep", "repeat", "prepare"):
+    for name in (
+        "fit",
+        "validate",
+        "test",
+        "predict",
+        "runs",
+        "sweep",
+        "repeat",
+        "prepare",
+        "export",
+        "serve",
+    ):
         assert name in line, line
     line = error_line(command("-m", "litforge.testing"), 2)
     assert line.startswith("error: no command given: the commands are fit, validate"), line

@@ -1,4 +1,5 @@
-"""The command line: ``python -m template_project fit|validate|test|predict [--config x.yaml]``;
+"""The command line: ``python -m template_project fit|validate|test|predict [--config x.yaml]``,
+and ``runs``, ``sweep``, ``repeat``, ``prepare``, ``export``, ``serve`` (``--help`` lists them);
 ``main(["fit", ...])`` runs the same from Python (tests, notebooks)."""
 
 from pathlib import Path

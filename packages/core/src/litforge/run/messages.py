@@ -23,7 +23,7 @@ from litforge.run.arguments import init_parameters
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 # What ``python -m <project>`` runs besides the subcommands above (litforge.command).
-OTHER_COMMANDS = ("runs", "sweep", "repeat", "prepare")
+OTHER_COMMANDS = ("runs", "sweep", "repeat", "prepare", "export", "serve")
 # What --ckpt_path may name besides a file: Lightning's own choices, and remote paths.
 CKPT_KEYWORDS = ("last", "best", "hpc", "registry")
 ZIP_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive (since torch 1.6)
