@@ -10,6 +10,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
+from litforge.errors import LitforgeError
 from litforge.experiments import space, stats, study
 from litforge.experiments.space import SweepFileError, load_sweep
 from litforge.run.handoff import HANDOFF_ENV
@@ -133,7 +135,8 @@ def test_sweep_file_reads_every_kind_of_parameter(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("direction: maximize\nn_trials: 2\nparameters: {a: [1]}", "metric is missing"),
+        ("direction: maximize\nn_trials: 2\nparameters: {a: [1]}", "without a metric"),
+        ("metric: val/a\nn_trials: 2\nparameters: {a: [1]}", "direction is missing"),
         ("metric: acc\ndirection: maximize\nn_trials: 2\nparameters: {a: [1]}", "metric: 'acc'"),
         ("metric: val/a\ndirection: up\nn_trials: 2\nparameters: {a: [1]}", "direction: 'up'"),
         ("metric: val/a\ndirection: maximize\nn_trials: 0\nparameters: {a: [1]}", "n_trials: 0"),
@@ -177,6 +180,35 @@ def test_sweep_file_errors_name_the_file_and_key(tmp_path: Path, text: str, expe
     with pytest.raises(SweepFileError) as err:
         load_sweep(path)
     assert str(path) in str(err.value) and expected in str(err.value), str(err.value)
+
+
+def test_a_sweep_without_a_metric_optimises_the_monitored_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No metric (nor direction) in the file: the sweep takes what the runs' best checkpoint is
+    chosen by, as the fit would build it (its --run.monitor, else the model's best_metric), in
+    that metric's own direction; the temporary run folder it builds them in does not stay."""
+    from litforge.experiments.command import monitored
+    from litforge.testing import main
+
+    monkeypatch.chdir(tmp_path)
+    path = write_sweep(tmp_path)
+    spec = yaml.safe_load(path.read_text())
+    del spec["metric"], spec["direction"]
+    path.write_text(yaml.safe_dump(spec))
+    before = set(tmp_path.iterdir()), set(Path(tempfile.gettempdir()).glob("litforge-monitor-*"))
+    sweep = load_sweep(path)
+    assert (sweep.metric, sweep.direction) == (None, None)
+    with pytest.raises(LitforgeError, match="not known yet"):
+        _ = sweep.objective
+    args = space.cli_args(sweep.fixed)
+    assert monitored(main, args) == (METRIC, "maximize")  # a Classifier's accuracy
+    loss = "val/synthetic/loss/total"
+    assert monitored(main, [*args, f"--run.monitor={loss}"]) == (loss, "minimize")
+    assert monitored(main, [*args, "--run.monitor_mode=min"]) == (METRIC, "minimize")
+    assert sweep.with_objective(METRIC, "maximize").objective == (METRIC, "maximize")
+    after = set(tmp_path.iterdir()), set(Path(tempfile.gettempdir()).glob("litforge-monitor-*"))
+    assert after == before
 
 
 def test_sweeps_are_found_by_name_or_path(tmp_path: Path) -> None:
