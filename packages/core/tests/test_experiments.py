@@ -17,6 +17,7 @@ from typing import Any
 
 import optuna
 import pytest
+import torch
 import yaml
 from optuna.trial import TrialState
 
@@ -340,6 +341,36 @@ def test_two_workers_share_one_study(tmp_path: Path) -> None:
     assert len({t.user_attrs["run_dir"] for t in trials}) == 4
     for t in trials:
         check_trial_folder(t)
+
+
+@pytest.mark.slow
+def test_a_sweep_without_a_metric_runs_on_the_best_checkpoints_metric(tmp_path: Path) -> None:
+    """A sweep file without metric and direction: the study maximises the synthetic
+    classifier's monitored accuracy, each trial reports it, and a trial's value is its best
+    validation accuracy in its own metrics.csv, the score of its best checkpoint."""
+    path = write_sweep(tmp_path, "monitored", n_trials=2, fixed={**FAST, "trainer.max_epochs": 2})
+    spec = yaml.safe_load(path.read_text())
+    del spec["metric"], spec["direction"]
+    path.write_text(yaml.safe_dump(spec))
+    root = tmp_path / "runs"
+    out = run("sweep", str(path), "--root", str(root)).stdout
+    assert f"{METRIC} (maximize, the runs' monitored metric)" in out, out
+    s = load(root, "monitored")
+    assert s.direction == optuna.study.StudyDirection.MAXIMIZE
+    trials = s.get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
+    for t in trials:
+        check_trial_folder(t)  # its OptunaReport reported METRIC
+        run_dir = Path(t.user_attrs["run_dir"])
+        with open(run_dir / "csv" / "metrics.csv") as f:
+            logged = [float(r[METRIC]) for r in csv.DictReader(f) if r.get(METRIC)]
+        assert len(logged) == 2 and t.value == pytest.approx(max(logged))
+        # the state of its best-checkpoint callback, as saved with its last checkpoint
+        saved = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["callbacks"]
+        (best,) = [v for k, v in saved.items() if f"'monitor': '{METRIC}'" in k]
+        assert float(best["best_model_score"]) == pytest.approx(t.value)
+    with open(root / "synthetic" / "sweeps" / "monitored" / "trials.csv") as f:
+        assert METRIC in next(csv.reader(f))
 
 
 @pytest.mark.slow
