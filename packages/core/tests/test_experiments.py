@@ -198,6 +198,7 @@ def test_a_sweep_without_a_metric_optimises_the_monitored_one(
     del spec["metric"], spec["direction"]
     path.write_text(yaml.safe_dump(spec))
     before = set(tmp_path.iterdir()), set(Path(tempfile.gettempdir()).glob("litforge-monitor-*"))
+    environ = dict(os.environ)
     sweep = load_sweep(path)
     assert (sweep.metric, sweep.direction) == (None, None)
     with pytest.raises(LitforgeError, match="not known yet"):
@@ -209,7 +210,7 @@ def test_a_sweep_without_a_metric_optimises_the_monitored_one(
     assert monitored(main, [*args, "--run.monitor_mode=min"]) == (METRIC, "minimize")
     assert sweep.with_objective(METRIC, "maximize").objective == (METRIC, "maximize")
     after = set(tmp_path.iterdir()), set(Path(tempfile.gettempdir()).glob("litforge-monitor-*"))
-    assert after == before
+    assert after == before and dict(os.environ) == environ  # the trials inherit it
 
 
 def test_sweeps_are_found_by_name_or_path(tmp_path: Path) -> None:

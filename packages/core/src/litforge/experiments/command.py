@@ -9,6 +9,7 @@ import contextlib
 import importlib.util
 import io
 import logging
+import os
 import signal
 import sys
 import tempfile
@@ -64,12 +65,13 @@ def monitored(main: Callable[..., Any], args: list[str]) -> tuple[str, str]:
     the model's ``best_metric``) and its direction, ``maximize`` or ``minimize``: the objective
     of a sweep file that names no metric. The model and data are built as the fit builds them
     (``run=False``: the default config, then ``args``) in a temporary run folder, with no
-    loggers; nothing trains and nothing stays."""
+    loggers; nothing trains and nothing stays (nor do the variables seeding sets in the
+    environment, which the trials would inherit)."""
     from litforge.run.checkpoints import resolve_monitor
 
     quiet = [logging.getLogger(n) for n in ("pytorch_lightning", "lightning_fabric")]
     levels = [q.level for q in quiet]
-    argv = sys.argv
+    argv, environ = sys.argv, dict(os.environ)
     with tempfile.TemporaryDirectory(prefix="litforge-monitor-") as folder:
         try:
             sys.argv = argv[:1]
@@ -85,6 +87,8 @@ def monitored(main: Callable[..., Any], args: list[str]) -> tuple[str, str]:
             sys.argv = argv
             for q, level in zip(quiet, levels, strict=True):
                 q.setLevel(level)
+            os.environ.clear()  # PL_GLOBAL_SEED, PL_SEED_WORKERS
+            os.environ.update(environ)
         run = cli.config.run
         metric, mode = resolve_monitor(cli.model, cli.datamodule, run.monitor, run.monitor_mode)
     return metric, "maximize" if mode == "max" else "minimize"

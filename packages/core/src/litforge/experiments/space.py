@@ -49,7 +49,8 @@ class SweepFileError(LitforgeError):
 @dataclass
 class Sweep:
     """A sweep file, read and checked. ``metric`` and ``direction`` are None when the file names
-    none: the runs' monitored metric, found by ``with_objective`` before the study opens."""
+    none: the runs' monitored metric, which the sweep command finds and sets
+    (``with_objective``) before the study opens."""
 
     name: str
     path: Path
