@@ -8,6 +8,10 @@
   -> ``litforge-NAME`` (with - for _), and the project name of the runs ``template`` -> NAME, in
   file contents and in file names; so the README says ``make train-NAME``, ``runs/NAME/...``,
   and its first sentence says where the project came from;
+- gives it one sweep file, ``configs/sweeps/quick.yaml`` (``PROJECT_SWEEP``), instead of the
+  template's, which tune the template's own settings on its metric: it tunes the optimizer's
+  rate and the batch size on the metric the best checkpoint is chosen by, so it keeps running
+  (and passing tests/test_sweep_files.py) whatever data and model the project comes to have;
 - registers the project in the root pyproject.toml: a path dependency under
   [tool.poetry.dependencies] and NAME in ruff's known-first-party list (a textual edit that leaves
   the rest of the file as it was, checked by parsing both versions);
@@ -46,16 +50,37 @@ PROJECT_INTRO = (
     "it, it does what the template does. Say here what it learns, from which data, and what a\n"
     "good result is."
 )
-# The template's sweep files begin with a comment about the template (its data, its timing);
-# a new project's copy begins with this instead, up to the comment's line starting SWEEP_KEPT.
-SWEEP_INTRO = """\
-# A sweep copied from the template: make sweep-{name} SWEEP={sweep} [WORKERS=2]
-# (python -m {name} sweep {sweep}). It still tunes the template's settings on the template's
-# metric: rewrite metric, parameters and fixed for this task (the keys its config and command
-# line take, a metric it logs at validation), or delete this file; tests/test_sweep_files.py
-# runs every sweep file. The pruner stops a trial that does worse than most earlier ones.
+# The template's sweep files tune the template's settings (model.width, data.n_train) on its
+# metric (val/shapes/accuracy): a recipe, or the user's own data and model, have other settings
+# and metric names. A new project gets this one instead: settings every project made from the
+# template has (its config names the optimizer's class_path, and every litforge data module takes
+# batch_size), and no metric, so the runs' monitored one (docs/experiments.md, "Sweeps").
+PROJECT_SWEEP = """\
+# A first sweep: make sweep-{name} SWEEP=quick [WORKERS=2] (python -m {name} sweep quick).
+# It tunes what every task started from the template has: the optimizer's rate (the peak of
+# lr_schedule; configs/default.yaml names the optimizer's class_path) and the batch size, 5
+# trials of 3 epochs. It names no metric: it optimises the one the best checkpoint is chosen by
+# (--run.monitor, by default the model's best_metric, val/<data>/accuracy for a Classifier), in
+# its direction, whatever the data and model become. Add your task's own settings under
+# parameters (config keys, as on the command line); to optimise another metric, add
+# `metric: val/<data>/<name>` and `direction: maximize` (or minimize). tests/test_sweep_files.py
+# runs every sweep file. The percentile pruner stops a trial whose metric is in the worst
+# quarter of the earlier trials' at the same epoch, from the second epoch on.
+# Run the same command again after an interruption: the study continues where it stopped.
+# Results in runs/{name}/sweeps/quick/: trials.csv, best.yaml (for --config), history.png,
+# importance.png; each trial is an ordinary run folder, trial-<n>/.
+n_trials: 5
+sampler: {{type: tpe, seed: 0, n_startup_trials: 3}}
+pruner: {{type: percentile, percentile: 25.0, n_startup_trials: 3, n_warmup_steps: 1}}
+parameters:
+  model.optimizer.init_args.lr: {{type: float, low: 1.0e-3, high: 5.0e-2, log: true}}
+  data.batch_size: {{type: categorical, choices: [32, 64]}}
+fixed:
+  trainer.max_epochs: 3
+  # CSV logs only, for speed here; without this line every trial logs to W&B as well,
+  # grouped as {name}-sweep-quick.
+  run.loggers: [csv]
 """
-SWEEP_KEPT = "# Run the same command again"
 # Never copied: caches, build outputs, run folders.
 IGNORED = (
     "__pycache__",
@@ -297,20 +322,14 @@ def rewrite_readme(dest: Path) -> None:
         readme.write_text(text[:start] + PROJECT_INTRO + text[end:], encoding="utf-8")
 
 
-def rewrite_sweeps(dest: Path, name: str) -> None:
-    """Each sweep file copied from the template begins with ``SWEEP_INTRO``: what the template's
-    comment said of its data and timing is not true of the new project."""
-    for path in sorted(dest.glob(f"src/{name}/configs/sweeps/*.yaml")):
-        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-        header = 0
-        while header < len(lines) and lines[header].startswith("#"):
-            if lines[header].startswith(SWEEP_KEPT):
-                break
-            header += 1
-        if header == 0:
-            continue
-        intro = SWEEP_INTRO.format(name=name, sweep=path.stem)
-        path.write_text(intro + "".join(lines[header:]), encoding="utf-8")
+def write_sweep(dest: Path, name: str) -> None:
+    """The new project's sweeps: ``PROJECT_SWEEP`` as ``quick.yaml``, in place of the template's
+    (each tunes the template's own settings on its metric: see ``PROJECT_SWEEP``)."""
+    folder = dest / "src" / name / "configs" / "sweeps"
+    for path in folder.glob("*.yaml"):
+        path.unlink()
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "quick.yaml").write_text(PROJECT_SWEEP.format(name=name), encoding="utf-8")
 
 
 def ruff_command(root: Path) -> list[str] | None:
@@ -355,7 +374,7 @@ def create(name: str, root: Path) -> Path:
     try:
         copy_template(template, dest, name)
         rewrite_readme(dest)
-        rewrite_sweeps(dest, name)
+        write_sweep(dest, name)
         pyproject.write_text(new_pyproject, encoding="utf-8")
         tidy(root, dest)
     except BaseException:

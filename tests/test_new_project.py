@@ -28,10 +28,10 @@ from types import ModuleType
 
 import pytest
 import torch
-import yaml
 from PIL import Image
 
 from litforge import testing
+from litforge.experiments.space import load_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = Path("scripts") / "new_project.py"
@@ -144,8 +144,9 @@ def test_new_project_is_complete_registered_and_its_tests_pass(repo: Path) -> No
             text = path.read_text()
             assert "template_project" not in text and "litforge-template" not in text, path
     assert 'Project("foo"' in (project / "src/foo/cli.py").read_text()
-    sweep = (project / "src/foo/configs/sweeps/quick.yaml").read_text()
-    assert sweep.startswith("# A sweep copied from the template") and "1024 images" not in sweep
+    sweeps = sorted((project / "src/foo/configs/sweeps").iterdir())
+    assert [p.name for p in sweeps] == ["quick.yaml"]  # the project's own, not the template's
+    assert sweeps[0].read_text() == script().PROJECT_SWEEP.format(name="foo")
     assert "python -m foo fit" in (project / "src/foo/configs/default.yaml").read_text()
     # The README is the new project's: its name, commands and run folder; only its first
     # sentence, which says where it came from, names the template.
@@ -249,24 +250,24 @@ def test_registration_keeps_the_rest_of_pyproject() -> None:
     assert parsed["tool"]["ruff"]["lint"]["isort"]["known-first-party"] == ["my_task"]
 
 
-def test_a_new_projects_sweep_file_says_nothing_untrue_of_it(tmp_path: Path) -> None:
-    """The template's sweep comment speaks of the template (its 1024 images, its two minutes);
-    the copy begins with a comment for any project and keeps every setting of the file."""
+def test_a_new_projects_sweep_file_is_its_own(tmp_path: Path) -> None:
+    """The template's sweep tunes the template's settings on its metric; a new project's names
+    no metric (the runs' monitored one) and tunes only what every task from the template has."""
     module = script()
-    template = REPO / "projects" / "template"
     dest = tmp_path / "foo"
-    module.copy_template(template, dest, "foo")
-    module.rewrite_sweeps(dest, "foo")
-    original = template / "src/template_project/configs/sweeps/quick.yaml"
-    copied = (dest / "src/foo/configs/sweeps/quick.yaml").read_text()
-    assert "1024 images" in original.read_text() and "sweep of the template" in original.read_text()
-    header = copied.split("\nmetric:")[0]
-    assert copied.startswith("# A sweep copied from the template: make sweep-foo SWEEP=quick")
-    assert "python -m foo sweep quick" in header and "tests/test_sweep_files.py" in header
-    assert "1024" not in header and "minutes" not in header and "of the foo" not in header
-    assert "# Run the same command again" in header and "runs/foo/sweeps/quick/" in header
-    renamed = yaml.safe_load(module.rename_text(original.read_text(), "foo"))
-    assert yaml.safe_load(copied) == renamed  # the settings themselves are the template's
+    module.copy_template(REPO / "projects" / "template", dest, "foo")
+    module.write_sweep(dest, "foo")
+    (path,) = (dest / "src/foo/configs/sweeps").iterdir()
+    text = path.read_text()
+    assert path.name == "quick.yaml" and text.startswith(
+        "# A first sweep: make sweep-foo SWEEP=quick"
+    )
+    assert "python -m foo sweep quick" in text and "runs/foo/sweeps/quick/" in text
+    assert not any(word in text for word in ("width", "n_train", "shapes", "1024", "minutes"))
+    sweep = load_sweep(path)
+    assert sweep.metric is None and sweep.direction is None
+    assert set(sweep.parameters) == {"model.optimizer.init_args.lr", "data.batch_size"}
+    assert set(sweep.fixed) == {"trainer.max_epochs", "run.loggers"}
 
 
 def test_a_failure_half_way_undoes_everything(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -554,6 +555,43 @@ def test_recipe_tabular_classification(mytask: Path, tmp_path: Path) -> None:
         rows = extremes_rows(tmp_path, f"test/table/extremes/{side}")
         assert len(rows) == 8 and all(diagnosis[r["id"]] == r["label"] for r in rows), rows
     project_tests_pass(mytask, tmp_path)
+
+
+@pytest.mark.slow  # pytest in a subprocess, two fast_dev_run fits
+def test_the_new_projects_sweep_file_holds_after_a_recipe(mytask: Path, tmp_path: Path) -> None:
+    """After a recipe (other settings, another metric name), the sweep file `make new-project`
+    left still passes `make test-mytask`'s check of it (tests/test_sweep_files.py: every key
+    exists, and the metric it optimises, the runs' monitored one, is the best checkpoint's and
+    is logged), while the template's sweep, in its place, fails on the template's settings."""
+    apply_recipe("tabular-classification", mytask)
+    sweeps = mytask / "src" / RECIPE_PROJECT / "configs" / "sweeps"
+    template = REPO / "projects/template/src/template_project/configs/sweeps/quick.yaml"
+    (sweeps / "template.yaml").write_text(script().rename_text(template.read_text(), "mytask"))
+    repo = mytask.parents[1]
+    args = ["-q", "-rA", "-p", "no:cacheprovider", "-p", "no:xdist", "--import-mode=importlib"]
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            *args,
+            f"--basetemp={tmp_path / 'tests'}",
+            f"--project={RECIPE_PROJECT}",
+            "tests/test_sweep_files.py",
+        ],
+        cwd=repo,
+        env={**with_path(mytask), "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    check = "tests/test_sweep_files.py::test_sweep_file_is_valid[mytask/src/mytask/configs/sweeps/"
+    out = done.stdout + done.stderr
+    assert f"PASSED {check}quick.yaml]" in out, out[-4000:]
+    assert "best by val/table/accuracy, max" in out  # the recipe's metric, its direction
+    assert f"FAILED {check}template.yaml]" in out, out[-4000:]
+    assert "unrecognized arguments: --data.n_train=1024 --model.width=8" in out
+    assert "1 failed, 1 passed" in out.splitlines()[-1], out[-2000:]
 
 
 def customer_rows(path: Path, n: int = 3000) -> dict[str, dict[str, str]]:

@@ -1,7 +1,9 @@
 """Every project's sweep files (``configs/sweeps/*.yaml``) are valid: the file passes its checks,
 the project's CLI accepts every key it sets, and the metric it optimises is logged at
 validation (one fast_dev_run batch through the project's own CLI, with the sweep's fixed
-settings and each parameter at its low end / first choice).
+settings and each parameter at its low end / first choice). A file that names no metric
+optimises the runs' monitored one: the metric the sweep finds is the one that run's best
+checkpoint is chosen by.
 
 No run reads a user's data: as in test_configs.py, each reads the tiny sample that the
 project's data module's ``write_test_data`` writes into a temporary folder
@@ -18,8 +20,9 @@ from pathlib import Path
 import pytest
 
 from litforge import testing
-from litforge.experiments.command import probe
+from litforge.experiments.command import monitored, probe
 from litforge.experiments.space import cli_args, load_sweep
+from litforge.run.checkpoints import best_callback
 
 REPO = Path(__file__).resolve().parents[1]
 SWEEPS = sorted(REPO.glob("projects/*/src/*/configs/sweeps/*.yaml"))
@@ -58,13 +61,13 @@ def test_sweep_file_is_valid(
     assert cli.project.name == project.name
     data_class = getattr(cli.project, "data_class", None)
     sample = testing.data_args(data_class, tmp_path / "data") if data_class else []
+    args += [*sample, *smoke_args(project, request), "--data.val_size=0.25"]
+    # the sweep's objective, as the sweep command finds it: the file's, or the monitored one
+    metric, direction = sweep.objective if sweep.metric else monitored(cli.main, args)
     run = cli.main(
         [
             "fit",
             *args,
-            *sample,
-            *smoke_args(project, request),
-            "--data.val_size=0.25",
             "--trainer.fast_dev_run=true",
             f"--run.root={tmp_path}",
             "--run.loggers=[csv]",
@@ -72,4 +75,8 @@ def test_sweep_file_is_valid(
         ]
     )
     logged = sorted(k for k in run.trainer.callback_metrics if k.startswith("val/"))
-    assert sweep.metric in logged, logged
+    assert metric in logged, logged
+    if sweep.metric is None:
+        best = best_callback(run.trainer)
+        mode = {"maximize": "max", "minimize": "min"}[direction]
+        assert best is not None and (best.monitor, best.mode) == (metric, mode), best

@@ -10,15 +10,18 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import optuna
 import pytest
+import torch
 import yaml
 from optuna.trial import TrialState
 
+from litforge.errors import LitforgeError
 from litforge.experiments import space, stats, study
 from litforge.experiments.space import SweepFileError, load_sweep
 from litforge.run.handoff import HANDOFF_ENV
@@ -133,7 +136,8 @@ def test_sweep_file_reads_every_kind_of_parameter(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("direction: maximize\nn_trials: 2\nparameters: {a: [1]}", "metric is missing"),
+        ("direction: maximize\nn_trials: 2\nparameters: {a: [1]}", "without a metric"),
+        ("metric: val/a\nn_trials: 2\nparameters: {a: [1]}", "direction is missing"),
         ("metric: acc\ndirection: maximize\nn_trials: 2\nparameters: {a: [1]}", "metric: 'acc'"),
         ("metric: val/a\ndirection: up\nn_trials: 2\nparameters: {a: [1]}", "direction: 'up'"),
         ("metric: val/a\ndirection: maximize\nn_trials: 0\nparameters: {a: [1]}", "n_trials: 0"),
@@ -177,6 +181,36 @@ def test_sweep_file_errors_name_the_file_and_key(tmp_path: Path, text: str, expe
     with pytest.raises(SweepFileError) as err:
         load_sweep(path)
     assert str(path) in str(err.value) and expected in str(err.value), str(err.value)
+
+
+def test_a_sweep_without_a_metric_optimises_the_monitored_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No metric (nor direction) in the file: the sweep takes what the runs' best checkpoint is
+    chosen by, as the fit would build it (its --run.monitor, else the model's best_metric), in
+    that metric's own direction; the temporary run folder it builds them in does not stay."""
+    from litforge.experiments.command import monitored
+    from litforge.testing import main
+
+    monkeypatch.chdir(tmp_path)
+    path = write_sweep(tmp_path)
+    spec = yaml.safe_load(path.read_text())
+    del spec["metric"], spec["direction"]
+    path.write_text(yaml.safe_dump(spec))
+    before = set(tmp_path.iterdir()), set(Path(tempfile.gettempdir()).glob("litforge-monitor-*"))
+    environ = dict(os.environ)
+    sweep = load_sweep(path)
+    assert (sweep.metric, sweep.direction) == (None, None)
+    with pytest.raises(LitforgeError, match="not known yet"):
+        _ = sweep.objective
+    args = space.cli_args(sweep.fixed)
+    assert monitored(main, args) == (METRIC, "maximize")  # a Classifier's accuracy
+    loss = "val/synthetic/loss/total"
+    assert monitored(main, [*args, f"--run.monitor={loss}"]) == (loss, "minimize")
+    assert monitored(main, [*args, "--run.monitor_mode=min"]) == (METRIC, "minimize")
+    assert sweep.with_objective(METRIC, "maximize").objective == (METRIC, "maximize")
+    after = set(tmp_path.iterdir()), set(Path(tempfile.gettempdir()).glob("litforge-monitor-*"))
+    assert after == before and dict(os.environ) == environ  # the trials inherit it
 
 
 def test_sweeps_are_found_by_name_or_path(tmp_path: Path) -> None:
@@ -308,6 +342,36 @@ def test_two_workers_share_one_study(tmp_path: Path) -> None:
     assert len({t.user_attrs["run_dir"] for t in trials}) == 4
     for t in trials:
         check_trial_folder(t)
+
+
+@pytest.mark.slow
+def test_a_sweep_without_a_metric_runs_on_the_best_checkpoints_metric(tmp_path: Path) -> None:
+    """A sweep file without metric and direction: the study maximises the synthetic
+    classifier's monitored accuracy, each trial reports it, and a trial's value is its best
+    validation accuracy in its own metrics.csv, the score of its best checkpoint."""
+    path = write_sweep(tmp_path, "monitored", n_trials=2, fixed={**FAST, "trainer.max_epochs": 2})
+    spec = yaml.safe_load(path.read_text())
+    del spec["metric"], spec["direction"]
+    path.write_text(yaml.safe_dump(spec))
+    root = tmp_path / "runs"
+    out = run("sweep", str(path), "--root", str(root)).stdout
+    assert f"{METRIC} (maximize, the runs' monitored metric)" in out, out
+    s = load(root, "monitored")
+    assert s.direction == optuna.study.StudyDirection.MAXIMIZE
+    trials = s.get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
+    for t in trials:
+        check_trial_folder(t)  # its OptunaReport reported METRIC
+        run_dir = Path(t.user_attrs["run_dir"])
+        with open(run_dir / "csv" / "metrics.csv") as f:
+            logged = [float(r[METRIC]) for r in csv.DictReader(f) if r.get(METRIC)]
+        assert len(logged) == 2 and t.value == pytest.approx(max(logged))
+        # the state of its best-checkpoint callback, as saved with its last checkpoint
+        saved = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["callbacks"]
+        (best,) = [v for k, v in saved.items() if f"'monitor': '{METRIC}'" in k]
+        assert float(best["best_model_score"]) == pytest.approx(t.value)
+    with open(root / "synthetic" / "sweeps" / "monitored" / "trials.csv") as f:
+        assert METRIC in next(csv.reader(f))
 
 
 @pytest.mark.slow

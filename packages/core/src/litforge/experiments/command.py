@@ -8,8 +8,11 @@ import argparse
 import contextlib
 import importlib.util
 import io
+import logging
+import os
 import signal
 import sys
+import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -55,6 +58,40 @@ def probe(main: Callable[..., Any], args: list[str]) -> dict[str, Any]:
     finally:
         sys.argv = argv
     return yaml.safe_load(printed.getvalue()) or {}
+
+
+def monitored(main: Callable[..., Any], args: list[str]) -> tuple[str, str]:
+    """The metric a fit with ``args`` chooses its best checkpoint by (``--run.monitor``, default
+    the model's ``best_metric``) and its direction, ``maximize`` or ``minimize``: the objective
+    of a sweep file that names no metric. The model and data are built as the fit builds them
+    (``run=False``: the default config, then ``args``) in a temporary run folder, with no
+    loggers; nothing trains and nothing stays (nor do the variables seeding sets in the
+    environment, which the trials would inherit)."""
+    from litforge.run.checkpoints import resolve_monitor
+
+    quiet = [logging.getLogger(n) for n in ("pytorch_lightning", "lightning_fabric")]
+    levels = [q.level for q in quiet]
+    argv, environ = sys.argv, dict(os.environ)
+    with tempfile.TemporaryDirectory(prefix="litforge-monitor-") as folder:
+        try:
+            sys.argv = argv[:1]
+            for q in quiet:  # "Seed set to 0", "GPU available": the runs print them
+                q.setLevel(logging.WARNING)
+            with contextlib.redirect_stdout(io.StringIO()):
+                cli = main([*args, f"--run.dir={folder}/run", "--run.loggers=[]"], run=False)
+        except SystemExit:
+            raise LitforgeError(
+                f"the runs' model and data could not be built (the message above): {' '.join(args)}"
+            ) from None
+        finally:
+            sys.argv = argv
+            for q, level in zip(quiet, levels, strict=True):
+                q.setLevel(level)
+            os.environ.clear()  # PL_GLOBAL_SEED, PL_SEED_WORKERS
+            os.environ.update(environ)
+        run = cli.config.run
+        metric, mode = resolve_monitor(cli.model, cli.datamodule, run.monitor, run.monitor_mode)
+    return metric, "maximize" if mode == "max" else "minimize"
 
 
 def _key_values(items: Sequence[str]) -> dict[str, Any]:
@@ -119,8 +156,12 @@ def _sweep(
         k: p["choices"][0] if p["type"] == "categorical" else p["low"]
         for k, p in sweep.parameters.items()
     }
+    args = [*cli_args(sweep.fixed), *extra, *cli_args(example)]
     try:
-        probe(main, [*cli_args(sweep.fixed), *extra, *cli_args(example), "--run.wandb_group=probe"])
+        probe(main, [*args, "--run.wandb_group=probe"])
+        monitor = sweep.metric is None  # the file names none: the runs' monitored metric
+        if monitor:
+            sweep = sweep.with_objective(*monitored(main, args))
     except LitforgeError as err:
         raise LitforgeError(f"{path}: {err}") from None
     folder = Path(opts.root) / project / "sweeps" / sweep.name
@@ -139,7 +180,9 @@ def _sweep(
     print(
         f"sweep {sweep.name} ({path}): {sweep.n_trials} trials, {opts.workers} worker(s)"
         + (f" on GPUs {', '.join(slots)}" if slots else "")
-        + f", {sweep.metric} ({sweep.direction}); study in {run.storage}",
+        + f", {sweep.metric} ({sweep.direction}"
+        + (", the runs' monitored metric" if monitor else "")
+        + f"); study in {run.storage}",
         flush=True,
     )
     try:

@@ -1,7 +1,7 @@
 """The sweep file, ``configs/sweeps/<name>.yaml`` in a project's package::
 
     metric: val/shapes/accuracy        # a key the model logs at validation (or test/... at the end)
-    direction: maximize                # or minimize
+    direction: maximize                # or minimize (both left out: the runs' monitored metric)
     n_trials: 5
     reduce: best                       # a trial's value: its best epoch (default) or its last
     sampler: {type: tpe, seed: 0}      # any optuna.samplers class by name, with its arguments
@@ -13,6 +13,12 @@
     fixed:                             # the same for every trial
       trainer.max_epochs: 3
 
+Without ``metric`` (and then without ``direction``) a sweep optimises what each run's best
+checkpoint is chosen by: ``--run.monitor`` (default: the model's ``best_metric``), in its own
+direction. The file then names no metric of one task, and holds whatever the task's data and
+model become. ``load_sweep`` leaves both None; the sweep command fills them in before the study
+opens (``litforge.experiments.command.monitored``).
+
 Every mistake is reported with the file and the key at fault.
 """
 
@@ -20,7 +26,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,16 +48,31 @@ class SweepFileError(LitforgeError):
 
 @dataclass
 class Sweep:
+    """A sweep file, read and checked. ``metric`` and ``direction`` are None when the file names
+    none: the runs' monitored metric, which the sweep command finds and sets
+    (``with_objective``) before the study opens."""
+
     name: str
     path: Path
-    metric: str
-    direction: str
+    metric: str | None
+    direction: str | None
     n_trials: int
     parameters: dict[str, dict[str, Any]]
     sampler: dict[str, Any] = field(default_factory=lambda: {"type": "tpe", "seed": 0})
     pruner: dict[str, Any] = field(default_factory=lambda: {"type": "nop"})
     fixed: dict[str, Any] = field(default_factory=dict)
     reduce: str = "best"
+
+    @property
+    def objective(self) -> tuple[str, str]:
+        """(metric, direction) of the study; the file's, or the monitored ones filled in."""
+        if self.metric is None or self.direction is None:
+            raise LitforgeError(f"{self.path}: the sweep's metric is not known yet (monitored)")
+        return self.metric, self.direction
+
+    def with_objective(self, metric: str, direction: str) -> Sweep:
+        """This sweep with the metric and direction of a file that names none."""
+        return replace(self, metric=metric, direction=direction)
 
     def suggest(self, trial: Any) -> dict[str, Any]:
         """The trial's values of every parameter, asked of Optuna's trial."""
@@ -226,14 +247,25 @@ def load_sweep(path: Path, n_trials: int | None = None) -> Sweep:
         raise SweepFileError(
             f"{path}: unknown key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(KEYS))}"
         )
-    for key in ("metric", "direction", "n_trials", "parameters"):
+    for key in ("n_trials", "parameters"):
         if key not in data:
             raise SweepFileError(f"{path}: {key} is missing")
-    metric = data["metric"]
-    if not isinstance(metric, str) or metric.split("/")[0] not in ("val", "test"):
-        raise SweepFileError(f"{path}: metric: {metric!r}; a logged key, e.g. val/<data>/accuracy")
-    if data["direction"] not in ("minimize", "maximize"):
-        raise SweepFileError(f"{path}: direction: {data['direction']!r}; minimize or maximize")
+    metric, direction = data.get("metric"), data.get("direction")
+    if metric is None and direction is not None:
+        raise SweepFileError(
+            f"{path}: direction: {direction!r} without a metric; give both, or neither (the "
+            "runs' monitored metric, in its own direction)"
+        )
+    if metric is not None:
+        if not isinstance(metric, str) or metric.split("/")[0] not in ("val", "test"):
+            raise SweepFileError(
+                f"{path}: metric: {metric!r}; a logged key, e.g. val/<data>/accuracy (or no "
+                "metric: the runs' monitored one)"
+            )
+        if direction is None:
+            raise SweepFileError(f"{path}: direction is missing (minimize or maximize)")
+        if direction not in ("minimize", "maximize"):
+            raise SweepFileError(f"{path}: direction: {direction!r}; minimize or maximize")
     trials = data["n_trials"] if n_trials is None else n_trials
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
         raise SweepFileError(f"{path}: n_trials: {trials!r}; a whole number >= 1")
@@ -257,7 +289,7 @@ def load_sweep(path: Path, n_trials: int | None = None) -> Sweep:
         name=path.stem,
         path=path,
         metric=metric,
-        direction=data["direction"],
+        direction=direction,
         n_trials=trials,
         parameters=parameters,
         fixed={str(k): v for k, v in fixed.items()},

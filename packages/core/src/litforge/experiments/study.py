@@ -58,7 +58,7 @@ def open_study(url: str, name: str, direction: str, sampler: Any, pruner: Any) -
     if study.direction.name.lower() != direction:
         raise LitforgeError(
             f"the study {name} in {url} was made to {study.direction.name.lower()}, the sweep "
-            f"file now says {direction}: use another sweep name, or remove {url}"
+            f"now asks to {direction}: use another sweep name, or remove {url}"
         )
     return study
 

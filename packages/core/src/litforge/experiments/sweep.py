@@ -55,8 +55,8 @@ class SweepRun:
         return self.sweep.name
 
     def open(self) -> optuna.Study:
-        s = self.sweep
-        return open_study(self.storage, s.name, s.direction, s.make_sampler(), s.make_pruner())
+        s, (_, direction) = self.sweep, self.sweep.objective
+        return open_study(self.storage, s.name, direction, s.make_sampler(), s.make_pruner())
 
     def child_args(self, number: int, params: dict[str, Any]) -> list[str]:
         """The trial's command line; last, its OptunaReport (reports to the study, prunes),
@@ -71,7 +71,7 @@ class SweepRun:
             *cli_args(s.fixed),
             *self.extra,
             *cli_args(params),
-            trial_callback(self.storage, self.study_name, number, s.metric, s.pruner),
+            trial_callback(self.storage, self.study_name, number, s.objective[0], s.pruner),
         ]
 
 
