@@ -18,10 +18,11 @@ from litforge.run.handoff import HANDOFF_ENV
 STEPS = 6
 
 
-def fit_weights(folder: Path, run: Path, *args: str) -> dict[str, torch.Tensor]:
+def fit_weights(folder: Path, run: Path, *args: str, fit: bool = True) -> dict[str, torch.Tensor]:
+    """The weights after a fit of ``STEPS`` steps; ``fit=False``: as built, from the same seed."""
     cli = main(
         [
-            "fit",
+            *(["fit"] if fit else []),
             f"--run.dir={run}",
             "--run.loggers=[]",
             *testing.QUIET,
@@ -38,9 +39,10 @@ def fit_weights(folder: Path, run: Path, *args: str) -> dict[str, torch.Tensor]:
             "--model.optimizer=sgd",  # the GPU recipe's (configs/default.yaml)
             "--model.lr=1.15",
             *args,
-        ]
+        ],
+        **({} if fit else {"run": False}),
     )
-    assert cli.trainer.global_step == cli.trainer.max_steps
+    assert not fit or cli.trainer.global_step == cli.trainer.max_steps
     return {k: v.detach().clone() for k, v in cli.model.state_dict().items()}
 
 
@@ -54,7 +56,7 @@ def test_the_compiled_step_trains_the_plain_steps_weights(
     within 1e-3 absolute + 1% of the tensor's largest value (float32; the fused kernels sum in
     another order), while the steps moved the weights far more than that."""
     monkeypatch.delenv(HANDOFF_ENV, raising=False)
-    start = fit_weights(tiny_image_folder, tmp_path / "start", "--trainer.max_steps=0")
+    start = fit_weights(tiny_image_folder, tmp_path / "start", fit=False)
     plain = fit_weights(tiny_image_folder, tmp_path / "plain")
     compiled = fit_weights(
         tiny_image_folder,
