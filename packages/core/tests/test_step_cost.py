@@ -1,11 +1,13 @@
 """What core does every training step, kept cheap (docs/performance.md, "Host time per step"):
 the training loss handed to Lightning's logging only when a logger writes, the same values as
-logging it every step; the progress bar redrawn at most twice a second."""
+logging it every step; the progress bar redrawn at most twice a second; the per-step hooks no
+callback implements left out of Lightning's dispatch; the training metrics' inputs kept once."""
 
 from __future__ import annotations
 
 import csv
 import importlib
+from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -13,9 +15,11 @@ from typing import Any
 import pytest
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.profilers import Profiler
 
 from litforge import testing
 from litforge.run.progress import PacedProgressBar
+from litforge.tasks.dispatch import PER_STEP_HOOKS, skip_unused_hooks
 
 LOG_EVERY = 4
 
@@ -132,3 +136,97 @@ def test_the_joined_training_metrics_count_every_step_with_the_progress_bar_on(
     for row in rows:
         by_hand = torch.cat(hits.hits[int(row["epoch"])]).float().mean()
         assert float(row["train/synthetic/accuracy"]) == pytest.approx(float(by_hand), abs=1e-6)
+
+
+class Quiet(pl.Callback):
+    """No per-step hook of its own; one epoch hook."""
+
+    def __init__(self) -> None:
+        self.epochs = 0
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
+        self.epochs += 1
+
+
+class Busy(pl.Callback):
+    """Two per-step hooks of its own, counted."""
+
+    def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()
+
+    def on_train_batch_end(self, *args: Any) -> None:
+        self.calls["on_train_batch_end"] += 1
+
+    def on_before_backward(self, *args: Any) -> None:
+        self.calls["on_before_backward"] += 1
+
+
+class ActionNames(Profiler):
+    """Counts the actions Lightning enters: ``[Callback]<name>.<hook>`` for each hook it calls
+    on each callback."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: Counter[str] = Counter()
+
+    def start(self, action_name: str) -> None:
+        self.names[action_name] += 1
+
+    def stop(self, action_name: str) -> None:
+        pass
+
+    def summary(self) -> str:
+        return ""
+
+
+def test_callbacks_are_called_only_for_the_per_step_hooks_they_implement() -> None:
+    """A core model's fit leaves out of Lightning's per-step dispatch the hooks a callback
+    inherits empty from ``Callback`` (``litforge.tasks.dispatch``): only the per-step hooks a
+    callback implements are entered, each once a step; the others' epoch hooks still run. Also
+    the check that Lightning still skips a hook set to None: without it this fit would fail."""
+    cli = testing.main([*testing.QUIET, "--data.n_train=96", "--data.batch_size=16"], run=False)
+    quiet, busy, names = Quiet(), Busy(), ActionNames()
+    trainer = pl.Trainer(
+        max_epochs=2, callbacks=[quiet, busy], profiler=names, logger=False,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+    )  # fmt: skip
+    trainer.fit(cli.model, datamodule=cli.datamodule)
+    steps = trainer.global_step
+    assert steps == 2 * trainer.num_training_batches > 2 and quiet.epochs == 2
+    assert busy.calls == {"on_train_batch_end": steps, "on_before_backward": steps}
+    entered = {
+        name: count
+        for name, count in names.names.items()
+        if name.startswith("[Callback]") and name.rsplit(".", 1)[1] in PER_STEP_HOOKS
+    }
+    assert entered == {
+        "[Callback]Busy.on_train_batch_end": steps,
+        "[Callback]Busy.on_before_backward": steps,
+    }
+    assert names.names["[Callback]Quiet.on_train_epoch_end"] == 2
+    assert quiet.on_train_batch_start is None and busy.on_train_batch_start is None
+    assert skip_unused_hooks([busy]) == []  # once is enough; own hooks untouched
+
+
+def test_the_joined_training_metrics_hold_each_step_once() -> None:
+    """The classification metrics (three, reading the same logits and labels) keep each step's
+    inputs once: after 20 steps of 16 examples, joined and flushed, each metric has counted 320
+    examples, and the accuracy equals one counted by hand."""
+    cli = testing.main([*testing.QUIET], run=False)
+    model = cli.model
+    metrics = model.build_metrics()
+    generator = torch.Generator().manual_seed(0)
+    hits = []
+    for _ in range(20):
+        logits = torch.randn(16, model.num_classes, generator=generator)
+        label = torch.randint(0, model.num_classes, (16,), generator=generator)
+        hits.append(logits.argmax(1) == label)
+        model._update_train_metrics(
+            metrics, SimpleNamespace(label=label), SimpleNamespace(logits=logits)
+        )
+    model._flush_train_metrics()
+    for name, metric in metrics.items():
+        inner = metric.inner
+        assert int(inner.tp.sum() + inner.fn.sum()) == 320, name
+    by_hand = torch.cat(hits).float().mean()
+    assert float(metrics["accuracy"].compute()) == pytest.approx(float(by_hand), abs=1e-6)

@@ -36,6 +36,7 @@ from torch import nn
 from torchmetrics import MeanMetric, MetricCollection
 
 from litforge.tasks.contracts import dataset_names
+from litforge.tasks.dispatch import skip_unused_hooks
 from litforge.tasks.metrics import StructMetric, returns_several, several_values
 from litforge.tasks.structs import Example, Loss, Prediction, Struct
 
@@ -109,11 +110,12 @@ class BaseModel(pl.LightningModule):
         self.metrics = nn.ModuleDict()
         self.loss_means = nn.ModuleDict()  # evaluation loss terms, created when first logged
         self._dataset_names: dict[str, list[str]] = {}
-        self._train_position = (-1, -1)  # (epoch, batch index) of the last training step
         self._several: set[str] = set()  # logged names of the metrics that return dicts
         self._train_loss_sums: dict[str, list[Any]] = {}  # name -> [device sum, count]
         self._train_metric_inputs: dict[tuple[str, str], list[torch.Tensor]] = {}
-        self._train_metric_target: MetricCollection | None = None
+        # What a training step reads and writes, in a plain object: setting an attribute of an
+        # nn.Module costs microseconds of checks a time.
+        self._step = _StepState()
 
     # ----------------------------------------------------------------- what a task implements
     def forward(self, example: Example) -> Prediction:  # type: ignore[override]
@@ -166,8 +168,10 @@ class BaseModel(pl.LightningModule):
         return f"{stage}/{name}/"
 
     def setup(self, stage: str) -> None:
+        if self._trainer is not None:  # the per-step hooks no callback implements, not called
+            skip_unused_hooks(self._trainer.callbacks)  # type: ignore[attr-defined]
         self._dataset_names.clear()
-        self._train_position = (-1, -1)
+        self._step = _StepState()
         self._train_loss_sums.clear()
         self._train_metric_inputs.clear()
         template = self.build_metrics()
@@ -196,9 +200,10 @@ class BaseModel(pl.LightningModule):
         first included). Logging a metric object registers it; Lightning computes and resets it
         at the epoch's end. Logging it again each step changes nothing but costs a few hundred
         microseconds of the host's time per metric, as long as a small GPU step."""
+        step = self._step
         position = (self.current_epoch, batch_idx)
-        first = self._train_position != (position[0], position[1] - 1)
-        self._train_position = position
+        first = step.position != (position[0], position[1] - 1)
+        step.position = position
         return first
 
     def _shared_step(
@@ -206,12 +211,11 @@ class BaseModel(pl.LightningModule):
     ) -> dict[str, Any]:
         prediction = self(batch)
         loss = self.compute_loss(batch, prediction)
+        if stage == "train":
+            return self._train_bookkeeping(batch, prediction, loss, batch_idx)
         prefix = self.metric_prefix(stage, dataloader_idx)
         for term, value in loss.items().items():
             name = f"{prefix}loss/{term}"
-            if stage == "train":  # per step, this process's batch: no sync
-                self._log_train_loss(name, value.detach(), len(batch))
-                continue
             # Evaluation losses: the mean over every example of every process, weighted by
             # batch size (a MeanMetric syncs its sums; Lightning's own sync_dist mean does not
             # weight ranks by their share of an uneven set).
@@ -231,33 +235,59 @@ class BaseModel(pl.LightningModule):
         example, prediction = self.in_user_units(batch), self.in_user_units(prediction)
         metrics = self.metrics[f"{stage}_{dataloader_idx}"] if self.metrics else None
         if isinstance(metrics, MetricCollection) and len(metrics):
-            if stage == "train":
-                self._update_train_metrics(metrics, example, prediction)
-            else:
-                metrics.update(example, prediction)
-            if stage != "train" or self._first_step_of_epoch(batch_idx):
-                scalars: Any = metrics
-                if self._several:  # Lightning logs tensors only: the dicts go at the epoch's end
-                    pairs = metrics.items(keep_base=False, copy_state=False)
-                    scalars = {k: m for k, m in pairs if k not in self._several}
-                self.log_dict(scalars, on_step=False, on_epoch=True, add_dataloader_idx=False)
+            metrics.update(example, prediction)
+            self._log_metric_objects(metrics)
         return {"loss": loss.total, "prediction": prediction.detach(), "example": example}
 
-    def _log_train_loss(self, name: str, value: torch.Tensor, n: int) -> None:
+    def _log_metric_objects(self, metrics: MetricCollection) -> None:
+        """Registers the collection's metrics with Lightning, which computes and resets them
+        at the epoch's end."""
+        scalars: Any = metrics
+        if self._several:  # Lightning logs tensors only: the dicts go at the epoch's end
+            pairs = metrics.items(keep_base=False, copy_state=False)
+            scalars = {k: m for k, m in pairs if k not in self._several}
+        self.log_dict(scalars, on_step=False, on_epoch=True, add_dataloader_idx=False)
+
+    def _train_bookkeeping(
+        self, batch: Example, prediction: Prediction, loss: Loss, batch_idx: int
+    ) -> dict[str, Any]:
+        """A training step's logging and metrics, at a few microseconds of host time besides
+        what the loggers write every ``log_every_n_steps`` (``packages/core/tests/
+        test_step_cost.py``): the loss terms' epoch sums stay on the device
+        (``_log_train_loss``), the training metrics are updated on joined steps
+        (``_update_train_metrics``), and what is the same at every step (names, the metrics'
+        fields) is worked out at the first."""
+        step, n = self._step, len(batch)
+        if step.loss_names is None or len(step.loss_names) != len(loss.terms) + 1:
+            prefix = self.metric_prefix("train")
+            step.loss_names = {term: f"{prefix}loss/{term}" for term in loss.items()}
+        trainer = self._trainer  # None: a step called outside a fit logs nothing, as self.log
+        logging = trainer is not None and (
+            trainer._logger_connector.should_update_logs or trainer.fast_dev_run  # type: ignore[attr-defined]
+        )
+        for term, value in loss.items().items():  # per step, this process's batch: no sync
+            self._log_train_loss(step.loss_names[term], value.detach(), n, logging)
+        example, prediction = self.in_user_units(batch), self.in_user_units(prediction)
+        metrics = self.metrics["train_0"] if "train_0" in self.metrics else None  # noqa: SIM401 (a ModuleDict has no get)
+        if isinstance(metrics, MetricCollection) and len(metrics):
+            self._update_train_metrics(metrics, example, prediction)
+            if self._first_step_of_epoch(batch_idx):
+                self._log_metric_objects(metrics)
+        return {"loss": loss.total, "prediction": prediction.detach(), "example": example}
+
+    def _log_train_loss(self, name: str, value: torch.Tensor, n: int, logging: bool) -> None:
         """A training loss term, as ``self.log(name, value, on_step=True, on_epoch=True)`` logs
         it (``<name>_step`` at the steps the loggers write, ``<name>_epoch`` and ``<name>`` at the
         epoch's end: the mean weighted by batch size), at a fraction of the host time: the epoch's
         sum is kept on the device (one op a step) and ``self.log``, some hundred microseconds of
-        Lightning's bookkeeping a call, runs only when a logger writes (``log_every_n_steps``)."""
+        Lightning's bookkeeping a call, runs only when a logger writes (``logging``: a step of
+        ``log_every_n_steps``)."""
         total = self._train_loss_sums.get(name)
         if total is None:
             total = self._train_loss_sums[name] = [torch.zeros((), device=value.device), 0]
-        total[0].add_(value.float().reshape(()), alpha=n)
+        total[0].add_(value.reshape(()), alpha=n)
         total[1] += n
-        trainer = self._trainer  # None: a step called outside a fit logs nothing, as self.log
-        if trainer is not None and (
-            trainer._logger_connector.should_update_logs or trainer.fast_dev_run  # type: ignore[attr-defined]
-        ):
+        if logging:
             self.log(f"{name}_step", value, on_step=True, on_epoch=False, batch_size=n)
 
     def _update_train_metrics(
@@ -268,21 +298,28 @@ class BaseModel(pl.LightningModule):
         millisecond of host time whatever the batch, and a sum over batches (counts, sums, the
         kept values) is the same over their join. Metrics other than ``StructMetric`` (which read
         one prediction field and one example field) update every step."""
-        each = list(metrics.values(copy_state=False))
-        fields = [(m.pred_field, m.target_field) for m in each if isinstance(m, StructMetric)]
-        if len(fields) < len(each):
+        step = self._step
+        if step.metrics is not metrics:  # the first step of a fit: which fields they read
+            each = list(metrics.values(copy_state=False))
+            fields = {(m.pred_field, m.target_field) for m in each if isinstance(m, StructMetric)}
+            step.metrics = metrics
+            step.metric_fields = (
+                sorted(fields)
+                if len(fields) and all(isinstance(m, StructMetric) for m in each)
+                else None
+            )
+        if step.metric_fields is None:
             metrics.update(batch, prediction)
             return
         inputs = self._train_metric_inputs
-        for pred, target in fields:
+        for pred, target in step.metric_fields:
             inputs.setdefault(("p", pred), []).append(getattr(prediction, pred).detach())
             inputs.setdefault(("e", target), []).append(getattr(batch, target))
-        self._train_metric_target = metrics
         if len(next(iter(inputs.values()))) >= self.TRAIN_METRIC_EVERY:
             self._flush_train_metrics()
 
     def _flush_train_metrics(self) -> None:
-        inputs, metrics = self._train_metric_inputs, self._train_metric_target
+        inputs, metrics = self._train_metric_inputs, self._step.metrics
         if not inputs or metrics is None:
             return
         joined = {key: torch.cat(parts) for key, parts in inputs.items()}
@@ -476,3 +513,15 @@ def lr_factor(schedule: LRSchedule, step: int, total: int, warmup: float = 0.25)
         return ONECYCLE_START + (1 - ONECYCLE_START) * (1 - math.cos(math.pi * t / warmup)) / 2
     start = warmup if schedule == "onecycle" else 0.0
     return (1 + math.cos(math.pi * (t - start) / (1 - start))) / 2
+
+
+class _StepState:
+    """What a fit's training steps carry from one to the next (``BaseModel._step``)."""
+
+    __slots__ = ("loss_names", "metric_fields", "metrics", "position")
+
+    def __init__(self) -> None:
+        self.position = (-1, -1)  # (epoch, batch index) of the last training step
+        self.loss_names: dict[str, str] | None = None  # loss term -> its logged name
+        self.metrics: MetricCollection | None = None  # the training metrics
+        self.metric_fields: list[tuple[str, str]] | None = None  # None: update every step

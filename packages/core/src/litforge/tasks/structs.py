@@ -16,6 +16,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(cls: type) -> tuple[str, ...]:
+    """A dataclass's field names, read once per class (``dataclasses.fields`` builds its tuple
+    anew at every call, a few microseconds at every step)."""
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    return names
+
 
 @dataclasses.dataclass
 class Struct:
@@ -29,9 +40,9 @@ class Struct:
 
     def _tensor_fields(self) -> dict[str, Tensor]:
         return {
-            f.name: v
-            for f in dataclasses.fields(self)
-            if isinstance(v := getattr(self, f.name), Tensor)
+            name: v
+            for name in _field_names(type(self))
+            if isinstance(v := getattr(self, name), Tensor)
         }
 
     def tensors(self) -> dict[str, Tensor]:
