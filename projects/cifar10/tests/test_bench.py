@@ -107,7 +107,8 @@ def test_bench_e_times_each_network_and_saves_the_ratios(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_bench_a_times_raw_bare_lightning_and_core_fit(tiny_image_folder, monkeypatch):
     """Part (a): the three sides train the same steps; core's side is the project's fit with
-    its defaults (a run folder with its checkpoint), stopped by the timer after the timed steps."""
+    its defaults (a run folder with its checkpoint), stopped by the timer after the timed steps;
+    a second raw run per round gives the benchmark's noise."""
     from litforge.run.handoff import HANDOFF_ENV
 
     monkeypatch.delenv(HANDOFF_ENV, raising=False)
@@ -122,6 +123,12 @@ def test_bench_a_times_raw_bare_lightning_and_core_fit(tiny_image_folder, monkey
     for side in ("lightning", "core"):
         assert found[f"{side}_img_s"] > 0 and f"{side}_added_ms_per_step" in found
     assert found["ratio_median_of_rounds"] == found["lightning_vs_raw_ratio"]
+    # one round: the medians are that round's values
+    core, lightning = found["core_img_s"], found["lightning_img_s"]
+    assert found["core_minus_lightning_ms_per_step"] == pytest.approx(
+        1000 * 50 * (1 / core - 1 / lightning)
+    )
+    assert found["raw_repeat_ms_per_step"] >= 0  # the noise: two raw runs of the round
 
 
 def test_bench_f_times_each_precision_against_the_first():

@@ -27,6 +27,7 @@ import contextlib
 import copy
 import csv
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -190,12 +191,16 @@ def core_fit_rate(data: str | None, extra: list[str], steps: int, warmup: int) -
     check, test after fit): the timer stops it after ``warmup + steps`` steps."""
     timer = f'{{"class_path": "cifar10_demo.bench.StepTimer", "init_args": {{"warmup": {warmup}, "steps": {steps}}}}}'
     args = ["fit", *([f"--data.root={data}"] if data else []), *extra, *CORE_RUN]
-    with (
-        open(os.devnull, "w") as quiet,
-        contextlib.redirect_stdout(quiet),
-        contextlib.redirect_stderr(quiet),
-    ):
-        cli = main([*args, f"--trainer.callbacks+={timer}"])
+    logging.disable(logging.INFO)  # the run's own lines, written by handlers set up at import
+    try:
+        with (
+            open(os.devnull, "w") as quiet,
+            contextlib.redirect_stdout(quiet),
+            contextlib.redirect_stderr(quiet),
+        ):
+            cli = main([*args, f"--trainer.callbacks+={timer}"])
+    finally:
+        logging.disable(logging.NOTSET)
     # by name: run as ``python -m cifar10_demo.bench``, this module's class is __main__'s
     (found,) = [c for c in cli.trainer.callbacks if type(c).__name__ == "StepTimer"]
     return found
@@ -210,15 +215,18 @@ def bench_trainer_vs_raw(
     extra: list[str] | None = None,
 ) -> dict[str, float]:
     """A raw loop, a bare Lightning Trainer and (given ``extra``, the run's settings) the
-    project's ``fit`` through core, in alternating rounds (raw, Lightning, core, raw, ...): the
-    speed of a shared machine drifts, and alternating spreads the drift over every side. The
-    host time each adds per step over the raw loop and the ratios are medians of the per-round
-    values."""
+    project's ``fit`` through core, in alternating rounds (raw, Lightning, core, raw again,
+    ...): the speed of a shared machine drifts, and alternating spreads the drift over every
+    side. The host time each adds per step over the raw loop and the ratios are medians of the
+    per-round values. The benchmark's noise is measured with it: ``raw_repeat_ms_per_step`` is
+    the median of how far the two raw runs of a round differ (the same code twice), the size of
+    a difference between sides that this machine cannot tell from nothing."""
     from statistics import median
 
     precision = str(cli.trainer.precision)
     batch = cli.datamodule.batch_size
     rates: dict[str, list[float]] = {"raw": [], "lightning": [], "core": []}
+    again: list[float] = []
     for r in range(rounds):
         rates["raw"].append(raw_loop_rate(cli, precision, steps, warmup))
         rates["lightning"].append(bare_lightning_rate(cli, steps, warmup))
@@ -227,12 +235,13 @@ def bench_trainer_vs_raw(
             rates["core"].append(timer.rate)
             if timer.epoch_ends and r == 0:
                 print(f"   note: {timer.epoch_ends} epoch end(s) among the timed steps", flush=True)
+        again.append(raw_loop_rate(cli, precision, steps, warmup))
         print(
             "   round "
             + str(r + 1)
             + ": "
             + ", ".join(f"{k} {v[-1]:,.0f}" for k, v in rates.items() if v)
-            + " images/s",
+            + f", raw again {again[-1]:,.0f} images/s",
             flush=True,
         )
     out: dict[str, float] = {}
@@ -248,9 +257,19 @@ def bench_trainer_vs_raw(
         out[f"{side}_vs_raw_ratio"] = median(ratios)
         out[f"{side}_vs_raw_ratio_min_round"] = min(ratios)
         out[f"{side}_vs_raw_ratio_max_round"] = max(ratios)
+    out["raw_repeat_ms_per_step"] = median(
+        1000 * batch * abs(1 / a - 1 / r) for a, r in zip(again, rates["raw"])
+    )
     if rates["core"]:
         out["core_minus_lightning_ms_per_step"] = median(
             1000 * batch * (1 / c - 1 / b) for c, b in zip(rates["core"], rates["lightning"])
+        )
+        print(
+            f"   core adds {out['core_minus_lightning_ms_per_step']:.2f} ms a step to bare "
+            f"Lightning's {out['lightning_added_ms_per_step']:.2f} ms (median of {rounds} rounds); "
+            f"two raw runs of one round differ by {out['raw_repeat_ms_per_step']:.2f} ms "
+            "(this machine's noise)",
+            flush=True,
         )
     # the names bench_gpu's summary has kept: the Trainer is the bare one
     out["ratio_median_of_rounds"] = out["lightning_vs_raw_ratio"]

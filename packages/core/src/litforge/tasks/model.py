@@ -268,7 +268,8 @@ class BaseModel(pl.LightningModule):
         for term, value in loss.items().items():  # per step, this process's batch: no sync
             self._log_train_loss(step.loss_names[term], value.detach(), n, logging)
         example, prediction = self.in_user_units(batch), self.in_user_units(prediction)
-        metrics = self.metrics["train_0"] if "train_0" in self.metrics else None  # noqa: SIM401 (a ModuleDict has no get)
+        # a ModuleDict has no get
+        metrics = self.metrics["train_0"] if "train_0" in self.metrics else None  # noqa: SIM401
         if isinstance(metrics, MetricCollection) and len(metrics):
             self._update_train_metrics(metrics, example, prediction)
             if self._first_step_of_epoch(batch_idx):
