@@ -129,3 +129,75 @@ def test_token_sequences_export_and_a_model_that_does_not_trace_fails_in_one_lin
     assert len(message) < 400 and "pack_padded_sequence" in message, message
     assert not target.exists()
     assert not [p for p in tmp_path.iterdir() if "partial" in p.name]
+
+
+class MaskedMeanPool(torch.nn.Module):
+    """Token embeddings averaged over each sequence's real tokens (``example.lengths``): a
+    model of two inputs, the way a text regressor or classifier is often written."""
+
+    def __init__(self, vocab_size: int) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed = torch.nn.Embedding(vocab_size, 8)
+        self.head = torch.nn.Linear(8, 3)
+
+    def forward(self, example: ClassificationExample) -> ClassificationPrediction:
+        tokens, lengths = example.tokens, example.lengths
+        mask = torch.arange(tokens.shape[1], device=tokens.device)[None] < lengths[:, None]
+        summed = (self.embed(tokens) * mask[..., None]).sum(1)
+        return ClassificationPrediction(self.head(summed / lengths[:, None].clamp(min=1)))
+
+
+@pytest.mark.slow  # a short fit and two exports: about 15 s
+@pytest.mark.parametrize("format", ["onnx", "torch_export"])
+def test_a_model_of_two_inputs_exports_and_runs_on_another_batch_size(
+    tmp_path: Path, format: str
+) -> None:
+    """Tokens and their lengths: both formats write a graph that runs on a batch of 3 (traced
+    on 4) and gives the model's own outputs. (torch.export's program of a ``forward(*tensors)``
+    of two inputs could not be called: ``NameError: name 'L' is not defined``.)"""
+    run = testing.smoke(sequence.main, tmp_path)
+    data = run.datamodule
+    tokens = raw_test_fields(data, 4)["tokens"]
+    lengths = torch.tensor([tokens.shape[1], 3, 1, 5])
+    model = MaskedMeanPool(data.vocab_size).eval()
+    suffix = ".onnx" if format == "onnx" else ".pt2"
+    fields = {"tokens": tokens, "lengths": lengths}
+    exported = export_model(model, data, fields, tmp_path / f"two{suffix}", format=format)
+    assert exported.inputs == ("tokens", "lengths") and exported.batches == (4, 1)
+    three = {k: v[1:] for k, v in fields.items()}
+    with torch.no_grad():
+        want = model(ClassificationExample(index=torch.arange(3), label=None, **three)).logits
+    if format == "onnx":
+        got = onnx_outputs(exported.path, three)["logits"]
+    else:
+        program = torch.export.load(str(exported.path)).module()
+        got = dict(zip(exported.outputs, program(*three.values())))["logits"]
+    assert close(got, want)
+
+
+@pytest.mark.slow  # a short fit: about 10 s
+def test_a_kind_whose_inputs_export_cannot_make_up_asks_for_a_sample(tmp_path: Path) -> None:
+    """A data module whose ``read_inputs`` takes files only (a kind of one's own): export
+    without a sample stops with one line naming ``--sample`` and writes nothing; with a sample
+    it exports."""
+    import litforge
+
+    run = testing.train(testing.main, tmp_path, "fit", "--trainer.max_epochs=1")
+    predictor = litforge.load(run.run_dir)
+    stored = raw_test_fields(run.datamodule, 4)
+
+    def read_inputs(source):  # what a user's override for files of their own looks like
+        if not isinstance(source, str | Path):
+            raise TypeError(f"expected a folder of recordings, not {type(source).__name__}")
+        return litforge.Arrays(image=stored["image"], id=torch.arange(4))
+
+    predictor.data.read_inputs = read_inputs
+    target = tmp_path / "m.onnx"
+    with pytest.raises(ExportError) as refused:
+        litforge.export(predictor, target)
+    message = str(refused.value)
+    assert "\n" not in message and "--sample=" in message, message
+    assert "expected a folder of recordings" in message and not target.exists()
+    exported = litforge.export(predictor, target, sample=tmp_path)
+    assert exported.path == target and target.exists()

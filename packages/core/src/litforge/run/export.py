@@ -239,10 +239,33 @@ def _quiet_exporter() -> Iterator[None]:
             lg.setLevel(level)
 
 
-def _dynamic_batch(args: Sequence[Tensor]) -> tuple[tuple[dict[int, Any], ...]]:
-    """The first dim of every input is the batch, one size for all (forward's ``*tensors``)."""
+def _dynamic_batch(args: Sequence[Tensor]) -> tuple[dict[int, Any], ...]:
+    """The first dim of every input is the batch, one size for all."""
     batch = torch.export.Dim("batch", min=1)
-    return (tuple({0: batch} for _ in args),)
+    return tuple({0: batch} for _ in args)
+
+
+class _NamedInputs(nn.Module):
+    """``RawInputModel`` behind a forward with one named parameter per input
+    (``forward(tokens, lengths)``): torch.export (torch 2.9) writes a program of a
+    ``forward(*tensors)`` of two inputs or more whose guards cannot run (``NameError: name 'L'
+    is not defined`` at every call)."""
+
+    def __init__(self, wrapper: RawInputModel) -> None:
+        super().__init__()
+        self.wrapper = wrapper
+
+    @classmethod
+    def of(cls, wrapper: RawInputModel) -> _NamedInputs:
+        names = [f"x{i}" for i in range(len(wrapper.inputs))]  # valid names, whatever the fields
+        scope: dict[str, Any] = {}
+        exec(  # the same technique as dataclasses' generated __init__
+            f"def forward(self, {', '.join(names)}):\n"
+            f"    return self.wrapper({', '.join(names)})\n",
+            scope,
+        )
+        named = type(f"{cls.__name__}{len(names)}", (cls,), {"forward": scope["forward"]})
+        return named(wrapper)  # type: ignore[no-any-return]
 
 
 def _failed(what: str, err: BaseException) -> ExportError:
@@ -260,13 +283,14 @@ def _program(wrapper: RawInputModel, args: tuple[Tensor, ...], what: str) -> Any
     """``torch.export``'s program of ``wrapper`` with a dynamic batch: traced as torch does by
     default (non-strict); if that fails, by TorchDynamo (strict), which also keeps the batch
     dynamic through Python's ``len(tensor)`` (an int, which the default must fix)."""
+    named = _NamedInputs.of(wrapper)
     with _quiet_exporter(), torch.no_grad():
         try:
-            return torch.export.export(wrapper, args, dynamic_shapes=_dynamic_batch(args))
+            return torch.export.export(named, args, dynamic_shapes=_dynamic_batch(args))
         except Exception as first:
             try:
                 return torch.export.export(
-                    wrapper, args, dynamic_shapes=_dynamic_batch(args), strict=True
+                    named, args, dynamic_shapes=_dynamic_batch(args), strict=True
                 )
             except Exception:
                 raise _failed(what, first) from first
@@ -386,9 +410,17 @@ def export_sample(predictor: Any, source: Any = None, n: int = SAMPLE_SIZE) -> d
     else ``n`` made-up inputs of the model's kind, from what the checkpoint knows (the image
     size and channels, the feature columns and their statistics, the vocabulary): no data."""
     data = predictor.data
-    if source is None:
-        source = _made_up_inputs(data, n)
-    inputs = predictor.inputs(source)
+    if source is not None:
+        inputs = predictor.inputs(source)
+    else:
+        try:
+            inputs = predictor.inputs(_made_up_inputs(data, n))
+        except Exception as err:  # a kind of one's own reads inputs no made-up ones can be
+            raise ExportError(
+                f"{type(data).__name__} reads new inputs that export cannot make up "
+                f"({type(err).__name__}: {one_line(str(err), limit=160)}): give a few, as "
+                "predict reads them: --sample=<file or folder>"
+            ) from err
     wanted = {f.name for f in dataclasses.fields(data.example_type)} - {"index", "id"}
     fields = {k: v for k, v in inputs.items() if k in wanted}
     if not fields:
