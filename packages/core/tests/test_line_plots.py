@@ -13,7 +13,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from litforge import Extremes, Images, line_plots
+from litforge import ArrayDataModule, Arrays, Extremes, Images, line_plots
 from litforge.diagnostics.media import emit_view, fmt
 from litforge.tasks.structs import RegressionExample, RegressionPrediction
 from litforge.testing.regression import FeatureRows, MLPRegressor
@@ -149,3 +149,42 @@ def test_extremes_of_a_fit_put_each_caption_and_its_facts_in_the_json(tmp_path: 
         assert caption.startswith(f"target {fmt(record['target'])}\npredicted ")
         assert f"error {fmt(record['error'])}" in caption
     assert shown["view"].pixels.shape[1:] == (3, 200, 320)
+
+
+class Recordings(ArrayDataModule):
+    """Two channels over 20 positions per example (channel 0 rises, channel 1 is flat at the
+    example's target): a kind no page names, with no ``show`` of its own."""
+
+    name = "recordings"
+    example_type = RegressionExample
+
+    def load(self) -> Arrays:
+        n = 12
+        target = torch.arange(n, dtype=torch.float32)
+        ramp = torch.linspace(0, 1, 20).expand(n, 20)
+        flat = target[:, None].expand(n, 20) / n
+        return Arrays(features=torch.stack([ramp, flat], 1), target=target)
+
+
+def test_a_float_field_of_channels_over_positions_is_drawn_as_lines() -> None:
+    """The default ``show`` of an N x C x L float field: a line plot per example, a line per
+    channel where its values are, captioned (and in the facts) with the other fields, not a
+    table of the first numbers."""
+    data = Recordings(val_size=0.25, test_size=0.25, batch_size=4)
+    data.setup("fit")
+    example = data.sample("test", 3)
+    assert data.signal_field(example) == "features"
+    shown = data.show(example, RegressionPrediction(value=example.target + 0.5))
+    assert isinstance(shown, Images) and tuple(shown.pixels.shape[:2]) == (3, 3)
+    rising = where(shown.pixels[0], BLUE)  # channel 0: rises from left to right
+    left, right = rising[rising[:, 1] < 120], rising[rising[:, 1] > 200]
+    assert len(left) and len(right) and left[:, 0].mean() > right[:, 0].mean()
+    rgb = shown.pixels[1].permute(1, 2, 0).int()
+    orange = (rgb[..., 0] > 200) & (rgb[..., 1] > 100) & (rgb[..., 1] < 190) & (rgb[..., 2] < 110)
+    assert int(orange.sum()) > 200  # channel 1 (flat, across the plot): the second colour
+    for i, (caption, facts) in enumerate(zip(shown.captions, shown.facts or [])):
+        target = float(example.target[i])
+        assert caption.startswith(f"#{int(example.index[i])}\n")
+        assert f"target {data.describe('target', example.target[i])}" in caption
+        assert facts["target"] == pytest.approx(target, abs=1e-3)
+        assert facts["pred.value"] == pytest.approx(target + 0.5, abs=1e-3)

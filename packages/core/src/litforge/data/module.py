@@ -390,12 +390,56 @@ class ArrayDataModule(pl.LightningDataModule):
     def show(self, example: Example, prediction: Prediction) -> View:
         """A table: the index, then every example and prediction field, one row per example. A
         table's row shows its feature cells as the file has them, by column name, after its id
-        (in place of the ``features`` the model saw)."""
+        (in place of the ``features`` the model saw). An example whose input is a float field
+        of channels over positions (N x C x L: sensor readings, a spectrum per channel) is
+        drawn instead: one line plot per example, a line per channel, captioned with the other
+        fields (``signal_field``)."""
+        signal = self.signal_field(example)
+        if signal is not None:
+            return self._show_signals(example, prediction, signal)
+        return Table(self._columns(example, prediction))
+
+    def signal_field(self, example: Example) -> str | None:
+        """The example's float field of channels over positions (N x C x L, at most 16
+        channels) that ``show`` draws as lines; None without one."""
+        for name, values in example.tensors().items():
+            lines = values.dim() == 3 and values.shape[1] <= 16 and values.shape[2] > 1
+            if name not in ("index", "cells") and values.is_floating_point() and lines:
+                return name
+        return None
+
+    def _show_signals(self, example: Example, prediction: Prediction, field: str) -> View:
+        from litforge.diagnostics.media import line_plots  # matplotlib, when drawn
+
+        values = getattr(example, field).detach().float().cpu()
+        names = list(self._train.columns.get(field, ())) if self._splits is not None else []
+        if len(names) != values.shape[1]:
+            names = [f"{field}[{c}]" for c in range(values.shape[1])]
+        table = self._columns(example, prediction, skip={field})
+        facts, captions = [], []
+        for i in range(len(example)):
+            row = {
+                k: v[i]
+                for k, v in table.items()
+                if k != "index" and not (isinstance(v[i], str) and "..." in v[i])
+            }  # the short values: numbers, class names, ids (Extremes adds the id itself)
+            facts.append(row)
+            shown = ", ".join(f"{k} {v}" for k, v in row.items() if k != "id")
+            captions.append(f"#{table['index'][i]}" + (f"\n{shown}" if shown else ""))
+        plots = [dict(zip(names, item)) for item in values]
+        return line_plots(plots, captions, facts, legend=len(names) > 1)
+
+    def _columns(
+        self, example: Example, prediction: Prediction, skip: set[str] | None = None
+    ) -> dict[str, list[Any]]:
+        """``show``'s table: {column: one value per example}."""
         columns: dict[str, list[Any]] = {"index": example.index.tolist()}
         cells = self.source_cells(example)
         for prefix, struct in (("", example), ("pred.", prediction)):
             for name, values in struct.tensors().items():
                 if name in ("index", "cells") or (cells and name == "features" and not prefix):
+                    continue
+                if not prefix and skip and name in skip:
                     continue
                 if values.dim() > 0 and len(values) == len(example):
                     columns[prefix + name] = [self.describe(name, v) for v in values.cpu()]
@@ -406,7 +450,7 @@ class ArrayDataModule(pl.LightningDataModule):
                 taken = {*head, *columns}
                 raw = {(f"{k} (cell)" if k in taken else k): v for k, v in cells.items()}
                 columns = {**head, **raw, **columns}
-        return Table(columns)
+        return columns
 
     def source_cells(self, example: Example) -> dict[str, list[str]]:
         """A table's rows as the file has them: ``{column: [cell text, ...]}`` of the

@@ -140,8 +140,10 @@ class ClassificationExample(Example):
     label=y)``, or ``features=`` / ``tokens=`` instead of ``image=``.
 
     The inputs are keyword only; the data gives one of them, the others stay None:
-    ``image`` (float, normalised, N x C x H x W: the image layer's), ``features`` (float rows,
-    N x F: a table's), ``tokens`` (int64 token ids, N x L, padded) with ``lengths`` (int64 N:
+    ``image`` (float, normalised, N x C x H x W: the image layer's), ``features`` (float, any
+    shape per item: a table's rows N x F; channels over positions N x C x L, such as sensor
+    readings, which the diagnostics draw as lines), ``tokens`` (int64 token ids, N x L, padded)
+    with ``lengths`` (int64 N:
     the real lengths; ``sequence_mask(lengths, L)`` is the mask of real tokens). A task with
     another input subclasses it and adds its own field.
     """
