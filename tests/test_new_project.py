@@ -302,6 +302,7 @@ KINDS = {
     "multi-label": ("multi-label.md", (3, 60)),
     "forecasting": ("forecasting.md", (3, 60)),
     "customer-table": ("customer-table.md", (3, 60)),
+    "recordings": ("recordings.md", (3, 60)),
 }
 COUNTS = re.compile(
     r"^Changed after `make new-project`: (?P<files>.*) \((?P<n>\d+) files?, (?P<total>\d+) lines\)"
@@ -794,6 +795,48 @@ def test_recipe_grayscale(mytask: Path, tmp_path: Path) -> None:
     assert media(tmp_path, "test/digits/extremes/highest_error")
     assert media(tmp_path, "test/digits/confusion_matrix")
     assert "from the data module to the model: num_classes=10, in_channels=1" in output
+    project_tests_pass(mytask, tmp_path)
+
+
+@pytest.mark.slow
+def test_recipe_recordings(mytask: Path, tmp_path: Path) -> None:
+    """Sensor recordings, a CSV file each, named in a table with their class, trained by
+    ``make train-mytask DATA=<the table>``: the test accuracy the page states; the extremes'
+    JSON names the files with their true classes; new files predicted by the CLI name each
+    file; the model exports without a sample."""
+    apply_recipe("recordings", mytask)
+    from litforge.data.recordings import write_recordings
+
+    labels = write_recordings(tmp_path / "sensors", 240)
+    truth = {f"rec{i:03d}.csv": kind for i, kind in enumerate(labels)}
+    args = ["--data.batch_size=32", *epochs(12)]
+    results, output = make_train(mytask, tmp_path, tmp_path / "sensors" / "labels.csv", *args)
+    assert "num_classes=3" in output and "channels=3" in output, output[-3000:]
+    assert results["test/recordings/accuracy"] >= 0.9, results  # see docs/tasks/recordings.md
+    for side in ("highest_error", "lowest_error"):
+        (shown,) = media(tmp_path, f"test/recordings/extremes/{side}", ".json")
+        records = json.loads(shown.read_text())["examples"]
+        assert len(records) == 8
+        assert all(r["label"] == truth[r["id"]] for r in records), records
+    new = tmp_path / "new"
+    write_recordings(new, 6, seed=1)
+    (new / "labels.csv").unlink()
+    outputs = []
+    for command in (
+        ["predict", f"--ckpt_path={tmp_path / 'run'}", f"--data.predict={new}", *QUIET],
+        ["export", f"--ckpt_path={tmp_path / 'run'}"],
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", RECIPE_PROJECT, *command],
+            cwd=tmp_path, env=with_path(mytask), capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        outputs.append(done.stdout)
+    line = next(x for x in outputs[0].splitlines() if x.strip().startswith("predictions: "))
+    with (tmp_path / line.split("predictions: ", 1)[1].strip()).open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["id"] for r in rows] == [f"rec{i:03d}.csv" for i in range(6)]
+    assert "checked: ONNX Runtime against PyTorch" in outputs[1], outputs[1]
     project_tests_pass(mytask, tmp_path)
 
 

@@ -53,6 +53,7 @@ from litforge.data.prepare import (
     image_folder_sources,
     prepare_stream,
 )
+from litforge.data.recordings import RecordingsDataModule, read_recordings
 from litforge.data.series import SeriesDataModule, TimeSeries, read_series
 from litforge.data.split import split_pool
 from litforge.data.stream import (
@@ -177,6 +178,7 @@ __all__ = [  # noqa: RUF022 (grouped by concern, as the docs list them)
     "ImageDataModule",
     "ImageFolderDataModule",
     "ImageTableDataModule",
+    "RecordingsDataModule",
     "StreamedDataModule",
     "StreamedImageDataModule",
     "StreamedImageFolderDataModule",
@@ -194,6 +196,7 @@ __all__ = [  # noqa: RUF022 (grouped by concern, as the docs list them)
     "check_same_classes",
     "read_table",
     "read_image_table",
+    "read_recordings",
     "multi_hot",
     "tag_sets",
     "TablePreprocessor",

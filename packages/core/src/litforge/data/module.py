@@ -412,7 +412,7 @@ class ArrayDataModule(pl.LightningDataModule):
         from litforge.diagnostics.media import line_plots  # matplotlib, when drawn
 
         values = getattr(example, field).detach().float().cpu()
-        names = list(self._train.columns.get(field, ())) if self._splits is not None else []
+        names = list(getattr(self, "channel_names", None) or ())  # a data module's own names
         if len(names) != values.shape[1]:
             names = [f"{field}[{c}]" for c in range(values.shape[1])]
         table = self._columns(example, prediction, skip={field})
@@ -424,8 +424,14 @@ class ArrayDataModule(pl.LightningDataModule):
                 if k != "index" and not (isinstance(v[i], str) and "..." in v[i])
             }  # the short values: numbers, class names, ids (Extremes adds the id itself)
             facts.append(row)
-            shown = ", ".join(f"{k} {v}" for k, v in row.items() if k != "id")
-            captions.append(f"#{table['index'][i]}" + (f"\n{shown}" if shown else ""))
+            # one value a field (several, such as logits, stay in the facts); a class as
+            # "true -> predicted"
+            one = {k: v for k, v in row.items() if k != "id" and ", " not in str(v)}
+            parts = []
+            if "label" in one and "pred.pred" in one:
+                parts.append(f"{one.pop('label')} -> {one.pop('pred.pred')}")
+            parts += [f"{k} {v}" for k, v in one.items()]
+            captions.append("\n".join([f"#{table['index'][i]}", ", ".join(parts)]).strip())
         plots = [dict(zip(names, item)) for item in values]
         return line_plots(plots, captions, facts, legend=len(names) > 1)
 

@@ -408,13 +408,15 @@ def export_sample(predictor: Any, source: Any = None, n: int = SAMPLE_SIZE) -> d
     """Stored inputs to trace and check an export with, by field name: ``source`` read by the
     predictor as new inputs (a folder of images, a CSV, a text file: what ``predict`` reads),
     else ``n`` made-up inputs of the model's kind, from what the checkpoint knows (the image
-    size and channels, the feature columns and their statistics, the vocabulary): no data."""
+    size and channels, the feature columns and their statistics, the vocabulary): no data. A
+    data module of a kind of its own makes them with ``made_up_inputs(n)``, if it has one."""
     data = predictor.data
     if source is not None:
         inputs = predictor.inputs(source)
     else:
+        maker = getattr(data, "made_up_inputs", None)  # a data module's own, if it has one
         try:
-            inputs = predictor.inputs(_made_up_inputs(data, n))
+            inputs = predictor.inputs(maker(n) if callable(maker) else _made_up_inputs(data, n))
         except Exception as err:  # a kind of one's own reads inputs no made-up ones can be
             raise ExportError(
                 f"{type(data).__name__} reads new inputs that export cannot make up "
