@@ -15,11 +15,13 @@ from typing import Any
 import pytest
 import pytorch_lightning as pl
 import torch
+import torchmetrics
 from pytorch_lightning.profilers import Profiler
 
 from litforge import testing
 from litforge.run.progress import PacedProgressBar
 from litforge.tasks.dispatch import PER_STEP_HOOKS, skip_unused_hooks
+from litforge.tasks.metrics import StructMetric
 
 LOG_EVERY = 4
 
@@ -209,12 +211,18 @@ def test_callbacks_are_called_only_for_the_per_step_hooks_they_implement() -> No
 
 
 def test_the_joined_training_metrics_hold_each_step_once() -> None:
-    """The classification metrics (three, reading the same logits and labels) keep each step's
-    inputs once: after 20 steps of 16 examples, joined and flushed, each metric has counted 320
-    examples, and the accuracy equals one counted by hand."""
+    """The classification metrics (three, reading the same logits and labels, and a fourth
+    reading other scores with the same labels) keep each step's inputs once: after 20 steps of
+    16 examples, joined and flushed, each metric has counted 320 examples, and the accuracy
+    equals one counted by hand."""
     cli = testing.main([*testing.QUIET], run=False)
     model = cli.model
     metrics = model.build_metrics()
+    # and one reading another prediction field with the same labels
+    metrics.add_metrics(
+        {"scores": StructMetric(torchmetrics.Accuracy(task="multiclass",
+                                num_classes=model.num_classes), pred_field="scores")}
+    )  # fmt: skip
     generator = torch.Generator().manual_seed(0)
     hits = []
     for _ in range(20):
@@ -222,7 +230,7 @@ def test_the_joined_training_metrics_hold_each_step_once() -> None:
         label = torch.randint(0, model.num_classes, (16,), generator=generator)
         hits.append(logits.argmax(1) == label)
         model._update_train_metrics(
-            metrics, SimpleNamespace(label=label), SimpleNamespace(logits=logits)
+            metrics, SimpleNamespace(label=label), SimpleNamespace(logits=logits, scores=logits)
         )
     model._flush_train_metrics()
     for name, metric in metrics.items():

@@ -304,18 +304,17 @@ class BaseModel(pl.LightningModule):
             each = list(metrics.values(copy_state=False))
             fields = {(m.pred_field, m.target_field) for m in each if isinstance(m, StructMetric)}
             step.metrics = metrics
-            step.metric_fields = (
-                sorted(fields)
-                if len(fields) and all(isinstance(m, StructMetric) for m in each)
-                else None
-            )
+            # each field once, however many metrics read it ("p": the prediction's)
+            kept = {("p", p) for p, _ in fields} | {("e", t) for _, t in fields}
+            structs = len(fields) and all(isinstance(m, StructMetric) for m in each)
+            step.metric_fields = sorted(kept) if structs else None
         if step.metric_fields is None:
             metrics.update(batch, prediction)
             return
         inputs = self._train_metric_inputs
-        for pred, target in step.metric_fields:
-            inputs.setdefault(("p", pred), []).append(getattr(prediction, pred).detach())
-            inputs.setdefault(("e", target), []).append(getattr(batch, target))
+        for side, name in step.metric_fields:
+            value = getattr(prediction if side == "p" else batch, name)
+            inputs.setdefault((side, name), []).append(value.detach())
         if len(next(iter(inputs.values()))) >= self.TRAIN_METRIC_EVERY:
             self._flush_train_metrics()
 
@@ -525,4 +524,6 @@ class _StepState:
         self.position = (-1, -1)  # (epoch, batch index) of the last training step
         self.loss_names: dict[str, str] | None = None  # loss term -> its logged name
         self.metrics: MetricCollection | None = None  # the training metrics
-        self.metric_fields: list[tuple[str, str]] | None = None  # None: update every step
+        # the (side, field) pairs the training metrics read, "p" the prediction's, "e" the
+        # example's; None: the metrics update every step
+        self.metric_fields: list[tuple[str, str]] | None = None
